@@ -1,0 +1,67 @@
+// The back-end interface: runs of pages for spans. The legacy page heap
+// implements it now; the hugepage-aware allocator slots in behind the same
+// interface later.
+#ifndef JSMALLOC_HUGEPAGE_PAGE_ALLOCATOR_H_
+#define JSMALLOC_HUGEPAGE_PAGE_ALLOCATOR_H_
+
+#include <cstddef>
+
+#include "runtime/config.h"
+#include "runtime/internal_printer.h"
+#include "runtime/span.h"
+
+namespace jsmalloc {
+
+struct BackendStats {
+  size_t system_bytes = 0;    // address space obtained from the OS
+  size_t free_bytes = 0;      // free, still backed (or never touched) pages
+  size_t unmapped_bytes = 0;  // free pages given back with MADV_DONTNEED
+  size_t in_use_bytes = 0;    // pages held by spans in use
+  size_t spans_in_use = 0;
+  size_t free_runs = 0;       // free runs (normal + returned)
+  size_t released_total = 0;  // bytes released to the OS, cumulative
+  size_t grow_calls = 0;      // times the heap asked the OS for memory
+};
+
+// Where a back-end gets its address space. Injected so unit tests can hand
+// out memory (and observe releases) without the process-wide state.
+class PageSource {
+ public:
+  virtual ~PageSource() = default;
+  // Zeroed memory of `bytes`, aligned to `align`; nullptr when refused.
+  virtual void* Map(size_t bytes, size_t align, void* hint) = 0;
+  // Drops the contents of a range (it stays mapped and reads as zero).
+  virtual bool Release(void* ptr, size_t bytes) = 0;
+};
+
+// PageSource backed by os/linux.
+class SystemPageSource final : public PageSource {
+ public:
+  void* Map(size_t bytes, size_t align, void* hint) override;
+  bool Release(void* ptr, size_t bytes) override;
+};
+
+class PageAllocator {
+ public:
+  virtual ~PageAllocator() = default;
+  // A span of exactly n pages, recorded in the pagemap for every page, or
+  // nullptr when the OS refuses memory.
+  virtual Span* New(Length n) = 0;
+  // Same, with the first page a multiple of align_pages (a power of two).
+  virtual Span* NewAligned(Length n, Length align_pages) = 0;
+  // Returns a span obtained from New*.
+  virtual void Delete(Span* span) = 0;
+  // Releases at least `bytes` of free memory to the OS if that much is free;
+  // returns what was released.
+  virtual size_t ReleaseAtLeast(size_t bytes) = 0;
+  virtual BackendStats Stats() = 0;
+  virtual void Print(Printer* out) = 0;
+  virtual const char* Name() const = 0;
+  // fork(): the parent holds the back-end's locks across fork.
+  virtual void LockForFork() = 0;
+  virtual void UnlockAfterFork(bool child) = 0;
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_HUGEPAGE_PAGE_ALLOCATOR_H_

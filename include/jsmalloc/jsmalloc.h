@@ -1,0 +1,43 @@
+/* JSMalloc public C API. The standard allocation functions (malloc, free, ...)
+ * are exported with their usual prototypes; this header adds what is specific
+ * to JSMalloc. */
+#ifndef JSMALLOC_JSMALLOC_H_
+#define JSMALLOC_JSMALLOC_H_
+
+#include <stddef.h>
+
+#if defined(__GNUC__)
+#define JSMALLOC_EXPORT __attribute__((visibility("default")))
+#else
+#define JSMALLOC_EXPORT
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define JSMALLOC_VERSION_STRING "0.1.0"
+
+/* Writes the human-readable stats report into buf (always NUL-terminated when
+ * len > 0) and returns the length the full report needs, excluding the NUL.
+ * Call with (NULL, 0) to size the buffer. */
+JSMALLOC_EXPORT size_t jsmalloc_get_stats(char *buf, size_t len);
+
+/* Looks up a numeric property by name. Returns 1 and stores the value when the
+ * name is known, 0 otherwise. See docs/tuning.md for the list of names. */
+JSMALLOC_EXPORT int jsmalloc_get_numeric_property(const char *name,
+                                                  size_t *value);
+
+/* Returns at least `bytes` of free page-heap memory to the OS (MADV_DONTNEED)
+ * if that much is free; returns the number of bytes actually released. Pass
+ * SIZE_MAX to release everything that is free. */
+JSMALLOC_EXPORT size_t jsmalloc_release_memory_to_os(size_t bytes);
+
+/* Version string, e.g. "0.1.0". */
+JSMALLOC_EXPORT const char *jsmalloc_version(void);
+
+#ifdef __cplusplus
+}  /* extern "C" */
+#endif
+
+#endif /* JSMALLOC_JSMALLOC_H_ */

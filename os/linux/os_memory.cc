@@ -1,0 +1,136 @@
+#include "os/linux/os_memory.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+extern char** environ;
+
+namespace jsmalloc::os {
+
+void* MapAligned(size_t bytes, size_t alignment, void* hint) {
+  int saved_errno = errno;
+  // Try the hint first: when the heap grows upward contiguously, the new range
+  // merges with the previous VMA and the kernel's per-mapping cost stays flat.
+  if (hint != nullptr && (reinterpret_cast<uintptr_t>(hint) & (alignment - 1)) == 0) {
+    void* p = mmap(hint, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == hint) {
+      errno = saved_errno;
+      return p;
+    }
+    if (p != MAP_FAILED) munmap(p, bytes);  // old kernels ignore FIXED_NOREPLACE
+  }
+  size_t over = bytes + alignment;
+  if (over < bytes) return nullptr;
+  void* raw = mmap(nullptr, over, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) {
+    errno = saved_errno;
+    return nullptr;
+  }
+  uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  uintptr_t aligned = (start + alignment - 1) & ~(alignment - 1);
+  if (aligned > start) munmap(raw, aligned - start);
+  uintptr_t end = start + over;
+  if (end > aligned + bytes) munmap(reinterpret_cast<void*>(aligned + bytes), end - (aligned + bytes));
+  errno = saved_errno;
+  return reinterpret_cast<void*>(aligned);
+}
+
+void Unmap(void* ptr, size_t bytes) {
+  int saved_errno = errno;
+  munmap(ptr, bytes);
+  errno = saved_errno;
+}
+
+bool ReleasePages(void* ptr, size_t bytes) {
+  int saved_errno = errno;
+  int rc;
+  do {
+    rc = madvise(ptr, bytes, MADV_DONTNEED);
+  } while (rc != 0 && errno == EAGAIN);
+  errno = saved_errno;
+  return rc == 0;
+}
+
+size_t SystemPageSize() {
+  static size_t cached = 0;
+  if (cached == 0) cached = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return cached;
+}
+
+void WriteStderr(const char* data, size_t len) {
+  int saved_errno = errno;
+  while (len > 0) {
+    ssize_t n = write(2, data, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    data += n;
+    len -= static_cast<size_t>(n);
+  }
+  errno = saved_errno;
+}
+
+void FatalError(const char* msg, const void* ptr) {
+  char buf[256];
+  size_t n = 0;
+  auto put = [&](const char* s) {
+    while (*s && n < sizeof(buf) - 1) buf[n++] = *s++;
+  };
+  put("jsmalloc: ");
+  put(msg);
+  put(" 0x");
+  uintptr_t v = reinterpret_cast<uintptr_t>(ptr);
+  char hex[17];
+  int h = 0;
+  do {
+    hex[h++] = "0123456789abcdef"[v & 15];
+    v >>= 4;
+  } while (v != 0);
+  while (h > 0 && n < sizeof(buf) - 1) buf[n++] = hex[--h];
+  if (n < sizeof(buf) - 1) buf[n++] = '\n';
+  WriteStderr(buf, n);
+  abort();
+}
+
+const char* GetEnv(const char* name) {
+  if (environ == nullptr) return nullptr;
+  size_t len = strlen(name);
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (strncmp(*e, name, len) == 0 && (*e)[len] == '=') return *e + len + 1;
+  }
+  return nullptr;
+}
+
+size_t ResidentBytes() {
+  int saved_errno = errno;
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    errno = saved_errno;
+    return 0;
+  }
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  errno = saved_errno;
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  // statm: size resident shared ... (in pages)
+  const char* p = buf;
+  while (*p && *p != ' ') ++p;
+  while (*p == ' ') ++p;
+  size_t pages = 0;
+  while (*p >= '0' && *p <= '9') pages = pages * 10 + static_cast<size_t>(*p++ - '0');
+  return pages * SystemPageSize();
+}
+
+}  // namespace jsmalloc::os

@@ -1,0 +1,43 @@
+// The only place (with futex.h) that talks to the kernel about memory. Every
+// layer above asks here for address space and gives pages back through here.
+#ifndef JSMALLOC_OS_LINUX_OS_MEMORY_H_
+#define JSMALLOC_OS_LINUX_OS_MEMORY_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace jsmalloc::os {
+
+// Maps `bytes` of fresh, zeroed, readable and writable anonymous memory whose
+// start is a multiple of `alignment` (a power of two, >= the system page).
+// `hint` is where we would like it (to keep the heap contiguous); the kernel
+// may ignore it. Returns nullptr when the kernel refuses (ENOMEM).
+void* MapAligned(size_t bytes, size_t alignment, void* hint);
+
+// Unmaps a range obtained from MapAligned (or part of one).
+void Unmap(void* ptr, size_t bytes);
+
+// Tells the kernel the contents of [ptr, ptr+bytes) are no longer needed; the
+// range stays mapped and reads back as zeros. Returns false if refused.
+bool ReleasePages(void* ptr, size_t bytes);
+
+// The kernel's base page size (4 KiB on x86-64).
+size_t SystemPageSize();
+
+// Async-signal-safe, allocation-free write of raw bytes to stderr.
+void WriteStderr(const char* data, size_t len);
+
+// Writes "jsmalloc: <msg> <ptr>\n" to stderr and aborts. Used for detected
+// heap misuse; never returns.
+[[noreturn]] void FatalError(const char* msg, const void* ptr);
+
+// Returns a value of the named environment variable, or nullptr. Safe before
+// main and inside malloc (reads environ directly).
+const char* GetEnv(const char* name);
+
+// Resident set size of this process in bytes (from /proc/self/statm), or 0.
+size_t ResidentBytes();
+
+}  // namespace jsmalloc::os
+
+#endif  // JSMALLOC_OS_LINUX_OS_MEMORY_H_

@@ -1,0 +1,99 @@
+#include "runtime/allocator.h"
+
+#include <errno.h>
+
+#include "os/linux/os_memory.h"
+
+namespace jsmalloc {
+
+__thread ThreadState t_state __attribute__((tls_model("initial-exec"))) = {nullptr, false, false};
+
+ThreadCache* CreateThreadCache();  // static_vars.cc
+
+namespace {
+
+ThreadCache* GetCache() {
+  ThreadCache* tc = t_state.cache;
+  return tc != nullptr ? tc : CreateThreadCache();
+}
+
+void* AllocateUncached(int cl) {
+  void* p = nullptr;
+  return Static::transfer()[cl].RemoveRange(&p, 1) == 1 ? p : nullptr;
+}
+
+}  // namespace
+
+void* AllocateClassSlow(int cl) {
+  Static::InitIfNeeded();
+  ThreadCache* tc = GetCache();
+  void* p = tc != nullptr ? tc->Allocate(cl) : AllocateUncached(cl);
+  if (JSMALLOC_UNLIKELY(p == nullptr)) errno = ENOMEM;
+  return p;
+}
+
+void* AllocateSlow(size_t size) {
+  if (size <= kMaxSize) return AllocateClassSlow(SizeMap::ClassFor(size));
+  return AllocateLarge(size, kPageSize);
+}
+
+void* AllocateLarge(size_t size, size_t alignment) {
+  Static::InitIfNeeded();
+  if (size > kMaxRequest || alignment > kMaxRequest) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  Length n = PagesFor(size == 0 ? 1 : size);
+  Length align_pages = alignment > kPageSize ? alignment >> kPageShift : 1;
+  Span* span = align_pages > 1 ? Static::backend()->NewAligned(n, align_pages)
+                               : Static::backend()->New(n);
+  if (span == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return span->start();
+}
+
+namespace {
+
+Span* LargeSpanOrDie(const void* p, const char* what) {
+  Span* span = Static::inited() ? g_pagemap.Get(PageIdOf(p)) : nullptr;
+  if (span == nullptr || span->first_page != PageIdOf(p) || span->start() != p) {
+    os::FatalError(what, p);
+  }
+  if (span->location != Span::kInUse) os::FatalError("double free of pointer", p);
+  return span;
+}
+
+}  // namespace
+
+void FreeSlow(void* p, int cl) {
+  if (p == nullptr) return;
+  if (cl != 0) {
+    ThreadCache* tc = GetCache();
+    if (tc != nullptr) {
+      tc->Deallocate(p, cl);
+    } else {
+      Static::transfer()[cl].InsertRange(&p, 1);
+    }
+    return;
+  }
+  Span* span = LargeSpanOrDie(p, "invalid free of pointer not allocated by jsmalloc:");
+  Static::backend()->Delete(span);
+}
+
+size_t UsableSize(const void* p) {
+  if (p == nullptr) return 0;
+  int cl = g_pagemap.SizeClassOf(p);
+  if (cl != 0) return SizeMap::ClassSize(cl);
+  return LargeSpanOrDie(p, "malloc_usable_size of pointer not allocated by jsmalloc:")->bytes();
+}
+
+size_t TrimAll() {
+  Static::InitIfNeeded();
+  if (t_state.cache != nullptr) t_state.cache->Flush();
+  for (int cl = 1; cl < kNumClasses; ++cl) Static::transfer()[cl].Drain();
+  return Static::backend()->ReleaseAtLeast(~size_t{0});
+}
+
+}  // namespace jsmalloc

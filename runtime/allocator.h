@@ -1,0 +1,77 @@
+// The allocation and deallocation paths shared by the C API and operator
+// new/delete. The fast paths are inline; everything else is out of line.
+#ifndef JSMALLOC_RUNTIME_ALLOCATOR_H_
+#define JSMALLOC_RUNTIME_ALLOCATOR_H_
+
+#include <cstddef>
+
+#include "runtime/size_map.h"
+#include "runtime/static_vars.h"
+#include "runtime/thread_cache.h"
+
+namespace jsmalloc {
+
+struct ThreadState {
+  ThreadCache* cache;  // null until the thread's first allocation
+  bool in_setup;       // creating the cache (calls that may re-enter malloc)
+  bool dead;           // cache destroyed at thread exit; use the middle-end
+};
+
+extern __thread ThreadState t_state __attribute__((tls_model("initial-exec")));
+
+// Largest request we try to satisfy; anything larger cannot be mapped anyway.
+inline constexpr size_t kMaxRequest = size_t{1} << 46;
+
+void* AllocateSlow(size_t size);
+void* AllocateClassSlow(int cl);
+void* AllocateLarge(size_t size, size_t alignment);
+void FreeSlow(void* p, int cl);
+// Usable size of an allocated block; aborts on a pointer we do not own.
+size_t UsableSize(const void* p);
+// Flushes the calling thread's cache and the transfer caches, then releases
+// all free back-end memory. Returns bytes released.
+size_t TrimAll();
+
+JSMALLOC_ALWAYS_INLINE void* AllocateClass(int cl) {
+  ThreadCache* tc = t_state.cache;
+  if (JSMALLOC_LIKELY(tc != nullptr)) {
+    void* p = tc->Allocate(cl);
+    if (JSMALLOC_LIKELY(p != nullptr)) return p;
+  }
+  return AllocateClassSlow(cl);
+}
+
+// Sets errno to ENOMEM and returns null on failure.
+JSMALLOC_ALWAYS_INLINE void* Allocate(size_t size) {
+  if (JSMALLOC_LIKELY(size <= kMaxSize)) {
+    ThreadCache* tc = t_state.cache;
+    if (JSMALLOC_LIKELY(tc != nullptr)) {
+      void* p = tc->Allocate(SizeMap::ClassFor(size));
+      if (JSMALLOC_LIKELY(p != nullptr)) return p;
+    }
+  }
+  return AllocateSlow(size);
+}
+
+// alignment: a power of two.
+inline void* AllocateAligned(size_t size, size_t alignment) {
+  if (alignment <= kPageSize && size <= kMaxSize) {
+    int cl = SizeMap::ClassForAligned(size, alignment);
+    if (cl != 0) return AllocateClass(cl);
+  }
+  return AllocateLarge(size, alignment);
+}
+
+JSMALLOC_ALWAYS_INLINE void Free(void* p) {
+  int cl = g_pagemap.SizeClassOf(p);
+  ThreadCache* tc = t_state.cache;
+  if (JSMALLOC_LIKELY(cl != 0 && tc != nullptr)) {
+    tc->Deallocate(p, cl);
+    return;
+  }
+  FreeSlow(p, cl);
+}
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_RUNTIME_ALLOCATOR_H_

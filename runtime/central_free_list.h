@@ -1,0 +1,78 @@
+// Spans of one size class and the objects free inside them. Serves batches
+// to the transfer cache and takes batches back; asks the back-end for new
+// spans and gives empty ones back.
+#ifndef JSMALLOC_RUNTIME_CENTRAL_FREE_LIST_H_
+#define JSMALLOC_RUNTIME_CENTRAL_FREE_LIST_H_
+
+#include <cstddef>
+
+#include "hugepage/page_allocator.h"
+#include "runtime/pagemap.h"
+#include "runtime/spinlock.h"
+
+namespace jsmalloc {
+
+struct CentralStats {
+  size_t spans = 0;
+  size_t live_objects = 0;    // objects outside the spans (caches + app)
+  size_t free_objects = 0;    // objects inside spans, including never carved
+  size_t free_bytes = 0;      // free_objects * size + unusable span tails
+  size_t spans_created = 0;   // cumulative
+  size_t spans_released = 0;  // cumulative
+};
+
+class CentralFreeList {
+ public:
+  // Spans are bucketed by how full they are; allocation takes from the
+  // fullest, so lightly used spans drain and return to the back-end.
+  static constexpr int kBuckets = 8;
+
+  CentralFreeList() = default;
+  CentralFreeList(const CentralFreeList&) = delete;
+  CentralFreeList& operator=(const CentralFreeList&) = delete;
+
+  void Init(int sizeclass, size_t object_size, Length pages_per_span, PageAllocator* pages,
+            PageMap* pagemap);
+
+  // Fills batch with up to n objects; returns how many (0 only when the
+  // back-end is out of memory).
+  int RemoveRange(void** batch, int n);
+  // Returns n objects of this class. Aborts on a pointer that is not the start
+  // of an object of this class, or on an object returned twice to an
+  // otherwise empty span.
+  void InsertRange(void* const* batch, int n);
+
+  CentralStats Stats();
+  int sizeclass() const { return sizeclass_; }
+  void LockForFork() { lock_.Lock(); }
+  void UnlockAfterFork(bool child) {
+    if (child) lock_.ResetAfterFork();
+    else lock_.Unlock();
+  }
+
+ private:
+  int BucketFor(uint32_t allocated) const {
+    return static_cast<int>((static_cast<size_t>(allocated) * kBuckets) / objects_per_span_);
+  }
+  void FileSpan(Span* span);  // puts a non-full span in its bucket
+  Span* Populate();
+
+  SpinLock lock_;
+  int sizeclass_ = 0;
+  size_t object_size_ = 0;
+  uint32_t objects_per_span_ = 0;
+  Length pages_per_span_ = 0;
+  size_t span_tail_bytes_ = 0;
+  PageAllocator* pages_ = nullptr;
+  PageMap* pagemap_ = nullptr;
+  SpanList buckets_[kBuckets];
+  int highest_nonempty_ = -1;  // hint: no bucket above it has spans
+  size_t num_spans_ = 0;
+  size_t live_objects_ = 0;
+  size_t spans_created_ = 0;
+  size_t spans_released_ = 0;
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_RUNTIME_CENTRAL_FREE_LIST_H_

@@ -1,0 +1,83 @@
+#include "runtime/env_options.h"
+
+#include <cstring>
+
+#include "os/linux/os_memory.h"
+#include "runtime/internal_printer.h"
+
+namespace jsmalloc {
+
+bool ParseBool(const char* s, bool* out) {
+  if (strcmp(s, "1") == 0 || strcmp(s, "true") == 0 || strcmp(s, "yes") == 0 || strcmp(s, "on") == 0) {
+    *out = true;
+    return true;
+  }
+  if (strcmp(s, "0") == 0 || strcmp(s, "false") == 0 || strcmp(s, "no") == 0 || strcmp(s, "off") == 0) {
+    *out = false;
+    return true;
+  }
+  return false;
+}
+
+bool ParseSize(const char* s, size_t* out) {
+  if (*s == '\0') return false;
+  size_t v = 0;
+  const char* p = s;
+  while (*p >= '0' && *p <= '9') {
+    size_t d = static_cast<size_t>(*p - '0');
+    if (v > (~size_t{0} - d) / 10) return false;
+    v = v * 10 + d;
+    ++p;
+  }
+  if (p == s) return false;
+  int shift = 0;
+  if (*p == 'k' || *p == 'K') shift = 10;
+  else if (*p == 'm' || *p == 'M') shift = 20;
+  else if (*p == 'g' || *p == 'G') shift = 30;
+  if (shift != 0) {
+    ++p;
+    if (*p == 'i' || *p == 'I') ++p;
+    if (*p == 'b' || *p == 'B') ++p;
+  }
+  if (*p != '\0') return false;
+  if (shift != 0 && (v << shift) >> shift != v) return false;
+  *out = v << shift;
+  return true;
+}
+
+namespace {
+
+void WarnLine(const char* name, const char* value, const char* expected, const char* dflt) {
+  char buf[512];
+  Printer p(buf, sizeof(buf));
+  p.Str("jsmalloc: ignoring ").Str(name).Str("='").Str(value).Str("': expected ").Str(expected)
+      .Str("; using the default ").Str(dflt).Char('\n');
+  os::WriteStderr(p.data(), p.written());
+}
+
+void GetBool(const char* name, bool* v) {
+  const char* s = os::GetEnv(name);
+  if (s == nullptr) return;
+  if (!ParseBool(s, v)) WarnLine(name, s, "0 or 1", *v ? "1" : "0");
+}
+
+void GetSize(const char* name, size_t* v) {
+  const char* s = os::GetEnv(name);
+  if (s == nullptr) return;
+  if (!ParseSize(s, v)) {
+    char num[32];
+    Printer p(num, sizeof(num));
+    p.U(*v);
+    WarnLine(name, s, "a byte count such as 1048576, 64K or 32M", num);
+  }
+}
+
+}  // namespace
+
+void ParseOptions(Options* out) {
+  GetBool("JSMALLOC_STATS_ON_EXIT", &out->stats_on_exit);
+  GetSize("JSMALLOC_MAX_TOTAL_THREAD_CACHE_BYTES", &out->max_total_thread_cache_bytes);
+  GetSize("JSMALLOC_PAGE_HEAP_KEEP_FREE_BYTES", &out->page_heap_keep_free_bytes);
+}
+
+}  // namespace jsmalloc

@@ -1,0 +1,27 @@
+// Run-time settings from JSMALLOC_* environment variables, read once at
+// initialisation. A malformed value prints one warning line and keeps the
+// default. docs/tuning.md lists every variable.
+#ifndef JSMALLOC_RUNTIME_ENV_OPTIONS_H_
+#define JSMALLOC_RUNTIME_ENV_OPTIONS_H_
+
+#include <cstddef>
+
+namespace jsmalloc {
+
+struct Options {
+  bool stats_on_exit = false;                       // JSMALLOC_STATS_ON_EXIT
+  size_t max_total_thread_cache_bytes = 32 << 20;   // JSMALLOC_MAX_TOTAL_THREAD_CACHE_BYTES
+  size_t page_heap_keep_free_bytes = 32 << 20;      // JSMALLOC_PAGE_HEAP_KEEP_FREE_BYTES
+};
+
+// Parses the environment into *out (which holds the defaults on entry).
+void ParseOptions(Options* out);
+
+// Parsers shared with tests. Return false (leaving *out alone) on bad input.
+bool ParseBool(const char* s, bool* out);
+// Accepts a decimal number with an optional K, M or G suffix (powers of 1024).
+bool ParseSize(const char* s, size_t* out);
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_RUNTIME_ENV_OPTIONS_H_

@@ -1,0 +1,295 @@
+// The exported C allocation API: the standard functions, glibc's companions
+// and JSMalloc's own. Every entry point is a thin shell over allocator.h.
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "jsmalloc/jsmalloc.h"
+#include "os/linux/os_memory.h"
+#include "runtime/allocator.h"
+#include "runtime/stats.h"
+
+using jsmalloc::Allocate;
+using jsmalloc::AllocateAligned;
+using jsmalloc::Free;
+
+#define JSMALLOC_API extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+bool IsPowerOfTwo(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+size_t SystemPage() { return jsmalloc::os::SystemPageSize(); }
+
+void* Realloc(void* old, size_t size) {
+  if (old == nullptr) return Allocate(size);
+  if (size == 0) {  // glibc frees and returns NULL
+    Free(old);
+    return nullptr;
+  }
+  size_t old_size = jsmalloc::UsableSize(old);
+  // Keep the block if the request fits and does not waste more than half.
+  if (size <= old_size && size >= old_size / 2) return old;
+  size_t want = size;
+  // Grow by at least a quarter so that loops growing a buffer byte by byte
+  // copy O(n) bytes in total, not O(n^2).
+  if (size > old_size && size - old_size < old_size / 4 && old_size + old_size / 4 > old_size) {
+    want = old_size + old_size / 4;
+  }
+  void* p = Allocate(want);
+  if (p == nullptr && want != size) p = Allocate(size);
+  if (p == nullptr) return nullptr;  // errno set; old block untouched
+  memcpy(p, old, size < old_size ? size : old_size);
+  Free(old);
+  return p;
+}
+
+}  // namespace
+
+JSMALLOC_API void* malloc(size_t size) noexcept { return Allocate(size); }
+
+JSMALLOC_API void free(void* p) noexcept { Free(p); }
+
+JSMALLOC_API void cfree(void* p) noexcept { Free(p); }
+
+JSMALLOC_API void free_sized(void* p, size_t /*size*/) noexcept { Free(p); }
+
+JSMALLOC_API void free_aligned_sized(void* p, size_t /*alignment*/, size_t /*size*/) noexcept {
+  Free(p);
+}
+
+JSMALLOC_API void* calloc(size_t n, size_t size) noexcept {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* p = Allocate(total);
+  if (p != nullptr) memset(p, 0, total);
+  return p;
+}
+
+JSMALLOC_API void* realloc(void* p, size_t size) noexcept { return Realloc(p, size); }
+
+JSMALLOC_API void* reallocarray(void* p, size_t n, size_t size) noexcept {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return Realloc(p, total);
+}
+
+JSMALLOC_API void* memalign(size_t alignment, size_t size) noexcept {
+  // glibc rounds a non-power-of-two alignment up to the next power of two.
+  if (!IsPowerOfTwo(alignment)) {
+    if (alignment > (~size_t{0} >> 1) + 1) {
+      errno = EINVAL;
+      return nullptr;
+    }
+    size_t a = 1;
+    while (a < alignment) a <<= 1;
+    alignment = a;
+  }
+  return AllocateAligned(size, alignment);
+}
+
+JSMALLOC_API void* aligned_alloc(size_t alignment, size_t size) noexcept {
+  if (!IsPowerOfTwo(alignment)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return AllocateAligned(size, alignment);
+}
+
+JSMALLOC_API int posix_memalign(void** out, size_t alignment, size_t size) noexcept {
+  if (!IsPowerOfTwo(alignment) || alignment % sizeof(void*) != 0) return EINVAL;
+  int saved = errno;
+  void* p = AllocateAligned(size, alignment);
+  errno = saved;  // posix_memalign reports through its return value only
+  if (p == nullptr) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+JSMALLOC_API void* valloc(size_t size) noexcept { return AllocateAligned(size, SystemPage()); }
+
+JSMALLOC_API void* pvalloc(size_t size) noexcept {
+  size_t page = SystemPage();
+  size_t rounded = (size + page - 1) & ~(page - 1);
+  if (rounded < size) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return AllocateAligned(rounded == 0 ? page : rounded, page);
+}
+
+JSMALLOC_API size_t malloc_usable_size(void* p) noexcept { return jsmalloc::UsableSize(p); }
+
+// glibc's internal names, which some programs and libraries call directly.
+JSMALLOC_API void* __libc_malloc(size_t size) { return Allocate(size); }
+JSMALLOC_API void __libc_free(void* p) { Free(p); }
+JSMALLOC_API void* __libc_calloc(size_t n, size_t size) { return calloc(n, size); }
+JSMALLOC_API void* __libc_realloc(void* p, size_t size) { return Realloc(p, size); }
+JSMALLOC_API void* __libc_memalign(size_t alignment, size_t size) { return memalign(alignment, size); }
+JSMALLOC_API void* __libc_valloc(size_t size) { return valloc(size); }
+JSMALLOC_API void* __libc_pvalloc(size_t size) { return pvalloc(size); }
+JSMALLOC_API int __posix_memalign(void** out, size_t alignment, size_t size) {
+  return posix_memalign(out, alignment, size);
+}
+
+// ---- glibc companions ------------------------------------------------------
+
+JSMALLOC_API struct mallinfo2 mallinfo2() noexcept {
+  jsmalloc::Summary s = jsmalloc::GetSummary();
+  struct mallinfo2 mi;
+  memset(&mi, 0, sizeof(mi));
+  mi.arena = s.system_bytes;  // all our memory is "non-mmapped" in glibc terms
+  mi.ordblks = 0;
+  mi.hblks = 0;
+  mi.hblkhd = 0;
+  mi.usmblks = 0;
+  mi.fsmblks = s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes;
+  mi.uordblks = s.allocated_bytes;
+  mi.fordblks = s.system_bytes > s.allocated_bytes ? s.system_bytes - s.allocated_bytes : 0;
+  mi.keepcost = s.backend_free_bytes;
+  return mi;
+}
+
+JSMALLOC_API struct mallinfo mallinfo() noexcept {
+  struct mallinfo2 m2 = mallinfo2();
+  struct mallinfo mi;
+  auto clip = [](size_t v) { return static_cast<int>(v > 0x7fffffff ? 0x7fffffff : v); };
+  mi.arena = clip(m2.arena);
+  mi.ordblks = clip(m2.ordblks);
+  mi.smblks = clip(m2.smblks);
+  mi.hblks = clip(m2.hblks);
+  mi.hblkhd = clip(m2.hblkhd);
+  mi.usmblks = clip(m2.usmblks);
+  mi.fsmblks = clip(m2.fsmblks);
+  mi.uordblks = clip(m2.uordblks);
+  mi.fordblks = clip(m2.fordblks);
+  mi.keepcost = clip(m2.keepcost);
+  return mi;
+}
+
+JSMALLOC_API void malloc_stats() noexcept {
+  // glibc's lines first (scripts parse them), then our report.
+  jsmalloc::Summary s = jsmalloc::GetSummary();
+  char buf[512];
+  jsmalloc::Printer p(buf, sizeof(buf));
+  p.Str("Arena 0:\nsystem bytes     = ").U(s.system_bytes)
+      .Str("\nin use bytes     = ").U(s.allocated_bytes)
+      .Str("\nTotal (incl. mmap):\nsystem bytes     = ").U(s.system_bytes)
+      .Str("\nin use bytes     = ").U(s.allocated_bytes)
+      .Str("\nmax mmap regions =          0\nmax mmap bytes   =          0\n");
+  jsmalloc::os::WriteStderr(p.data(), p.written());
+  jsmalloc::DumpStatsToStderr();
+}
+
+JSMALLOC_API int malloc_trim(size_t /*pad*/) noexcept { return jsmalloc::TrimAll() > 0 ? 1 : 0; }
+
+JSMALLOC_API int mallopt(int param, int /*value*/) noexcept {
+  // Parameters glibc documents; we accept them and ignore what does not apply
+  // to our design (arenas, mmap thresholds, trimming thresholds).
+  switch (param) {
+    case M_MXFAST:
+    case M_TRIM_THRESHOLD:
+    case M_TOP_PAD:
+    case M_MMAP_THRESHOLD:
+    case M_MMAP_MAX:
+    case M_CHECK_ACTION:
+    case M_PERTURB:
+    case M_ARENA_TEST:
+    case M_ARENA_MAX:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+JSMALLOC_API int malloc_info(int options, FILE* fp) noexcept {
+  if (options != 0 || fp == nullptr) {
+    errno = EINVAL;
+    return -1;
+  }
+  // Format into a metadata buffer (made once, reused), then hand it to stdio,
+  // which may allocate through us: no allocator lock is held by then.
+  static constinit jsmalloc::SpinLock info_lock;
+  static char* buf = nullptr;
+  static constexpr size_t kLen = 32 * 1024;
+  jsmalloc::SpinLockHolder hold(&info_lock);
+  if (buf == nullptr) buf = static_cast<char*>(jsmalloc::Static::arena()->Alloc(kLen, 64));
+  if (buf == nullptr) {
+    errno = ENOMEM;
+    return -1;
+  }
+  jsmalloc::Printer p(buf, kLen);
+  jsmalloc::Summary s = jsmalloc::GetSummary();
+  p.Str("<malloc version=\"jsmalloc-").Str(JSMALLOC_VERSION_STRING).Str("\">\n<heap nr=\"0\">\n<sizes>\n");
+  size_t free_count = 0;
+  for (int cl = 1; cl < jsmalloc::kNumClasses; ++cl) {
+    jsmalloc::CentralStats c = jsmalloc::Static::central(cl).Stats();
+    size_t cached = jsmalloc::Static::transfer()[cl].objects();
+    size_t count = c.free_objects + cached;
+    if (count == 0) continue;
+    size_t size = jsmalloc::SizeMap::ClassSize(cl);
+    size_t from = cl > 1 ? jsmalloc::SizeMap::ClassSize(cl - 1) + 1 : 1;
+    free_count += count;
+    p.Str("  <size from=\"").U(from).Str("\" to=\"").U(size).Str("\" total=\"").U(count * size)
+        .Str("\" count=\"").U(count).Str("\"/>\n");
+  }
+  p.Str("</sizes>\n<total type=\"fast\" count=\"").U(free_count).Str("\" size=\"")
+      .U(s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes).Str("\"/>\n")
+      .Str("<total type=\"rest\" count=\"0\" size=\"").U(s.backend_free_bytes).Str("\"/>\n")
+      .Str("<system type=\"current\" size=\"").U(s.physical_bytes).Str("\"/>\n")
+      .Str("<system type=\"max\" size=\"").U(s.virtual_bytes).Str("\"/>\n")
+      .Str("<aspace type=\"total\" size=\"").U(s.system_bytes).Str("\"/>\n")
+      .Str("<aspace type=\"mprotect\" size=\"").U(s.system_bytes).Str("\"/>\n")
+      .Str("</heap>\n")
+      .Str("<total type=\"fast\" count=\"").U(free_count).Str("\" size=\"")
+      .U(s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes).Str("\"/>\n")
+      .Str("<total type=\"rest\" count=\"0\" size=\"").U(s.backend_free_bytes).Str("\"/>\n")
+      .Str("<total type=\"mmap\" count=\"0\" size=\"0\"/>\n")
+      .Str("<system type=\"current\" size=\"").U(s.physical_bytes).Str("\"/>\n")
+      .Str("<system type=\"max\" size=\"").U(s.virtual_bytes).Str("\"/>\n")
+      .Str("<aspace type=\"total\" size=\"").U(s.system_bytes).Str("\"/>\n")
+      .Str("<aspace type=\"mprotect\" size=\"").U(s.system_bytes).Str("\"/>\n")
+      .Str("<jsmalloc allocated=\"").U(s.allocated_bytes).Str("\" unmapped=\"").U(s.unmapped_bytes)
+      .Str("\" metadata=\"").U(s.metadata_bytes).Str("\"/>\n")
+      .Str("</malloc>\n");
+  return fputs(p.data(), fp) < 0 ? -1 : 0;
+}
+
+// ---- JSMalloc's own API ----------------------------------------------------
+
+JSMALLOC_API size_t jsmalloc_get_stats(char* buf, size_t len) {
+  return jsmalloc::WriteStatsReport(buf, len);
+}
+
+JSMALLOC_API int jsmalloc_get_numeric_property(const char* name, size_t* value) {
+  return jsmalloc::GetNumericProperty(name, value) ? 1 : 0;
+}
+
+JSMALLOC_API size_t jsmalloc_release_memory_to_os(size_t bytes) {
+  jsmalloc::Static::InitIfNeeded();
+  return jsmalloc::Static::backend()->ReleaseAtLeast(bytes);
+}
+
+JSMALLOC_API const char* jsmalloc_version(void) { return JSMALLOC_VERSION_STRING; }
+
+namespace {
+
+// Initialise as early as the loader lets us, and print the report at exit
+// when asked. A destructor (not atexit) so that nothing is allocated.
+__attribute__((constructor)) void JsmallocOnLoad() { jsmalloc::Static::InitIfNeeded(); }
+
+__attribute__((destructor)) void JsmallocOnExit() {
+  if (jsmalloc::Static::inited() && jsmalloc::Static::options().stats_on_exit) {
+    jsmalloc::DumpStatsToStderr();
+  }
+}
+
+}  // namespace

@@ -1,0 +1,76 @@
+// A span is a run of contiguous pages: either free in the page heap, holding
+// one large allocation, or carved into objects of one size class.
+#ifndef JSMALLOC_RUNTIME_SPAN_H_
+#define JSMALLOC_RUNTIME_SPAN_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "runtime/config.h"
+
+namespace jsmalloc {
+
+struct Span {
+  enum Location : uint8_t { kInUse = 0, kOnNormalFreelist = 1, kOnReturnedFreelist = 2 };
+
+  PageId first_page = 0;
+  Length num_pages = 0;
+  Span* next = nullptr;  // intrusive list links (free lists, central lists)
+  Span* prev = nullptr;
+
+  // Small-object spans: free objects returned to this span (linked through
+  // their first word), plus a bump index for objects never handed out, so a
+  // fresh span does not touch (and fault in) pages it has not used yet.
+  void* freelist = nullptr;
+  uint32_t allocated = 0;  // objects currently outside the span
+  uint32_t carved = 0;     // objects ever handed out by the bump index
+
+  uint8_t sizeclass = 0;  // 0: large allocation or free run
+  Location location = kInUse;
+  uint8_t bucket = 0;          // central free list occupancy bucket
+  bool in_large_set = false;   // page heap: held in the ordered set, not a list
+
+  void* start() const { return PageStart(first_page); }
+  PageId last_page() const { return first_page + num_pages - 1; }
+  size_t bytes() const { return num_pages << kPageShift; }
+};
+
+// Circular doubly linked list with a sentinel head.
+class SpanList {
+ public:
+  SpanList() { Reset(); }
+  SpanList(const SpanList&) = delete;
+  SpanList& operator=(const SpanList&) = delete;
+  void Reset() {
+    head_.next = &head_;
+    head_.prev = &head_;
+  }
+  bool empty() const { return head_.next == &head_; }
+  Span* first() const { return head_.next; }
+  Span* last() const { return head_.prev; }
+  const Span* end() const { return &head_; }
+
+  void PushFront(Span* s) {
+    s->next = head_.next;
+    s->prev = &head_;
+    head_.next->prev = s;
+    head_.next = s;
+  }
+  static void Remove(Span* s) {
+    s->prev->next = s->next;
+    s->next->prev = s->prev;
+    s->next = s->prev = nullptr;
+  }
+  size_t Count() const {
+    size_t n = 0;
+    for (const Span* s = head_.next; s != &head_; s = s->next) ++n;
+    return n;
+  }
+
+ private:
+  Span head_;
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_RUNTIME_SPAN_H_

@@ -1,0 +1,137 @@
+#include "runtime/static_vars.h"
+
+#include <pthread.h>
+
+#include <new>
+
+#include "hugepage/page_heap.h"
+#include "runtime/allocator.h"
+
+namespace jsmalloc {
+
+constinit PageMap g_pagemap;
+constinit std::atomic<bool> Static::inited_{false};
+constinit std::atomic<bool> Static::key_ready_{false};
+
+namespace {
+
+struct State {
+  Options options;
+  SystemPageSource source;
+  PageHeap* page_heap = nullptr;
+  CentralFreeList central[kMaxClasses];
+  TransferCache transfer[kMaxClasses];
+  ThreadCacheRegistry registry;
+};
+
+alignas(64) constinit char state_storage[sizeof(State)] = {};
+alignas(64) constinit char heap_storage[sizeof(PageHeap)] = {};
+constinit SpinLock init_lock;
+constinit std::atomic<int> hooks_state{0};  // 0 none, 1 in progress, 2 done
+pthread_key_t thread_key;
+
+State& S() { return *reinterpret_cast<State*>(state_storage); }
+
+void DestroyThreadCache(void* arg) {
+  ThreadCache* tc = static_cast<ThreadCache*>(arg);
+  // Anything this thread allocates from now on (later TLS destructors) goes
+  // straight to the middle-end.
+  t_state.cache = nullptr;
+  t_state.dead = true;
+  S().registry.Destroy(tc);
+}
+
+}  // namespace
+
+PageAllocator* Static::backend() { return S().page_heap; }
+CentralFreeList& Static::central(int cl) { return S().central[cl]; }
+TransferCache* Static::transfer() { return S().transfer; }
+ThreadCacheRegistry& Static::registry() { return S().registry; }
+const Options& Static::options() { return S().options; }
+MetadataArena* Static::arena() { return GlobalArena(); }
+
+void Static::Init() {
+  {
+    SpinLockHolder h(&init_lock);
+    if (inited_.load(std::memory_order_relaxed)) return;
+    State* st = new (state_storage) State();
+    ParseOptions(&st->options);
+    MetadataArena* arena = GlobalArena();
+    g_pagemap.Init(arena);
+    PageHeapOptions heap_options;
+    heap_options.keep_free_min_bytes = st->options.page_heap_keep_free_bytes;
+    st->page_heap = new (heap_storage) PageHeap(&g_pagemap, &st->source, arena, heap_options);
+    for (int cl = 1; cl < kNumClasses; ++cl) {
+      size_t size = SizeMap::ClassSize(cl);
+      st->central[cl].Init(cl, size, SizeMap::ClassPages(cl), st->page_heap, &g_pagemap);
+      int cap = TransferCache::DefaultCapacity(size, SizeMap::BatchSize(cl));
+      void** slots = static_cast<void**>(arena->Alloc(sizeof(void*) * static_cast<size_t>(cap), 64));
+      if (slots == nullptr) cap = 0;
+      st->transfer[cl].Init(&st->central[cl], slots, cap);
+    }
+    st->registry.Init(st->transfer, arena, st->options.max_total_thread_cache_bytes);
+    inited_.store(true, std::memory_order_release);
+  }
+  RegisterThreadHooks();
+}
+
+// Outside the init lock: these glibc calls may allocate, and their
+// allocations must find the allocator ready (they take the uncached path
+// until key_ready_ is set).
+void Static::RegisterThreadHooks() {
+  int expected = 0;
+  if (!hooks_state.compare_exchange_strong(expected, 1)) return;
+  pthread_atfork(&Static::PrepareFork, &Static::ParentAfterFork, &Static::ChildAfterFork);
+  if (pthread_key_create(&thread_key, &DestroyThreadCache) == 0) {
+    key_ready_.store(true, std::memory_order_release);
+  }
+  hooks_state.store(2);
+}
+
+// Lock order everywhere: registry -> transfer caches -> central lists ->
+// back-end -> metadata arena. No path takes them in another order.
+void Static::PrepareFork() {
+  if (!inited()) return;
+  State& st = S();
+  st.registry.LockForFork();
+  for (int cl = 1; cl < kNumClasses; ++cl) st.transfer[cl].LockForFork();
+  for (int cl = 1; cl < kNumClasses; ++cl) st.central[cl].LockForFork();
+  st.page_heap->LockForFork();
+  GlobalArena()->lock()->Lock();
+}
+
+void Static::ParentAfterFork() {
+  if (!inited()) return;
+  State& st = S();
+  GlobalArena()->lock()->Unlock();
+  st.page_heap->UnlockAfterFork(false);
+  for (int cl = 1; cl < kNumClasses; ++cl) st.central[cl].UnlockAfterFork(false);
+  for (int cl = 1; cl < kNumClasses; ++cl) st.transfer[cl].UnlockAfterFork(false);
+  st.registry.UnlockAfterFork(false);
+}
+
+void Static::ChildAfterFork() {
+  if (!inited()) return;
+  State& st = S();
+  GlobalArena()->lock()->ResetAfterFork();
+  st.page_heap->UnlockAfterFork(true);
+  for (int cl = 1; cl < kNumClasses; ++cl) st.central[cl].UnlockAfterFork(true);
+  for (int cl = 1; cl < kNumClasses; ++cl) st.transfer[cl].UnlockAfterFork(true);
+  st.registry.UnlockAfterFork(true);
+}
+
+// Used by the allocator paths to attach a cache to the calling thread.
+ThreadCache* CreateThreadCache() {
+  if (t_state.dead || t_state.in_setup || !Static::thread_key_ready()) return nullptr;
+  t_state.in_setup = true;
+  ThreadCache* tc = S().registry.Create();
+  if (tc != nullptr) {
+    t_state.cache = tc;
+    // May allocate (keys beyond the first 32); that allocation sees the cache.
+    pthread_setspecific(thread_key, tc);
+  }
+  t_state.in_setup = false;
+  return tc;
+}
+
+}  // namespace jsmalloc

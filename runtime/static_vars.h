@@ -1,0 +1,52 @@
+// The process-wide allocator: one instance of every component, built on
+// first use (which may be before main, from any thread) in static storage.
+#ifndef JSMALLOC_RUNTIME_STATIC_VARS_H_
+#define JSMALLOC_RUNTIME_STATIC_VARS_H_
+
+#include <atomic>
+
+#include "hugepage/page_allocator.h"
+#include "runtime/central_free_list.h"
+#include "runtime/env_options.h"
+#include "runtime/pagemap.h"
+#include "runtime/thread_cache.h"
+#include "runtime/transfer_cache.h"
+
+namespace jsmalloc {
+
+// Read by free() on every call: a plain global, so it needs no indirection.
+extern constinit PageMap g_pagemap;
+
+class Static {
+ public:
+  static JSMALLOC_ALWAYS_INLINE bool inited() { return inited_.load(std::memory_order_acquire); }
+  // Builds everything once; safe to call from any thread at any time,
+  // including reentrantly from functions Init itself calls.
+  static void InitIfNeeded() {
+    if (JSMALLOC_UNLIKELY(!inited())) Init();
+  }
+
+  static PageAllocator* backend();
+  static CentralFreeList& central(int cl);
+  static TransferCache* transfer();  // indexed by size class
+  static ThreadCacheRegistry& registry();
+  static const Options& options();
+  static MetadataArena* arena();
+  static bool thread_key_ready() { return key_ready_.load(std::memory_order_acquire); }
+
+  // pthread_atfork handlers: hold every allocator lock across fork() so the
+  // child starts with consistent structures.
+  static void PrepareFork();
+  static void ParentAfterFork();
+  static void ChildAfterFork();
+
+ private:
+  static void Init();
+  static void RegisterThreadHooks();
+  static constinit std::atomic<bool> inited_;
+  static constinit std::atomic<bool> key_ready_;
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_RUNTIME_STATIC_VARS_H_

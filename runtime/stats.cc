@@ -1,0 +1,158 @@
+#include "runtime/stats.h"
+
+#include <cstring>
+
+#include "hugepage/page_allocator.h"
+#include "jsmalloc/jsmalloc.h"
+#include "os/linux/os_memory.h"
+#include "runtime/allocator.h"
+#include "runtime/static_vars.h"
+
+namespace jsmalloc {
+
+Summary GetSummary() {
+  Static::InitIfNeeded();
+  Summary s = {};
+  BackendStats b = Static::backend()->Stats();
+  s.system_bytes = b.system_bytes;
+  s.in_use_pages_bytes = b.in_use_bytes;
+  s.backend_free_bytes = b.free_bytes;
+  s.unmapped_bytes = b.unmapped_bytes;
+  s.spans_in_use = b.spans_in_use;
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    s.central_free_bytes += Static::central(cl).Stats().free_bytes;
+    s.transfer_free_bytes += Static::transfer()[cl].objects() * SizeMap::ClassSize(cl);
+  }
+  ThreadCacheStats t = Static::registry().Stats();
+  s.thread_cache_bytes = t.bytes;
+  s.thread_caches = t.caches;
+  s.metadata_bytes = Static::arena()->bytes_mapped();
+  size_t cached = s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes;
+  // The pieces are read one after another while other threads run, so the
+  // difference can dip below zero for a moment.
+  s.allocated_bytes = s.in_use_pages_bytes > cached ? s.in_use_pages_bytes - cached : 0;
+  s.physical_bytes = s.system_bytes - s.unmapped_bytes + s.metadata_bytes;
+  s.virtual_bytes = s.system_bytes + s.metadata_bytes;
+  return s;
+}
+
+void PrintBanner(Printer* out) {
+  out->Str("JSMalloc ").Str(JSMALLOC_VERSION_STRING)
+      .Str(" (front-end: per-thread caches, back-end: ").Str(Static::backend()->Name())
+      .Str(", page size: ").U(kPageSize >> 10).Str(" KiB, size classes: ").U(kNumClasses - 1)
+      .Str(")\n");
+}
+
+namespace {
+
+void Line(Printer* out, const char* op, size_t v, const char* what) {
+  out->Str("MALLOC: ").Str(op).UW(v, 14).Str(" (").F(static_cast<double>(v) / 1048576.0, 1)
+      .Str(" MiB) ").Str(what).Char('\n');
+}
+
+}  // namespace
+
+void PrintStatsReport(Printer* out) {
+  Static::InitIfNeeded();
+  PrintBanner(out);
+  Summary s = GetSummary();
+  out->Str("------------------------------------------------\n");
+  Line(out, "  ", s.allocated_bytes, "Bytes in use by application");
+  Line(out, "+ ", s.backend_free_bytes, "Bytes in page heap freelist");
+  Line(out, "+ ", s.central_free_bytes, "Bytes in central cache freelist");
+  Line(out, "+ ", s.transfer_free_bytes, "Bytes in transfer cache freelist");
+  Line(out, "+ ", s.thread_cache_bytes, "Bytes in thread cache freelists");
+  Line(out, "+ ", s.metadata_bytes, "Bytes in malloc metadata");
+  out->Str("MALLOC:   ------------\n");
+  Line(out, "= ", s.physical_bytes, "Actual memory used (physical + swap)");
+  Line(out, "+ ", s.unmapped_bytes, "Bytes released to OS (aka unmapped)");
+  out->Str("MALLOC:   ------------\n");
+  Line(out, "= ", s.virtual_bytes, "Virtual address space used");
+  out->Str("MALLOC: ").UW(s.spans_in_use, 17).Str("              Spans in use\n");
+  out->Str("MALLOC: ").UW(s.thread_caches, 17).Str("              Thread caches in use\n");
+  out->Str("MALLOC: ").UW(os::ResidentBytes(), 17).Str("              Process RSS (bytes)\n");
+
+  ThreadCacheStats t = Static::registry().Stats();
+  out->Str("------------------------------------------------\n");
+  out->Str("Thread caches: ").U(t.caches).Str(" caches, ").MiB(t.bytes).Str(" MiB cached, budget ")
+      .MiB(t.budget).Str(" MiB (").MiB(t.unclaimed).Str(" MiB unclaimed)\n");
+  out->Str("------------------------------------------------\n");
+  out->Str("Size classes (bytes; objects):\n");
+  out->Str("class   size pages objs/span  spans     live  central_free  transfer  thread_cache"
+           "  transfer_hit%  cumulative_spans\n");
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    CentralStats c = Static::central(cl).Stats();
+    TransferStats tr = Static::transfer()[cl].Stats();
+    size_t tc_objs = t.class_objects[cl];
+    size_t hits = tr.insert_hits + tr.remove_hits;
+    size_t total = hits + tr.insert_misses + tr.remove_misses;
+    if (c.spans == 0 && tr.objects == 0 && tc_objs == 0 && c.spans_created == 0) continue;
+    size_t live = c.live_objects > tr.objects + tc_objs ? c.live_objects - tr.objects - tc_objs : 0;
+    out->UW(static_cast<uint64_t>(cl), 5).UW(SizeMap::ClassSize(cl), 7).UW(SizeMap::ClassPages(cl), 6)
+        .UW(SizeMap::ObjectsPerSpan(cl), 10).UW(c.spans, 7).UW(live, 9).UW(c.free_objects, 14)
+        .UW(tr.objects, 10).UW(tc_objs, 14).UW(total ? hits * 100 / total : 0, 15)
+        .UW(c.spans_created, 18).Char('\n');
+  }
+  Static::backend()->Print(out);
+}
+
+size_t WriteStatsReport(char* buf, size_t len) {
+  Printer p(buf, len);
+  PrintStatsReport(&p);
+  return p.needed();
+}
+
+void DumpStatsToStderr() {
+  // A report for every class and free-list length fits in 64 KiB; allocate
+  // the buffer once from metadata so this works from atexit and signal-free
+  // contexts without touching the heap being reported.
+  static char* buffer = nullptr;
+  static constexpr size_t kLen = 64 * 1024;
+  if (buffer == nullptr) buffer = static_cast<char*>(Static::arena()->Alloc(kLen, 64));
+  if (buffer == nullptr) return;
+  Printer p(buffer, kLen);
+  PrintStatsReport(&p);
+  os::WriteStderr(p.data(), p.written());
+}
+
+bool GetNumericProperty(const char* name, size_t* value) {
+  if (name == nullptr || value == nullptr) return false;
+  Summary s = GetSummary();
+  struct Entry {
+    const char* name;
+    size_t v;
+  };
+  ThreadCacheStats t = Static::registry().Stats();
+  BackendStats b = Static::backend()->Stats();
+  const Entry entries[] = {
+      {"generic.current_allocated_bytes", s.allocated_bytes},
+      {"generic.heap_size", s.system_bytes},
+      {"generic.physical_memory_used", s.physical_bytes},
+      {"generic.virtual_memory_used", s.virtual_bytes},
+      {"jsmalloc.page_heap_free_bytes", s.backend_free_bytes},
+      {"jsmalloc.page_heap_unmapped_bytes", s.unmapped_bytes},
+      {"jsmalloc.page_heap_in_use_bytes", s.in_use_pages_bytes},
+      {"jsmalloc.page_heap_released_total_bytes", b.released_total},
+      {"jsmalloc.central_cache_free_bytes", s.central_free_bytes},
+      {"jsmalloc.transfer_cache_free_bytes", s.transfer_free_bytes},
+      {"jsmalloc.current_total_thread_cache_bytes", s.thread_cache_bytes},
+      {"jsmalloc.max_total_thread_cache_bytes", t.budget},
+      {"jsmalloc.thread_caches", s.thread_caches},
+      {"jsmalloc.metadata_bytes", s.metadata_bytes},
+      {"jsmalloc.pagemap_bytes", g_pagemap.metadata_bytes()},
+      {"jsmalloc.spans_in_use", s.spans_in_use},
+      {"jsmalloc.page_size", kPageSize},
+      {"jsmalloc.num_size_classes", static_cast<size_t>(kNumClasses - 1)},
+      {"jsmalloc.max_size", kMaxSize},
+      {"jsmalloc.per_cpu_caches_active", 0},
+  };
+  for (const Entry& e : entries) {
+    if (strcmp(e.name, name) == 0) {
+      *value = e.v;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace jsmalloc

@@ -1,0 +1,39 @@
+// Numbers about the heap, gathered from every component, and the text report.
+#ifndef JSMALLOC_RUNTIME_STATS_H_
+#define JSMALLOC_RUNTIME_STATS_H_
+
+#include <cstddef>
+
+#include "runtime/internal_printer.h"
+
+namespace jsmalloc {
+
+struct Summary {
+  size_t system_bytes;         // address space the back-end obtained
+  size_t in_use_pages_bytes;   // pages held by spans in use
+  size_t backend_free_bytes;   // free in the back-end, still backed
+  size_t unmapped_bytes;       // free in the back-end, released to the OS
+  size_t central_free_bytes;
+  size_t transfer_free_bytes;
+  size_t thread_cache_bytes;
+  size_t metadata_bytes;
+  size_t allocated_bytes;      // in use by the application
+  size_t physical_bytes;       // system - unmapped + metadata
+  size_t virtual_bytes;        // system + metadata
+  size_t spans_in_use;
+  size_t thread_caches;
+};
+
+Summary GetSummary();
+// Writes the full report; returns the length it needs.
+size_t WriteStatsReport(char* buf, size_t len);
+void PrintStatsReport(Printer* out);
+// The report's first line (library, version, front-end, back-end, page size).
+void PrintBanner(Printer* out);
+bool GetNumericProperty(const char* name, size_t* value);
+// Writes the report to stderr (at exit, malloc_stats).
+void DumpStatsToStderr();
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_RUNTIME_STATS_H_

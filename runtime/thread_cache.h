@@ -1,0 +1,138 @@
+// Per-thread front-end: a free list per size class, sized at run time, and a
+// registry that shares one global byte budget among all thread caches,
+// moving capacity to the threads that miss.
+#ifndef JSMALLOC_RUNTIME_THREAD_CACHE_H_
+#define JSMALLOC_RUNTIME_THREAD_CACHE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "runtime/arena.h"
+#include "runtime/size_map.h"
+#include "runtime/spinlock.h"
+#include "runtime/transfer_cache.h"
+
+namespace jsmalloc {
+
+class ThreadCacheRegistry;
+
+class ThreadCache {
+ public:
+  // A list never grows beyond this many objects.
+  static constexpr uint32_t kMaxListLength = 8192;
+
+  void Init(TransferCache* transfer, ThreadCacheRegistry* registry, size_t max_size);
+
+  // Pops an object of class cl; nullptr only when memory is exhausted.
+  JSMALLOC_ALWAYS_INLINE void* Allocate(int cl) {
+    FreeList& l = lists_[cl];
+    void* p = l.head;
+    if (JSMALLOC_LIKELY(p != nullptr)) {
+      l.head = *static_cast<void**>(p);
+      if (--l.length < l.lowater) l.lowater = l.length;
+      SetSize(size() - SizeMap::ClassSize(cl));
+      return p;
+    }
+    return FetchFromTransfer(cl);
+  }
+
+  JSMALLOC_ALWAYS_INLINE void Deallocate(void* p, int cl) {
+    FreeList& l = lists_[cl];
+    *static_cast<void**>(p) = l.head;
+    l.head = p;
+    size_t sz = size() + SizeMap::ClassSize(cl);
+    SetSize(sz);
+    if (JSMALLOC_UNLIKELY(++l.length > l.max_length)) {
+      ListTooLong(cl);
+      return;
+    }
+    if (JSMALLOC_UNLIKELY(sz > max_size())) Scavenge();
+  }
+
+  // Returns every cached object to the transfer cache.
+  void Flush();
+
+  size_t size() const { return size_.load(std::memory_order_relaxed); }
+  size_t max_size() const { return max_size_.load(std::memory_order_relaxed); }
+  uint32_t list_length(int cl) const { return lists_[cl].length; }
+  uint32_t list_max_length(int cl) const { return lists_[cl].max_length; }
+
+ private:
+  friend class ThreadCacheRegistry;
+  struct FreeList {
+    void* head;
+    uint32_t length;
+    uint32_t lowater;     // lowest length since the last scavenge
+    uint32_t max_length;  // grows on misses, shrinks on overflows
+    uint32_t overages;
+  };
+
+  void SetSize(size_t v) { size_.store(v, std::memory_order_relaxed); }
+  JSMALLOC_NOINLINE void* FetchFromTransfer(int cl);
+  JSMALLOC_NOINLINE void ListTooLong(int cl);
+  JSMALLOC_NOINLINE void Scavenge();
+  void ReleaseToTransfer(int cl, uint32_t n);
+
+  FreeList lists_[kMaxClasses];
+  std::atomic<size_t> size_{0};      // bytes cached; read by stats from other threads
+  std::atomic<size_t> max_size_{0};  // this thread's share of the budget
+  TransferCache* transfer_ = nullptr;
+  ThreadCacheRegistry* registry_ = nullptr;
+  ThreadCache* next_ = nullptr;  // registry list, guarded by the registry lock
+  ThreadCache* prev_ = nullptr;
+
+ public:
+  // Counters for the stats report (owner thread writes, others read roughly).
+  size_t misses_ = 0;
+  size_t overflows_ = 0;
+  size_t scavenges_ = 0;
+};
+
+struct ThreadCacheStats {
+  size_t caches = 0;
+  size_t bytes = 0;
+  size_t budget = 0;
+  size_t unclaimed = 0;
+  size_t class_objects[kMaxClasses] = {};
+};
+
+class ThreadCacheRegistry {
+ public:
+  static constexpr size_t kMinPerThread = 2 * kMaxSize;  // 512 KiB
+  static constexpr size_t kStealAmount = 64 * 1024;
+  static constexpr size_t kDefaultBudget = size_t{32} << 20;
+
+  void Init(TransferCache* transfer, MetadataArena* arena, size_t overall_budget);
+
+  // A new cache with an initial share of the budget, or nullptr if metadata
+  // memory is exhausted.
+  ThreadCache* Create();
+  // Flushes and recycles a cache (thread exit).
+  void Destroy(ThreadCache* tc);
+  // Gives tc more room: from the unclaimed budget, else from another thread.
+  void IncreaseCacheLimit(ThreadCache* tc);
+  void SetBudget(size_t bytes);
+
+  ThreadCacheStats Stats();
+  void LockForFork() { lock_.Lock(); }
+  void UnlockAfterFork(bool child) {
+    if (child) lock_.ResetAfterFork();
+    else lock_.Unlock();
+  }
+
+ private:
+  SpinLock lock_;
+  TransferCache* transfer_ = nullptr;
+  ObjectPool<ThreadCache> pool_;
+  ThreadCache* head_ = nullptr;
+  ThreadCache* next_victim_ = nullptr;
+  size_t budget_ = kDefaultBudget;
+  // May go negative when the budget is lowered below what caches hold.
+  int64_t unclaimed_ = 0;
+  size_t count_ = 0;
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_RUNTIME_THREAD_CACHE_H_

@@ -1,0 +1,62 @@
+// Per-class array of free objects between the thread (or CPU) caches and the
+// central free list. Moving a batch here is a memcpy under a short lock and
+// touches no span, so a thread that frees what another allocated hands the
+// objects over cheaply.
+#ifndef JSMALLOC_RUNTIME_TRANSFER_CACHE_H_
+#define JSMALLOC_RUNTIME_TRANSFER_CACHE_H_
+
+#include <atomic>
+#include <cstddef>
+
+#include "runtime/central_free_list.h"
+#include "runtime/spinlock.h"
+
+namespace jsmalloc {
+
+struct TransferStats {
+  size_t objects = 0;
+  size_t capacity = 0;
+  size_t insert_hits = 0, insert_misses = 0;  // misses overflowed to central
+  size_t remove_hits = 0, remove_misses = 0;  // misses were fetched from central
+};
+
+class TransferCache {
+ public:
+  TransferCache() = default;
+  TransferCache(const TransferCache&) = delete;
+  TransferCache& operator=(const TransferCache&) = delete;
+
+  // slots: storage for `capacity` pointers, owned by the caller.
+  void Init(CentralFreeList* central, void** slots, int capacity);
+
+  void InsertRange(void* const* batch, int n);
+  int RemoveRange(void** batch, int n);
+
+  // Moves everything held here to the central free list (malloc_trim).
+  void Drain();
+
+  TransferStats Stats();
+  size_t objects() const { return static_cast<size_t>(used_.load(std::memory_order_relaxed)); }
+  CentralFreeList* central() const { return central_; }
+  void LockForFork() { lock_.Lock(); }
+  void UnlockAfterFork(bool child) {
+    if (child) lock_.ResetAfterFork();
+    else lock_.Unlock();
+  }
+
+  // The default capacity in objects for a class: about 512 KiB of objects,
+  // between 1 and 64 batches (so at most ~37 MiB over all classes).
+  static int DefaultCapacity(size_t object_size, int batch);
+
+ private:
+  SpinLock lock_;
+  CentralFreeList* central_ = nullptr;
+  void** slots_ = nullptr;
+  int capacity_ = 0;
+  std::atomic<int> used_{0};
+  size_t insert_hits_ = 0, insert_misses_ = 0, remove_hits_ = 0, remove_misses_ = 0;
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_RUNTIME_TRANSFER_CACHE_H_
