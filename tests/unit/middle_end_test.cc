@@ -1,0 +1,177 @@
+// Central free list, transfer cache and thread cache, each driven directly
+// over a private page heap and pagemap.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+#include <vector>
+
+#include "hugepage/page_heap.h"
+#include "runtime/central_free_list.h"
+#include "runtime/size_map.h"
+#include "runtime/thread_cache.h"
+#include "runtime/transfer_cache.h"
+#include "tests/unit/test_support.h"
+
+namespace jsmalloc {
+namespace {
+
+class MiddleEndTest : public ::testing::Test {
+ protected:
+  MiddleEndTest() : pagemap_(testing::NewPageMap()) {
+    heap_ = std::make_unique<PageHeap>(pagemap_.get(), &source_, GlobalArena());
+    for (int cl = 1; cl < kNumClasses; ++cl) {
+      central_[cl].Init(cl, SizeMap::ClassSize(cl), SizeMap::ClassPages(cl), heap_.get(),
+                        pagemap_.get());
+      int cap = TransferCache::DefaultCapacity(SizeMap::ClassSize(cl), SizeMap::BatchSize(cl));
+      slots_[cl].resize(static_cast<size_t>(cap));
+      transfer_[cl].Init(&central_[cl], slots_[cl].data(), cap);
+    }
+  }
+  testing::FakePageSource source_;
+  std::unique_ptr<PageMap> pagemap_;
+  std::unique_ptr<PageHeap> heap_;
+  CentralFreeList central_[kMaxClasses];
+  TransferCache transfer_[kMaxClasses];
+  std::vector<void*> slots_[kMaxClasses];
+};
+
+TEST_F(MiddleEndTest, CentralHandsOutDistinctAlignedObjectsAndReturnsEmptySpans) {
+  for (int cl : {1, 5, 20, 40, 60, kNumClasses - 1}) {
+    SCOPED_TRACE(cl);
+    CentralFreeList& c = central_[cl];
+    size_t size = SizeMap::ClassSize(cl);
+    std::vector<void*> objs;
+    std::set<void*> seen;
+    size_t want = SizeMap::ObjectsPerSpan(cl) * 3 + 1;
+    while (objs.size() < want) {
+      void* batch[32];
+      int n = c.RemoveRange(batch, 32);
+      ASSERT_GT(n, 0);
+      for (int i = 0; i < n; ++i) {
+        ASSERT_TRUE(seen.insert(batch[i]).second) << "object handed out twice";
+        ASSERT_EQ(pagemap_->SizeClassOf(batch[i]), cl);
+        if (size >= 16) ASSERT_EQ(reinterpret_cast<uintptr_t>(batch[i]) % 16, 0u);
+        memset(batch[i], 0xab, size);  // the whole object is usable
+        objs.push_back(batch[i]);
+      }
+    }
+    CentralStats st = c.Stats();
+    EXPECT_EQ(st.live_objects, objs.size());
+    EXPECT_EQ(st.spans, (objs.size() + SizeMap::ObjectsPerSpan(cl) - 1) / SizeMap::ObjectsPerSpan(cl));
+    // Return in a scattered order; every span must go back to the page heap.
+    std::reverse(objs.begin(), objs.end());
+    for (size_t i = 0; i < objs.size(); i += 7) c.InsertRange(&objs[i], static_cast<int>(std::min<size_t>(7, objs.size() - i)));
+    st = c.Stats();
+    EXPECT_EQ(st.live_objects, 0u);
+    EXPECT_EQ(st.spans, 0u);
+    EXPECT_EQ(st.spans_released, st.spans_created);
+    EXPECT_EQ(pagemap_->SizeClassOf(objs[0]), 0) << "class cleared when the span left";
+  }
+  EXPECT_EQ(heap_->Stats().in_use_bytes, 0u);
+  EXPECT_TRUE(heap_->CheckInvariants());
+}
+
+TEST_F(MiddleEndTest, CentralPrefersFullerSpans) {
+  const int cl = 5;  // 64-byte objects, 128 per span
+  CentralFreeList& c = central_[cl];
+  const size_t per_span = SizeMap::ObjectsPerSpan(cl);
+  std::vector<void*> objs(per_span * 2);
+  for (size_t got = 0; got < objs.size();) got += static_cast<size_t>(c.RemoveRange(&objs[got], static_cast<int>(std::min<size_t>(32, objs.size() - got))));
+  // Free 90% of span A and 10% of span B (objects were carved in order).
+  std::vector<void*> a(objs.begin(), objs.begin() + static_cast<long>(per_span));
+  std::vector<void*> b(objs.begin() + static_cast<long>(per_span), objs.end());
+  Span* span_a = pagemap_->Get(PageIdOf(a[0]));
+  Span* span_b = pagemap_->Get(PageIdOf(b[0]));
+  ASSERT_NE(span_a, span_b);
+  for (size_t i = 0; i < per_span * 9 / 10; ++i) c.InsertRange(&a[i], 1);
+  for (size_t i = 0; i < per_span / 10; ++i) c.InsertRange(&b[i], 1);
+  void* p;
+  ASSERT_EQ(c.RemoveRange(&p, 1), 1);
+  EXPECT_EQ(pagemap_->Get(PageIdOf(p)), span_b) << "allocation should fill the fuller span";
+}
+
+TEST_F(MiddleEndTest, CentralAbortsOnForeignAndMisalignedPointers) {
+  const int cl = 9;
+  void* p;
+  ASSERT_EQ(central_[cl].RemoveRange(&p, 1), 1);
+  int local;
+  void* foreign = &local;
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(central_[cl].InsertRange(&foreign, 1), "jsmalloc: invalid free");
+  void* inner = static_cast<char*>(p) + 8;
+  EXPECT_DEATH(central_[cl].InsertRange(&inner, 1), "not the start of an object");
+  central_[cl].InsertRange(&p, 1);
+}
+
+TEST_F(MiddleEndTest, TransferCacheHoldsUpToCapacityThenOverflowsToCentral) {
+  const int cl = 3;
+  TransferCache& t = transfer_[cl];
+  const int batch = SizeMap::BatchSize(cl);
+  const size_t cap = t.Stats().capacity;
+  std::vector<void*> objs(cap + static_cast<size_t>(batch));
+  for (size_t got = 0; got < objs.size();) got += static_cast<size_t>(central_[cl].RemoveRange(&objs[got], batch));
+  for (size_t i = 0; i < objs.size(); i += static_cast<size_t>(batch)) t.InsertRange(&objs[i], batch);
+  TransferStats st = t.Stats();
+  EXPECT_EQ(st.objects, cap);
+  EXPECT_EQ(st.insert_misses, 1u);
+  EXPECT_EQ(central_[cl].Stats().live_objects, cap) << "the overflow batch went back to central";
+  std::vector<void*> back(static_cast<size_t>(batch));
+  EXPECT_EQ(t.RemoveRange(back.data(), batch), batch);
+  EXPECT_EQ(t.Stats().remove_hits, 1u);
+  t.InsertRange(back.data(), batch);
+  t.Drain();
+  EXPECT_EQ(t.objects(), 0u);
+  EXPECT_EQ(central_[cl].Stats().live_objects, 0u);
+}
+
+TEST_F(MiddleEndTest, ThreadCacheGrowsListsOnMissesAndScavengesToBudget) {
+  ThreadCacheRegistry registry;
+  registry.Init(transfer_, GlobalArena(), 4 << 20);
+  ThreadCache* tc = registry.Create();
+  ASSERT_NE(tc, nullptr);
+  const int cl = 10;
+  EXPECT_EQ(tc->list_max_length(cl), 1u);
+  std::vector<void*> objs;
+  for (int i = 0; i < 2000; ++i) objs.push_back(tc->Allocate(cl));
+  EXPECT_GT(tc->list_max_length(cl), 1u) << "misses grow the list";
+  std::set<void*> unique(objs.begin(), objs.end());
+  EXPECT_EQ(unique.size(), objs.size());
+  for (void* p : objs) tc->Deallocate(p, cl);
+  EXPECT_LE(tc->list_length(cl), tc->list_max_length(cl));
+  EXPECT_LE(tc->size(), tc->max_size() + SizeMap::ClassSize(cl));
+  EXPECT_EQ(tc->size(), tc->list_length(cl) * SizeMap::ClassSize(cl));
+  // Large objects blow the per-thread budget quickly: the cache must scavenge.
+  const int big = kNumClasses - 1;
+  std::vector<void*> bigs;
+  for (int i = 0; i < 64; ++i) bigs.push_back(tc->Allocate(big));
+  for (void* p : bigs) tc->Deallocate(p, big);
+  EXPECT_LE(tc->size(), tc->max_size() + SizeMap::ClassSize(big) * SizeMap::BatchSize(big));
+  EXPECT_GT(tc->scavenges_ + tc->overflows_, 0u);
+  registry.Destroy(tc);
+  EXPECT_EQ(registry.Stats().caches, 0u);
+  for (int c = 1; c < kNumClasses; ++c) transfer_[c].Drain();
+  for (int c = 1; c < kNumClasses; ++c) EXPECT_EQ(central_[c].Stats().live_objects, 0u) << c;
+  EXPECT_EQ(heap_->Stats().in_use_bytes, 0u);
+}
+
+TEST_F(MiddleEndTest, RegistryMovesBudgetToBusyThreads) {
+  ThreadCacheRegistry registry;
+  const size_t budget = 2 * ThreadCacheRegistry::kMinPerThread + 4 * ThreadCacheRegistry::kStealAmount;
+  registry.Init(transfer_, GlobalArena(), budget);
+  ThreadCache* idle = registry.Create();
+  ThreadCache* busy = registry.Create();
+  for (int i = 0; i < 4; ++i) registry.IncreaseCacheLimit(idle);
+  EXPECT_EQ(registry.Stats().unclaimed, 0u);
+  size_t idle_before = idle->max_size();
+  registry.IncreaseCacheLimit(busy);
+  EXPECT_EQ(idle->max_size(), idle_before - ThreadCacheRegistry::kStealAmount) << "stolen from idle";
+  EXPECT_EQ(busy->max_size(), ThreadCacheRegistry::kMinPerThread + ThreadCacheRegistry::kStealAmount);
+  EXPECT_EQ(idle->max_size() + busy->max_size(), budget) << "budget conserved";
+  registry.Destroy(idle);
+  registry.Destroy(busy);
+  EXPECT_EQ(registry.Stats().unclaimed, budget);
+}
+
+}  // namespace
+}  // namespace jsmalloc
