@@ -32,6 +32,12 @@ void* AllocateClassSlow(int cl) {
   return p;
 }
 
+void* AllocateMiss(ThreadCache* tc, int cl) {
+  void* p = tc->FetchFromTransfer(cl);
+  if (JSMALLOC_UNLIKELY(p == nullptr)) errno = ENOMEM;
+  return p;
+}
+
 void* AllocateSlow(size_t size) {
   if (size <= kMaxSize) return AllocateClassSlow(SizeMap::ClassFor(size));
   return AllocateLarge(size, kPageSize);

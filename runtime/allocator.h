@@ -24,6 +24,8 @@ inline constexpr size_t kMaxRequest = size_t{1} << 46;
 
 void* AllocateSlow(size_t size);
 void* AllocateClassSlow(int cl);
+// The thread's list for cl is empty: refill it (sets errno on failure).
+void* AllocateMiss(ThreadCache* tc, int cl);
 void* AllocateLarge(size_t size, size_t alignment);
 void FreeSlow(void* p, int cl);
 // Usable size of an allocated block; aborts on a pointer we do not own.
@@ -35,20 +37,21 @@ size_t TrimAll();
 JSMALLOC_ALWAYS_INLINE void* AllocateClass(int cl) {
   ThreadCache* tc = t_state.cache;
   if (JSMALLOC_LIKELY(tc != nullptr)) {
-    void* p = tc->Allocate(cl);
+    void* p = tc->TryPop(cl);
     if (JSMALLOC_LIKELY(p != nullptr)) return p;
+    return AllocateMiss(tc, cl);
   }
   return AllocateClassSlow(cl);
 }
 
 // Sets errno to ENOMEM and returns null on failure.
 JSMALLOC_ALWAYS_INLINE void* Allocate(size_t size) {
-  if (JSMALLOC_LIKELY(size <= kMaxSize)) {
-    ThreadCache* tc = t_state.cache;
-    if (JSMALLOC_LIKELY(tc != nullptr)) {
-      void* p = tc->Allocate(SizeMap::ClassFor(size));
-      if (JSMALLOC_LIKELY(p != nullptr)) return p;
-    }
+  ThreadCache* tc = t_state.cache;
+  if (JSMALLOC_LIKELY(size <= kMaxSize && tc != nullptr)) {
+    int cl = SizeMap::ClassFor(size);
+    void* p = tc->TryPop(cl);
+    if (JSMALLOC_LIKELY(p != nullptr)) return p;
+    return AllocateMiss(tc, cl);  // a tail call: the fast path saves no registers
   }
   return AllocateSlow(size);
 }

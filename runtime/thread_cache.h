@@ -26,16 +26,26 @@ class ThreadCache {
 
   // Pops an object of class cl; nullptr only when memory is exhausted.
   JSMALLOC_ALWAYS_INLINE void* Allocate(int cl) {
+    void* p = TryPop(cl);
+    if (JSMALLOC_LIKELY(p != nullptr)) return p;
+    return FetchFromTransfer(cl);
+  }
+
+  // Pops from the list only; nullptr when it is empty.
+  JSMALLOC_ALWAYS_INLINE void* TryPop(int cl) {
     FreeList& l = lists_[cl];
     void* p = l.head;
     if (JSMALLOC_LIKELY(p != nullptr)) {
       l.head = *static_cast<void**>(p);
       if (--l.length < l.lowater) l.lowater = l.length;
       SetSize(size() - SizeMap::ClassSize(cl));
-      return p;
     }
-    return FetchFromTransfer(cl);
+    return p;
   }
+
+  // Refills list cl from the transfer cache and returns one object; nullptr
+  // only when memory is exhausted.
+  JSMALLOC_NOINLINE void* FetchFromTransfer(int cl);
 
   JSMALLOC_ALWAYS_INLINE void Deallocate(void* p, int cl) {
     FreeList& l = lists_[cl];
@@ -69,7 +79,6 @@ class ThreadCache {
   };
 
   void SetSize(size_t v) { size_.store(v, std::memory_order_relaxed); }
-  JSMALLOC_NOINLINE void* FetchFromTransfer(int cl);
   JSMALLOC_NOINLINE void ListTooLong(int cl);
   JSMALLOC_NOINLINE void Scavenge();
   void ReleaseToTransfer(int cl, uint32_t n);
