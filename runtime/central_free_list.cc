@@ -39,19 +39,21 @@ int CentralFreeList::RemoveRange(void** batch, int n) {
   lock_.Lock();
   while (got < n) {
     while (highest_nonempty_ >= 0 && buckets_[highest_nonempty_].empty()) --highest_nonempty_;
+    Span* span;
     if (highest_nonempty_ < 0) {
       // Grow without holding our lock: the back-end may take a while (mmap).
+      // Take from the fresh span ourselves: if another thread populated too,
+      // a span filed untouched could sit empty and never be returned.
       lock_.Unlock();
-      Span* fresh = Populate();
+      span = Populate();
       lock_.Lock();
-      if (fresh == nullptr) break;
+      if (span == nullptr) break;
       ++num_spans_;
       ++spans_created_;
-      FileSpan(fresh);
-      continue;
+    } else {
+      span = buckets_[highest_nonempty_].first();
+      SpanList::Remove(span);
     }
-    Span* span = buckets_[highest_nonempty_].first();
-    SpanList::Remove(span);
     while (got < n && span->allocated < objects_per_span_) {
       void* obj;
       if (span->freelist != nullptr) {

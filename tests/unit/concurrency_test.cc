@@ -92,7 +92,10 @@ TEST(ConcurrencyTest, ThreadsShareMiddleEndAndPageHeap) {
   }
   EXPECT_EQ(errors.load(), 0);
   for (int cl = 1; cl < kNumClasses; ++cl) s.transfer[cl].Drain();
-  for (int cl = 1; cl < kNumClasses; ++cl) EXPECT_EQ(s.central[cl].Stats().live_objects, 0u) << cl;
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    EXPECT_EQ(s.central[cl].Stats().live_objects, 0u) << cl;
+    EXPECT_EQ(s.central[cl].Stats().spans, 0u) << cl;
+  }
   EXPECT_EQ(s.heap->Stats().in_use_bytes, 0u) << "every span went home";
   EXPECT_TRUE(s.heap->CheckInvariants());
 }
