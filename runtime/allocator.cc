@@ -24,8 +24,27 @@ void* AllocateUncached(int cl) {
 
 }  // namespace
 
+void* CpuAllocateMiss(int cl) {
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  void* p = Static::cpu_cache().Underflow(cl);
+  if (JSMALLOC_UNLIKELY(p == nullptr)) errno = ENOMEM;
+  return p;
+#else
+  return AllocateClassSlow(cl);
+#endif
+}
+
+void CpuFreeMiss(void* p, int cl) {
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  Static::cpu_cache().Overflow(p, cl);
+#else
+  Static::transfer()[cl].InsertRange(&p, 1);
+#endif
+}
+
 void* AllocateClassSlow(int cl) {
   Static::InitIfNeeded();
+  if (Static::front_end() == FrontEnd::kPerCpu) return CpuAllocateMiss(cl);
   ThreadCache* tc = GetCache();
   void* p = tc != nullptr ? tc->Allocate(cl) : AllocateUncached(cl);
   if (JSMALLOC_UNLIKELY(p == nullptr)) errno = ENOMEM;
@@ -76,6 +95,13 @@ Span* LargeSpanOrDie(const void* p, const char* what) {
 void FreeSlow(void* p, int cl) {
   if (p == nullptr) return;
   if (cl != 0) {
+    if (Static::front_end() == FrontEnd::kPerCpu) {
+#if JSMALLOC_HAVE_RSEQ_SLAB
+      if (os::RseqSlabPush(g_percpu_base, static_cast<size_t>(cl), p)) return;
+#endif
+      CpuFreeMiss(p, cl);
+      return;
+    }
     ThreadCache* tc = GetCache();
     if (tc != nullptr) {
       tc->Deallocate(p, cl);
@@ -98,6 +124,9 @@ size_t UsableSize(const void* p) {
 size_t TrimAll() {
   Static::InitIfNeeded();
   if (t_state.cache != nullptr) t_state.cache->Flush();
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (Static::front_end() == FrontEnd::kPerCpu) Static::cpu_cache().DrainAll();
+#endif
   for (int cl = 1; cl < kNumClasses; ++cl) Static::transfer()[cl].Drain();
   return Static::backend()->ReleaseAtLeast(~size_t{0});
 }

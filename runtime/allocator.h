@@ -5,6 +5,7 @@
 
 #include <cstddef>
 
+#include "os/linux/rseq.h"
 #include "runtime/size_map.h"
 #include "runtime/static_vars.h"
 #include "runtime/thread_cache.h"
@@ -26,6 +27,9 @@ void* AllocateSlow(size_t size);
 void* AllocateClassSlow(int cl);
 // The thread's list for cl is empty: refill it (sets errno on failure).
 void* AllocateMiss(ThreadCache* tc, int cl);
+// The current CPU's cache for cl is empty / full.
+void* CpuAllocateMiss(int cl);
+void CpuFreeMiss(void* p, int cl);
 void* AllocateLarge(size_t size, size_t alignment);
 void FreeSlow(void* p, int cl);
 // Usable size of an allocated block; aborts on a pointer we do not own.
@@ -34,7 +38,28 @@ size_t UsableSize(const void* p);
 // all free back-end memory. Returns bytes released.
 size_t TrimAll();
 
+// The per-CPU fast paths; false/nullptr when per-CPU caches are off.
+JSMALLOC_ALWAYS_INLINE bool PerCpuActive(uintptr_t* base) {
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  *base = __atomic_load_n(&g_percpu_base, __ATOMIC_RELAXED);
+  return *base != 0;
+#else
+  *base = 0;
+  return false;
+#endif
+}
+
+JSMALLOC_ALWAYS_INLINE void* CpuPopOrMiss(uintptr_t base, int cl) {
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  void* p = os::RseqSlabPop(base, static_cast<size_t>(cl));
+  if (JSMALLOC_LIKELY(p != nullptr)) return p;
+#endif
+  return CpuAllocateMiss(cl);
+}
+
 JSMALLOC_ALWAYS_INLINE void* AllocateClass(int cl) {
+  uintptr_t base;
+  if (JSMALLOC_LIKELY(PerCpuActive(&base))) return CpuPopOrMiss(base, cl);
   ThreadCache* tc = t_state.cache;
   if (JSMALLOC_LIKELY(tc != nullptr)) {
     void* p = tc->TryPop(cl);
@@ -46,6 +71,10 @@ JSMALLOC_ALWAYS_INLINE void* AllocateClass(int cl) {
 
 // Sets errno to ENOMEM and returns null on failure.
 JSMALLOC_ALWAYS_INLINE void* Allocate(size_t size) {
+  uintptr_t base;
+  if (JSMALLOC_LIKELY(size <= kMaxSize && PerCpuActive(&base))) {
+    return CpuPopOrMiss(base, SizeMap::ClassFor(size));
+  }
   ThreadCache* tc = t_state.cache;
   if (JSMALLOC_LIKELY(size <= kMaxSize && tc != nullptr)) {
     int cl = SizeMap::ClassFor(size);
@@ -67,6 +96,14 @@ inline void* AllocateAligned(size_t size, size_t alignment) {
 
 JSMALLOC_ALWAYS_INLINE void Free(void* p) {
   int cl = g_pagemap.SizeClassOf(p);
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  uintptr_t base;
+  if (JSMALLOC_LIKELY(cl != 0 && PerCpuActive(&base))) {
+    if (JSMALLOC_LIKELY(os::RseqSlabPush(base, static_cast<size_t>(cl), p))) return;
+    CpuFreeMiss(p, cl);
+    return;
+  }
+#endif
   ThreadCache* tc = t_state.cache;
   if (JSMALLOC_LIKELY(cl != 0 && tc != nullptr)) {
     tc->Deallocate(p, cl);

@@ -76,6 +76,13 @@ void GetSize(const char* name, size_t* v) {
 
 void ParseOptions(Options* out) {
   GetBool("JSMALLOC_STATS_ON_EXIT", &out->stats_on_exit);
+  const char* per_cpu = os::GetEnv("JSMALLOC_PER_CPU");
+  if (per_cpu != nullptr) {
+    bool on;
+    if (ParseBool(per_cpu, &on)) out->per_cpu = on ? 1 : 0;
+    else WarnLine("JSMALLOC_PER_CPU", per_cpu, "0 or 1", "(per-CPU where rseq works)");
+  }
+  GetSize("JSMALLOC_MAX_PER_CPU_CACHE_BYTES", &out->max_per_cpu_cache_bytes);
   GetSize("JSMALLOC_MAX_TOTAL_THREAD_CACHE_BYTES", &out->max_total_thread_cache_bytes);
   GetSize("JSMALLOC_PAGE_HEAP_KEEP_FREE_BYTES", &out->page_heap_keep_free_bytes);
 }

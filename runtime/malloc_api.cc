@@ -151,7 +151,7 @@ JSMALLOC_API struct mallinfo2 mallinfo2() noexcept {
   mi.hblks = 0;
   mi.hblkhd = 0;
   mi.usmblks = 0;
-  mi.fsmblks = s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes;
+  mi.fsmblks = s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes + s.cpu_cache_bytes;
   mi.uordblks = s.allocated_bytes;
   mi.fordblks = s.system_bytes > s.allocated_bytes ? s.system_bytes - s.allocated_bytes : 0;
   mi.keepcost = s.backend_free_bytes;
@@ -230,6 +230,8 @@ JSMALLOC_API int malloc_info(int options, FILE* fp) noexcept {
   jsmalloc::Summary s = jsmalloc::GetSummary();
   p.Str("<malloc version=\"jsmalloc-").Str(JSMALLOC_VERSION_STRING).Str("\">\n<heap nr=\"0\">\n<sizes>\n");
   size_t free_count = 0;
+  const size_t cached_bytes =
+      s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes + s.cpu_cache_bytes;
   for (int cl = 1; cl < jsmalloc::kNumClasses; ++cl) {
     jsmalloc::CentralStats c = jsmalloc::Static::central(cl).Stats();
     size_t cached = jsmalloc::Static::transfer()[cl].objects();
@@ -242,7 +244,7 @@ JSMALLOC_API int malloc_info(int options, FILE* fp) noexcept {
         .Str("\" count=\"").U(count).Str("\"/>\n");
   }
   p.Str("</sizes>\n<total type=\"fast\" count=\"").U(free_count).Str("\" size=\"")
-      .U(s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes).Str("\"/>\n")
+      .U(cached_bytes).Str("\"/>\n")
       .Str("<total type=\"rest\" count=\"0\" size=\"").U(s.backend_free_bytes).Str("\"/>\n")
       .Str("<system type=\"current\" size=\"").U(s.physical_bytes).Str("\"/>\n")
       .Str("<system type=\"max\" size=\"").U(s.virtual_bytes).Str("\"/>\n")
@@ -250,7 +252,7 @@ JSMALLOC_API int malloc_info(int options, FILE* fp) noexcept {
       .Str("<aspace type=\"mprotect\" size=\"").U(s.system_bytes).Str("\"/>\n")
       .Str("</heap>\n")
       .Str("<total type=\"fast\" count=\"").U(free_count).Str("\" size=\"")
-      .U(s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes).Str("\"/>\n")
+      .U(cached_bytes).Str("\"/>\n")
       .Str("<total type=\"rest\" count=\"0\" size=\"").U(s.backend_free_bytes).Str("\"/>\n")
       .Str("<total type=\"mmap\" count=\"0\" size=\"0\"/>\n")
       .Str("<system type=\"current\" size=\"").U(s.physical_bytes).Str("\"/>\n")
@@ -279,6 +281,21 @@ JSMALLOC_API size_t jsmalloc_release_memory_to_os(size_t bytes) {
 }
 
 JSMALLOC_API const char* jsmalloc_version(void) { return JSMALLOC_VERSION_STRING; }
+
+JSMALLOC_API void jsmalloc_set_max_per_cpu_cache_bytes(size_t bytes) {
+  jsmalloc::Static::InitIfNeeded();
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (jsmalloc::Static::front_end() == jsmalloc::FrontEnd::kPerCpu) {
+    jsmalloc::Static::cpu_cache().SetMaxBytesPerCpu(bytes);
+  }
+#endif
+}
+
+JSMALLOC_API size_t jsmalloc_get_max_per_cpu_cache_bytes(void) {
+  size_t v = 0;
+  jsmalloc::GetNumericProperty("jsmalloc.max_per_cpu_cache_bytes", &v);
+  return v;
+}
 
 namespace {
 

@@ -5,11 +5,13 @@
 #include <new>
 
 #include "hugepage/page_heap.h"
+#include "os/linux/os_memory.h"
 #include "runtime/allocator.h"
 
 namespace jsmalloc {
 
 constinit PageMap g_pagemap;
+constinit uintptr_t g_percpu_base = 0;
 constinit std::atomic<bool> Static::inited_{false};
 constinit std::atomic<bool> Static::key_ready_{false};
 
@@ -22,6 +24,12 @@ struct State {
   CentralFreeList central[kMaxClasses];
   TransferCache transfer[kMaxClasses];
   ThreadCacheRegistry registry;
+  const char* per_cpu_off_reason = "";
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  RseqCpuEnv cpu_env;
+  PerCpuSlab slab;
+  CpuCache cpu_cache;
+#endif
 };
 
 alignas(64) constinit char state_storage[sizeof(State)] = {};
@@ -49,6 +57,49 @@ TransferCache* Static::transfer() { return S().transfer; }
 ThreadCacheRegistry& Static::registry() { return S().registry; }
 const Options& Static::options() { return S().options; }
 MetadataArena* Static::arena() { return GlobalArena(); }
+const char* Static::per_cpu_off_reason() { return S().per_cpu_off_reason; }
+#if JSMALLOC_HAVE_RSEQ_SLAB
+CpuCache& Static::cpu_cache() { return S().cpu_cache; }
+#endif
+
+namespace {
+
+// Chooses the front-end: per-CPU caches wherever rseq works, unless
+// JSMALLOC_PER_CPU=0. Called under the init lock.
+void InitFrontEnd(State* st) {
+  if (st->options.per_cpu == 0) {
+    st->per_cpu_off_reason = "disabled by JSMALLOC_PER_CPU=0";
+    return;
+  }
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (os::RseqInit() == os::RseqMode::kUnavailable) {
+    st->per_cpu_off_reason = os::RseqUnavailableReason();
+  } else {
+    int cpus = os::PossibleCpuCount();
+    size_t bytes = PerCpuSlab::kRegionBytes * static_cast<size_t>(cpus);
+    void* mem = os::MapAligned(bytes, PerCpuSlab::kRegionBytes, nullptr);
+    if (mem == nullptr) {
+      st->per_cpu_off_reason = "could not map the per-CPU slab";
+    } else {
+      uint16_t caps[kMaxClasses];
+      PerCpuSlab::ComputeMaxCapacities(caps);
+      st->slab.Init(mem, cpus, caps);
+      st->cpu_cache.Init(&st->cpu_env, &st->slab, st->transfer, GlobalArena(),
+                         st->options.max_per_cpu_cache_bytes);
+      __atomic_store_n(&g_percpu_base, st->slab.base(), __ATOMIC_RELEASE);
+      return;
+    }
+  }
+#else
+  st->per_cpu_off_reason = "per-CPU caches exist for x86-64 only";
+#endif
+  if (st->options.per_cpu == 1) {
+    static const char kMsg[] = "jsmalloc: JSMALLOC_PER_CPU=1 but per-CPU caches are unavailable; using per-thread caches\n";
+    os::WriteStderr(kMsg, sizeof(kMsg) - 1);
+  }
+}
+
+}  // namespace
 
 void Static::Init() {
   {
@@ -70,6 +121,7 @@ void Static::Init() {
       st->transfer[cl].Init(&st->central[cl], slots, cap);
     }
     st->registry.Init(st->transfer, arena, st->options.max_total_thread_cache_bytes);
+    InitFrontEnd(st);
     inited_.store(true, std::memory_order_release);
   }
   RegisterThreadHooks();
@@ -88,12 +140,15 @@ void Static::RegisterThreadHooks() {
   hooks_state.store(2);
 }
 
-// Lock order everywhere: registry -> transfer caches -> central lists ->
-// back-end -> metadata arena. No path takes them in another order.
+// Lock order everywhere: registry -> per-CPU cache locks -> transfer caches
+// -> central lists -> back-end -> metadata arena. No path takes them in another order.
 void Static::PrepareFork() {
   if (!inited()) return;
   State& st = S();
   st.registry.LockForFork();
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.LockForFork();
+#endif
   for (int cl = 1; cl < kNumClasses; ++cl) st.transfer[cl].LockForFork();
   for (int cl = 1; cl < kNumClasses; ++cl) st.central[cl].LockForFork();
   st.page_heap->LockForFork();
@@ -107,6 +162,9 @@ void Static::ParentAfterFork() {
   st.page_heap->UnlockAfterFork(false);
   for (int cl = 1; cl < kNumClasses; ++cl) st.central[cl].UnlockAfterFork(false);
   for (int cl = 1; cl < kNumClasses; ++cl) st.transfer[cl].UnlockAfterFork(false);
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.UnlockAfterFork(false);
+#endif
   st.registry.UnlockAfterFork(false);
 }
 
@@ -117,6 +175,9 @@ void Static::ChildAfterFork() {
   st.page_heap->UnlockAfterFork(true);
   for (int cl = 1; cl < kNumClasses; ++cl) st.central[cl].UnlockAfterFork(true);
   for (int cl = 1; cl < kNumClasses; ++cl) st.transfer[cl].UnlockAfterFork(true);
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.UnlockAfterFork(true);
+#endif
   st.registry.UnlockAfterFork(true);
 }
 

@@ -6,6 +6,7 @@
 #include <atomic>
 
 #include "hugepage/page_allocator.h"
+#include "runtime/cpu_cache.h"
 #include "runtime/central_free_list.h"
 #include "runtime/env_options.h"
 #include "runtime/pagemap.h"
@@ -16,6 +17,12 @@ namespace jsmalloc {
 
 // Read by free() on every call: a plain global, so it needs no indirection.
 extern constinit PageMap g_pagemap;
+
+// Base of the per-CPU slab when the per-CPU front-end is active, else 0.
+// Read on every malloc/free to choose the front-end.
+extern constinit uintptr_t g_percpu_base;
+
+enum class FrontEnd { kPerThread, kPerCpu };
 
 class Static {
  public:
@@ -30,6 +37,13 @@ class Static {
   static CentralFreeList& central(int cl);
   static TransferCache* transfer();  // indexed by size class
   static ThreadCacheRegistry& registry();
+  static FrontEnd front_end() { return g_percpu_base != 0 ? FrontEnd::kPerCpu : FrontEnd::kPerThread; }
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  // Valid when front_end() == kPerCpu.
+  static CpuCache& cpu_cache();
+#endif
+  // Why the per-CPU front-end is not active ("" when it is).
+  static const char* per_cpu_off_reason();
   static const Options& options();
   static MetadataArena* arena();
   static bool thread_key_ready() { return key_ready_.load(std::memory_order_acquire); }

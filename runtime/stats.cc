@@ -5,6 +5,7 @@
 #include "hugepage/page_allocator.h"
 #include "jsmalloc/jsmalloc.h"
 #include "os/linux/os_memory.h"
+#include "os/linux/rseq.h"
 #include "runtime/allocator.h"
 #include "runtime/static_vars.h"
 
@@ -25,9 +26,13 @@ Summary GetSummary() {
   }
   ThreadCacheStats t = Static::registry().Stats();
   s.thread_cache_bytes = t.bytes;
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (Static::front_end() == FrontEnd::kPerCpu) s.cpu_cache_bytes = Static::cpu_cache().TotalCachedBytes();
+#endif
   s.thread_caches = t.caches;
   s.metadata_bytes = Static::arena()->bytes_mapped();
-  size_t cached = s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes;
+  size_t cached = s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes +
+                  s.cpu_cache_bytes;
   // The pieces are read one after another while other threads run, so the
   // difference can dip below zero for a moment.
   s.allocated_bytes = s.in_use_pages_bytes > cached ? s.in_use_pages_bytes - cached : 0;
@@ -36,9 +41,15 @@ Summary GetSummary() {
   return s;
 }
 
+const char* FrontEndName() {
+  if (Static::front_end() == FrontEnd::kPerThread) return "per-thread caches";
+  return os::CurrentRseqMode() == os::RseqMode::kGlibc ? "per-CPU caches (rseq: glibc's registration)"
+                                                       : "per-CPU caches (rseq: own registration)";
+}
+
 void PrintBanner(Printer* out) {
   out->Str("JSMalloc ").Str(JSMALLOC_VERSION_STRING)
-      .Str(" (front-end: per-thread caches, back-end: ").Str(Static::backend()->Name())
+      .Str(" (front-end: ").Str(FrontEndName()).Str(", back-end: ").Str(Static::backend()->Name())
       .Str(", page size: ").U(kPageSize >> 10).Str(" KiB, size classes: ").U(kNumClasses - 1)
       .Str(")\n");
 }
@@ -52,8 +63,35 @@ void Line(Printer* out, const char* op, size_t v, const char* what) {
 
 }  // namespace
 
+// Per-CPU section: each CPU that has cached anything, and per class the
+// capacity and misses summed over CPUs.
+void PrintCpuCaches(Printer* out) {
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (Static::front_end() == FrontEnd::kPerCpu) {
+    CpuCache& cc = Static::cpu_cache();
+    out->Str("Per-CPU caches: ").U(static_cast<uint64_t>(cc.num_cpus())).Str(" possible CPUs, budget ")
+        .MiB(cc.max_bytes_per_cpu()).Str(" MiB per CPU, rseq fence ")
+        .Str(os::RseqFenceAvailable() ? "available" : "unavailable (idle CPUs are not drained)").Char('\n');
+    out->Str("  cpu  capacity_MiB  cached_MiB  underflows  overflows  drains\n");
+    for (int cpu = 0; cpu < cc.num_cpus(); ++cpu) {
+      CpuCacheCpuStats c = cc.CpuStats(cpu);
+      if (!c.populated && c.misses == 0) continue;
+      out->UW(static_cast<uint64_t>(cpu), 5).Str("  ").F(static_cast<double>(c.capacity_bytes) / 1048576.0, 2)
+          .Str("          ").F(static_cast<double>(c.cached_bytes) / 1048576.0, 2).UW(c.underflows, 12)
+          .UW(c.overflows, 11).UW(c.drains, 8).Char('\n');
+    }
+    return;
+  }
+#endif
+  out->Str("Per-CPU caches: off (").Str(Static::per_cpu_off_reason()).Str(")\n");
+}
+
 void PrintStatsReport(Printer* out) {
   Static::InitIfNeeded();
+  // One report at a time: the per-class scratch below is static (too large
+  // for the stacks of small threads).
+  static constinit SpinLock report_lock;
+  SpinLockHolder hold(&report_lock);
   PrintBanner(out);
   Summary s = GetSummary();
   out->Str("------------------------------------------------\n");
@@ -61,6 +99,7 @@ void PrintStatsReport(Printer* out) {
   Line(out, "+ ", s.backend_free_bytes, "Bytes in page heap freelist");
   Line(out, "+ ", s.central_free_bytes, "Bytes in central cache freelist");
   Line(out, "+ ", s.transfer_free_bytes, "Bytes in transfer cache freelist");
+  Line(out, "+ ", s.cpu_cache_bytes, "Bytes in per-CPU cache freelists");
   Line(out, "+ ", s.thread_cache_bytes, "Bytes in thread cache freelists");
   Line(out, "+ ", s.metadata_bytes, "Bytes in malloc metadata");
   out->Str("MALLOC:   ------------\n");
@@ -74,12 +113,18 @@ void PrintStatsReport(Printer* out) {
 
   ThreadCacheStats t = Static::registry().Stats();
   out->Str("------------------------------------------------\n");
+  PrintCpuCaches(out);
   out->Str("Thread caches: ").U(t.caches).Str(" caches, ").MiB(t.bytes).Str(" MiB cached, budget ")
       .MiB(t.budget).Str(" MiB (").MiB(t.unclaimed).Str(" MiB unclaimed)\n");
   out->Str("------------------------------------------------\n");
   out->Str("Size classes (bytes; objects):\n");
+  static CpuCacheClassStats cpu_classes[kMaxClasses];  // too big for the stack of small threads
+  for (int cl = 0; cl < kMaxClasses; ++cl) cpu_classes[cl] = CpuCacheClassStats();
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (Static::front_end() == FrontEnd::kPerCpu) Static::cpu_cache().ClassStats(cpu_classes);
+#endif
   out->Str("class   size pages objs/span  spans     live  central_free  transfer  thread_cache"
-           "  transfer_hit%  cumulative_spans\n");
+           "  cpu_cache  cpu_capacity  cpu_misses  transfer_hit%  cumulative_spans\n");
   for (int cl = 1; cl < kNumClasses; ++cl) {
     CentralStats c = Static::central(cl).Stats();
     TransferStats tr = Static::transfer()[cl].Stats();
@@ -87,10 +132,13 @@ void PrintStatsReport(Printer* out) {
     size_t hits = tr.insert_hits + tr.remove_hits;
     size_t total = hits + tr.insert_misses + tr.remove_misses;
     if (c.spans == 0 && tr.objects == 0 && tc_objs == 0 && c.spans_created == 0) continue;
-    size_t live = c.live_objects > tr.objects + tc_objs ? c.live_objects - tr.objects - tc_objs : 0;
+    size_t cached = tr.objects + tc_objs + cpu_classes[cl].objects;
+    size_t live = c.live_objects > cached ? c.live_objects - cached : 0;
     out->UW(static_cast<uint64_t>(cl), 5).UW(SizeMap::ClassSize(cl), 7).UW(SizeMap::ClassPages(cl), 6)
         .UW(SizeMap::ObjectsPerSpan(cl), 10).UW(c.spans, 7).UW(live, 9).UW(c.free_objects, 14)
-        .UW(tr.objects, 10).UW(tc_objs, 14).UW(total ? hits * 100 / total : 0, 15)
+        .UW(tr.objects, 10).UW(tc_objs, 14).UW(cpu_classes[cl].objects, 11)
+        .UW(cpu_classes[cl].capacity, 14).UW(cpu_classes[cl].misses, 12)
+        .UW(total ? hits * 100 / total : 0, 15)
         .UW(c.spans_created, 18).Char('\n');
   }
   Static::backend()->Print(out);
@@ -113,6 +161,13 @@ void DumpStatsToStderr() {
   Printer p(buffer, kLen);
   PrintStatsReport(&p);
   os::WriteStderr(p.data(), p.written());
+}
+
+size_t MaxPerCpuCacheBytes() {
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (Static::front_end() == FrontEnd::kPerCpu) return Static::cpu_cache().max_bytes_per_cpu();
+#endif
+  return Static::options().max_per_cpu_cache_bytes;
 }
 
 bool GetNumericProperty(const char* name, size_t* value) {
@@ -144,7 +199,9 @@ bool GetNumericProperty(const char* name, size_t* value) {
       {"jsmalloc.page_size", kPageSize},
       {"jsmalloc.num_size_classes", static_cast<size_t>(kNumClasses - 1)},
       {"jsmalloc.max_size", kMaxSize},
-      {"jsmalloc.per_cpu_caches_active", 0},
+      {"jsmalloc.per_cpu_caches_active", Static::front_end() == FrontEnd::kPerCpu ? size_t{1} : 0},
+      {"jsmalloc.cpu_cache_free_bytes", s.cpu_cache_bytes},
+      {"jsmalloc.max_per_cpu_cache_bytes", MaxPerCpuCacheBytes()},
   };
   for (const Entry& e : entries) {
     if (strcmp(e.name, name) == 0) {

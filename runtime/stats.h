@@ -16,6 +16,7 @@ struct Summary {
   size_t central_free_bytes;
   size_t transfer_free_bytes;
   size_t thread_cache_bytes;
+  size_t cpu_cache_bytes;
   size_t metadata_bytes;
   size_t allocated_bytes;      // in use by the application
   size_t physical_bytes;       // system - unmapped + metadata

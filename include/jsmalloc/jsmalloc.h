@@ -33,6 +33,11 @@ JSMALLOC_EXPORT int jsmalloc_get_numeric_property(const char *name,
  * SIZE_MAX to release everything that is free. */
 JSMALLOC_EXPORT size_t jsmalloc_release_memory_to_os(size_t bytes);
 
+/* Per-CPU cache budget in bytes (each CPU's caches together). Takes effect
+ * as caches grow or shrink; has no effect in per-thread mode. */
+JSMALLOC_EXPORT void jsmalloc_set_max_per_cpu_cache_bytes(size_t bytes);
+JSMALLOC_EXPORT size_t jsmalloc_get_max_per_cpu_cache_bytes(void);
+
 /* Version string, e.g. "0.1.0". */
 JSMALLOC_EXPORT const char *jsmalloc_version(void);
 

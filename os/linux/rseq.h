@@ -1,0 +1,148 @@
+// Restartable sequences: the kernel ABI the per-CPU caches stand on.
+//
+// We share glibc's per-thread registration (glibc >= 2.35 registers every
+// thread and exports __rseq_offset/__rseq_size) and register our own area
+// per thread only when glibc did not (older glibc, or
+// GLIBC_TUNABLES=glibc.pthread.rseq=0). Either way the area sits at a fixed
+// offset from the thread pointer, so the critical sections below address it
+// as %fs:offset with no per-thread lookup.
+//
+// Slab layout the critical sections operate on (see runtime/per_cpu_slab.h):
+// CPU c owns the region base + (c << kPerCpuShift); word i of the region
+// (8 bytes) is either a class header or an object slot. The header of class
+// cl is word cl: { u16 current, u16 end, u16 begin, u16 max_end }. Objects of
+// class cl occupy slots [begin, current); a push may use slots up to end.
+#ifndef JSMALLOC_OS_LINUX_RSEQ_H_
+#define JSMALLOC_OS_LINUX_RSEQ_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace jsmalloc::os {
+
+inline constexpr int kPerCpuShift = 19;  // 512 KiB of slots per CPU
+#define JSMALLOC_PER_CPU_SHIFT_STR "19"
+
+enum class RseqMode : int {
+  kUnavailable = 0,  // kernel refused, or not x86-64: use per-thread caches
+  kGlibc = 1,        // glibc's registration
+  kOwn = 2,          // our own registration, made per thread on first use
+};
+
+// Offset of the calling thread's struct rseq from the thread pointer; the
+// same for every thread. Valid once RseqInit() returned a mode other than
+// kUnavailable.
+extern constinit long g_rseq_offset;
+
+// Decides the mode once per process (idempotent, thread-safe).
+RseqMode RseqInit();
+RseqMode CurrentRseqMode();
+// In kOwn mode, registers the calling thread if it is not yet; returns true
+// when the calling thread has a usable registration.
+bool RseqEnsureThreadRegistered();
+// The CPU the calling thread runs on according to its rseq area; negative
+// when the thread has no registration.
+int RseqCurrentCpu();
+// Restarts any critical section running on `cpu` (membarrier with
+// MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ). False if the kernel cannot.
+bool RseqFenceCpu(int cpu);
+bool RseqFenceAvailable();
+// Highest possible CPU number + 1 (/sys/devices/system/cpu/possible).
+int PossibleCpuCount();
+// Why rseq is unavailable, for the stats report ("" when available).
+const char* RseqUnavailableReason();
+
+#if defined(__x86_64__)
+#define JSMALLOC_HAVE_RSEQ_SLAB 1
+
+// Pops the top object of class cl on the current CPU; nullptr when that
+// class is empty there (or the thread has no rseq registration).
+__attribute__((always_inline)) inline void* RseqSlabPop(uintptr_t base, size_t cl) {
+  void* result;
+retry:
+  asm goto(
+      ".pushsection __rseq_cs, \"aw?\"\n\t"
+      ".balign 32\n\t"
+      "3:\n\t"
+      ".long 0x0, 0x0\n\t"
+      ".quad 4f, (5f - 4f), 6f\n\t"
+      ".popsection\n\t"
+      "leaq 3b(%%rip), %%rax\n\t"
+      "movq %%rax, %%fs:8(%[rseq])\n\t"
+      "4:\n\t"
+      "movslq %%fs:4(%[rseq]), %%rax\n\t"
+      "testq %%rax, %%rax\n\t"
+      "js %l[empty]\n\t"
+      "shlq $" JSMALLOC_PER_CPU_SHIFT_STR ", %%rax\n\t"
+      "addq %[base], %%rax\n\t"
+      "movzwl (%%rax,%[cl],8), %%ecx\n\t"
+      "cmpw 4(%%rax,%[cl],8), %%cx\n\t"
+      "jbe %l[empty]\n\t"
+      "movq -8(%%rax,%%rcx,8), %[result]\n\t"
+      "decl %%ecx\n\t"
+      "movw %%cx, (%%rax,%[cl],8)\n\t"
+      "5:\n\t"
+      ".pushsection __rseq_failure, \"ax?\"\n\t"
+      ".long 0x53053053\n\t"
+      "6:\n\t"
+      "jmp %l[aborted]\n\t"
+      ".popsection\n\t"
+      : [result] "=&r"(result)
+      : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "r"(cl)
+      : "rax", "rcx", "memory", "cc"
+      : empty, aborted);
+  return result;
+aborted:
+  goto retry;
+empty:
+  return nullptr;
+}
+
+// Pushes p on class cl of the current CPU; false when full there (or no
+// registration).
+__attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t cl, void* p) {
+retry:
+  asm goto(
+      ".pushsection __rseq_cs, \"aw?\"\n\t"
+      ".balign 32\n\t"
+      "3:\n\t"
+      ".long 0x0, 0x0\n\t"
+      ".quad 4f, (5f - 4f), 6f\n\t"
+      ".popsection\n\t"
+      "leaq 3b(%%rip), %%rax\n\t"
+      "movq %%rax, %%fs:8(%[rseq])\n\t"
+      "4:\n\t"
+      "movslq %%fs:4(%[rseq]), %%rax\n\t"
+      "testq %%rax, %%rax\n\t"
+      "js %l[full]\n\t"
+      "shlq $" JSMALLOC_PER_CPU_SHIFT_STR ", %%rax\n\t"
+      "addq %[base], %%rax\n\t"
+      "movzwl (%%rax,%[cl],8), %%ecx\n\t"
+      "cmpw 2(%%rax,%[cl],8), %%cx\n\t"
+      "jae %l[full]\n\t"
+      "movq %[p], (%%rax,%%rcx,8)\n\t"
+      "incl %%ecx\n\t"
+      "movw %%cx, (%%rax,%[cl],8)\n\t"
+      "5:\n\t"
+      ".pushsection __rseq_failure, \"ax?\"\n\t"
+      ".long 0x53053053\n\t"
+      "6:\n\t"
+      "jmp %l[aborted]\n\t"
+      ".popsection\n\t"
+      :
+      : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "r"(cl), [p] "r"(p)
+      : "rax", "rcx", "memory", "cc"
+      : full, aborted);
+  return true;
+aborted:
+  goto retry;
+full:
+  return false;
+}
+#else
+#define JSMALLOC_HAVE_RSEQ_SLAB 0
+#endif
+
+}  // namespace jsmalloc::os
+
+#endif  // JSMALLOC_OS_LINUX_RSEQ_H_

@@ -1,0 +1,141 @@
+// Per-CPU front-end: the slow paths and the capacity policy around the
+// per-CPU slab. The fast paths (one restartable sequence each) are inlined
+// into malloc/free from allocator.h; everything here runs on a miss.
+//
+// Capacity policy: every class on every CPU starts with no capacity. A miss
+// (pop on empty, push on full) grows that class on that CPU by a batch, if
+// the CPU's byte budget allows; otherwise capacity is taken from another
+// class of the same CPU that has unused room. A periodic pass (at most once
+// a second, piggy-backed on misses) halves the unused room of classes that
+// did not miss since the last pass and drains CPUs that saw no misses at
+// all, returning their objects to the transfer caches.
+//
+// Env supplies the CPU: the real one reads rseq and runs the critical
+// sections; tests inject a fake CPU number and plain operations.
+#ifndef JSMALLOC_RUNTIME_CPU_CACHE_H_
+#define JSMALLOC_RUNTIME_CPU_CACHE_H_
+
+#include <atomic>
+#include <cstddef>
+
+#include "os/linux/rseq.h"
+#include "runtime/arena.h"
+#include "runtime/per_cpu_slab.h"
+#include "runtime/size_map.h"
+#include "runtime/spinlock.h"
+#include "runtime/transfer_cache.h"
+
+namespace jsmalloc {
+
+struct CpuCacheCpuStats {
+  size_t capacity_bytes = 0;  // budgeted capacity
+  size_t cached_bytes = 0;    // objects held
+  size_t misses = 0;          // underflows + overflows, cumulative
+  size_t underflows = 0;
+  size_t overflows = 0;
+  size_t drains = 0;
+  bool populated = false;
+};
+
+struct CpuCacheClassStats {
+  size_t capacity = 0;  // slots, summed over CPUs
+  size_t objects = 0;   // objects, summed over CPUs
+  size_t misses = 0;    // cumulative, summed over CPUs
+};
+
+template <typename Env>
+class CpuCacheT {
+ public:
+  static constexpr uint64_t kResizeIntervalNs = 1000000000;  // 1 s
+
+  // slab: initialised over memory for env->NumCpus() CPUs.
+  void Init(Env* env, PerCpuSlab* slab, TransferCache* transfer, MetadataArena* arena,
+            size_t max_bytes_per_cpu);
+
+  // Called when the pop fast path found the class empty. Returns an object
+  // (nullptr only when memory is exhausted).
+  void* Underflow(int cl);
+  // Called when the push fast path found the class full.
+  void Overflow(void* p, int cl);
+
+  // Returns every object cached on `cpu` to the transfer caches and sets its
+  // capacities to zero. Works from any thread (stops and fences the CPU).
+  // Returns the bytes moved, or 0 when the CPU holds nothing or the kernel
+  // cannot fence.
+  size_t DrainCpu(int cpu);
+  size_t DrainAll();
+  // The periodic pass (see above); `now` in nanoseconds.
+  void ResizePass(uint64_t now);
+
+  void SetMaxBytesPerCpu(size_t bytes) { max_bytes_.store(bytes, std::memory_order_relaxed); }
+  size_t max_bytes_per_cpu() const { return max_bytes_.load(std::memory_order_relaxed); }
+  int num_cpus() const { return slab_->num_cpus(); }
+
+  CpuCacheCpuStats CpuStats(int cpu);
+  void ClassStats(CpuCacheClassStats* out /* [kMaxClasses] */);
+  size_t TotalCachedBytes();
+
+  void LockForFork() {
+    for (int c = 0; c < slab_->num_cpus(); ++c) cpus_[c].lock.Lock();
+  }
+  void UnlockAfterFork(bool child) {
+    for (int c = 0; c < slab_->num_cpus(); ++c) {
+      if (child) cpus_[c].lock.ResetAfterFork();
+      else cpus_[c].lock.Unlock();
+    }
+  }
+
+ private:
+  struct CpuState {
+    SpinLock lock;
+    bool populated;
+    size_t capacity_bytes;
+    uint16_t capacity[kMaxClasses];  // source of truth; mirrored into the slab
+    uint32_t misses[kMaxClasses];
+    uint32_t misses_at_last_pass[kMaxClasses];
+    size_t total_misses;
+    size_t total_misses_at_last_pass;
+    size_t underflows, overflows, drains;
+    int steal_cursor;
+  };
+
+  // Grows (cpu, cl) by up to `want` slots within the budget. Lock held.
+  bool GrowLocked(int cpu, CpuState& s, int cl, int want);
+  // Frees at least `bytes` of unused capacity on the CPU, taken from classes
+  // other than `except`. Lock held.
+  void StealLocked(int cpu, CpuState& s, int except, size_t bytes);
+  void SetCapacityLocked(int cpu, CpuState& s, int cl, uint16_t cap);
+  void MaybeResize();
+  // The calling thread's CPU, registering with rseq if needed; -1 if none.
+  int CurrentCpu();
+
+  Env* env_ = nullptr;
+  PerCpuSlab* slab_ = nullptr;
+  TransferCache* transfer_ = nullptr;
+  CpuState* cpus_ = nullptr;
+  std::atomic<size_t> max_bytes_{0};
+  std::atomic<uint64_t> last_resize_ns_{0};
+  SpinLock resize_lock_;
+};
+
+#if JSMALLOC_HAVE_RSEQ_SLAB
+// The real CPU: rseq registration and critical sections from os/linux.
+struct RseqCpuEnv {
+  int CurrentCpu() { return os::RseqCurrentCpu(); }
+  bool EnsureRegistered() { return os::RseqEnsureThreadRegistered(); }
+  void* Pop(PerCpuSlab* slab, int cl) { return os::RseqSlabPop(slab->base(), static_cast<size_t>(cl)); }
+  bool Push(PerCpuSlab* slab, int cl, void* p) {
+    return os::RseqSlabPush(slab->base(), static_cast<size_t>(cl), p);
+  }
+  bool FenceAvailable() { return os::RseqFenceAvailable(); }
+  bool Fence(int cpu) { return os::RseqFenceCpu(cpu); }
+  uint64_t Now();
+};
+using CpuCache = CpuCacheT<RseqCpuEnv>;
+#endif
+
+}  // namespace jsmalloc
+
+#include "runtime/cpu_cache_inl.h"
+
+#endif  // JSMALLOC_RUNTIME_CPU_CACHE_H_

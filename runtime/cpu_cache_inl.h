@@ -1,0 +1,262 @@
+// Implementation of CpuCacheT (a template so tests can inject the CPU).
+#ifndef JSMALLOC_RUNTIME_CPU_CACHE_INL_H_
+#define JSMALLOC_RUNTIME_CPU_CACHE_INL_H_
+
+#include <cstring>
+
+namespace jsmalloc {
+
+template <typename Env>
+void CpuCacheT<Env>::Init(Env* env, PerCpuSlab* slab, TransferCache* transfer,
+                          MetadataArena* arena, size_t max_bytes_per_cpu) {
+  env_ = env;
+  slab_ = slab;
+  transfer_ = transfer;
+  max_bytes_.store(max_bytes_per_cpu, std::memory_order_relaxed);
+  size_t n = static_cast<size_t>(slab->num_cpus());
+  void* mem = arena->Alloc(sizeof(CpuState) * n, 64);
+  if (mem == nullptr) ArenaExhausted();
+  cpus_ = static_cast<CpuState*>(mem);  // zeroed by the arena
+  for (size_t i = 0; i < n; ++i) new (&cpus_[i].lock) SpinLock();
+}
+
+template <typename Env>
+int CpuCacheT<Env>::CurrentCpu() {
+  int cpu = env_->CurrentCpu();
+  if (JSMALLOC_UNLIKELY(cpu < 0) && env_->EnsureRegistered()) cpu = env_->CurrentCpu();
+  if (cpu >= slab_->num_cpus()) return -1;
+  return cpu;
+}
+
+template <typename Env>
+void CpuCacheT<Env>::SetCapacityLocked(int cpu, CpuState& s, int cl, uint16_t cap) {
+  size_t size = SizeMap::ClassSize(cl);
+  s.capacity_bytes -= s.capacity[cl] * size;
+  s.capacity_bytes += cap * size;
+  s.capacity[cl] = cap;
+  slab_->SetCapacity(cpu, cl, cap);
+}
+
+template <typename Env>
+void CpuCacheT<Env>::StealLocked(int cpu, CpuState& s, int except, size_t bytes) {
+  size_t freed = 0;
+  for (int i = 0; i < kNumClasses - 1 && freed < bytes; ++i) {
+    int cl = 1 + (s.steal_cursor + i) % (kNumClasses - 1);
+    if (cl == except || s.capacity[cl] == 0) continue;
+    uint16_t len = slab_->Length(cpu, cl);
+    if (len >= s.capacity[cl]) continue;
+    size_t size = SizeMap::ClassSize(cl);
+    size_t unused = s.capacity[cl] - len;
+    size_t take = (bytes - freed + size - 1) / size;
+    if (take > unused) take = unused;
+    SetCapacityLocked(cpu, s, cl, static_cast<uint16_t>(s.capacity[cl] - take));
+    freed += take * size;
+    s.steal_cursor = cl;
+  }
+}
+
+template <typename Env>
+bool CpuCacheT<Env>::GrowLocked(int cpu, CpuState& s, int cl, int want) {
+  uint16_t cap = s.capacity[cl];
+  uint16_t max = slab_->MaxCapacity(cpu, cl);
+  if (cap >= max) return false;
+  size_t n = static_cast<size_t>(want);
+  if (n > static_cast<size_t>(max - cap)) n = max - cap;
+  size_t size = SizeMap::ClassSize(cl);
+  size_t budget = max_bytes_per_cpu();
+  if (s.capacity_bytes + n * size > budget) {
+    StealLocked(cpu, s, cl, s.capacity_bytes + n * size - budget);
+    if (s.capacity_bytes + n * size > budget) {
+      size_t room = budget > s.capacity_bytes ? (budget - s.capacity_bytes) / size : 0;
+      if (room == 0) return false;
+      n = room;
+    }
+  }
+  SetCapacityLocked(cpu, s, cl, static_cast<uint16_t>(cap + n));
+  return true;
+}
+
+template <typename Env>
+void* CpuCacheT<Env>::Underflow(int cl) {
+  MaybeResize();
+  const int batch = SizeMap::BatchSize(cl);
+  void* buf[64];
+  int cpu = CurrentCpu();
+  if (cpu >= 0) {
+    CpuState& s = cpus_[cpu];
+    SpinLockHolder h(&s.lock);
+    s.populated = true;
+    ++s.misses[cl];
+    ++s.total_misses;
+    ++s.underflows;
+    GrowLocked(cpu, s, cl, batch);
+  }
+  int got = transfer_[cl].RemoveRange(buf, cpu >= 0 ? batch : 1);
+  if (got == 0) return nullptr;
+  // Keep one for the caller, cache the rest on whatever CPU we now run on.
+  for (int i = 1; i < got; ++i) {
+    if (!env_->Push(slab_, cl, buf[i])) {
+      transfer_[cl].InsertRange(buf + i, got - i);
+      break;
+    }
+  }
+  return buf[0];
+}
+
+template <typename Env>
+void CpuCacheT<Env>::Overflow(void* p, int cl) {
+  MaybeResize();
+  int cpu = CurrentCpu();
+  if (cpu < 0) {
+    transfer_[cl].InsertRange(&p, 1);
+    return;
+  }
+  const int batch = SizeMap::BatchSize(cl);
+  bool grown;
+  {
+    CpuState& s = cpus_[cpu];
+    SpinLockHolder h(&s.lock);
+    s.populated = true;
+    ++s.misses[cl];
+    ++s.total_misses;
+    ++s.overflows;
+    grown = GrowLocked(cpu, s, cl, batch);
+  }
+  if (grown && env_->Push(slab_, cl, p)) return;
+  // Still full: hand a batch from this CPU to the transfer cache, then retry.
+  void* buf[64];
+  int n = 0;
+  while (n < batch) {
+    void* q = env_->Pop(slab_, cl);
+    if (q == nullptr) break;
+    buf[n++] = q;
+  }
+  if (n > 0) transfer_[cl].InsertRange(buf, n);
+  if (!env_->Push(slab_, cl, p)) transfer_[cl].InsertRange(&p, 1);
+}
+
+template <typename Env>
+size_t CpuCacheT<Env>::DrainCpu(int cpu) {
+  CpuState& s = cpus_[cpu];
+  SpinLockHolder h(&s.lock);
+  if (!s.populated) return 0;
+  if (!env_->FenceAvailable()) return 0;
+  slab_->StopCpu(cpu);
+  // After the fence no critical section that saw the old headers can still
+  // commit on that CPU; the region is ours until StartCpu.
+  env_->Fence(cpu);
+  size_t bytes = 0;
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    size_t count;
+    void** objs = slab_->StoppedObjects(cpu, cl, &count);
+    const size_t batch = static_cast<size_t>(SizeMap::BatchSize(cl));
+    for (size_t i = 0; i < count; i += batch) {
+      size_t k = count - i < batch ? count - i : batch;
+      transfer_[cl].InsertRange(objs + i, static_cast<int>(k));
+    }
+    bytes += count * SizeMap::ClassSize(cl);
+    s.capacity[cl] = 0;
+  }
+  s.capacity_bytes = 0;
+  ++s.drains;
+  s.populated = false;
+  slab_->StartCpu(cpu, s.capacity);
+  return bytes;
+}
+
+template <typename Env>
+size_t CpuCacheT<Env>::DrainAll() {
+  size_t bytes = 0;
+  for (int cpu = 0; cpu < slab_->num_cpus(); ++cpu) bytes += DrainCpu(cpu);
+  return bytes;
+}
+
+template <typename Env>
+void CpuCacheT<Env>::MaybeResize() {
+  uint64_t now = env_->Now();
+  uint64_t last = last_resize_ns_.load(std::memory_order_relaxed);
+  if (now - last < kResizeIntervalNs) return;
+  if (!last_resize_ns_.compare_exchange_strong(last, now, std::memory_order_relaxed)) return;
+  ResizePass(now);
+}
+
+template <typename Env>
+void CpuCacheT<Env>::ResizePass(uint64_t now) {
+  if (!resize_lock_.TryLock()) return;  // one pass at a time is plenty
+  last_resize_ns_.store(now, std::memory_order_relaxed);
+  for (int cpu = 0; cpu < slab_->num_cpus(); ++cpu) {
+    CpuState& s = cpus_[cpu];
+    bool idle;
+    {
+      SpinLockHolder h(&s.lock);
+      if (!s.populated) continue;
+      idle = s.total_misses == s.total_misses_at_last_pass;
+      s.total_misses_at_last_pass = s.total_misses;
+      if (!idle) {
+        // Classes that did not miss since the last pass give back half of
+        // the room they are not using.
+        for (int cl = 1; cl < kNumClasses; ++cl) {
+          if (s.misses[cl] == s.misses_at_last_pass[cl] && s.capacity[cl] > 0) {
+            uint16_t len = slab_->Length(cpu, cl);
+            if (len < s.capacity[cl]) {
+              uint16_t unused = static_cast<uint16_t>(s.capacity[cl] - len);
+              SetCapacityLocked(cpu, s, cl, static_cast<uint16_t>(s.capacity[cl] - (unused + 1) / 2));
+            }
+          }
+          s.misses_at_last_pass[cl] = s.misses[cl];
+        }
+      }
+    }
+    // A CPU nobody allocated on for a whole interval gives everything back.
+    if (idle) DrainCpu(cpu);
+  }
+  resize_lock_.Unlock();
+}
+
+template <typename Env>
+CpuCacheCpuStats CpuCacheT<Env>::CpuStats(int cpu) {
+  CpuCacheCpuStats out;
+  CpuState& s = cpus_[cpu];
+  SpinLockHolder h(&s.lock);
+  out.populated = s.populated;
+  out.capacity_bytes = s.capacity_bytes;
+  out.misses = s.total_misses;
+  out.underflows = s.underflows;
+  out.overflows = s.overflows;
+  out.drains = s.drains;
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    out.cached_bytes += slab_->Length(cpu, cl) * SizeMap::ClassSize(cl);
+  }
+  return out;
+}
+
+template <typename Env>
+void CpuCacheT<Env>::ClassStats(CpuCacheClassStats* out) {
+  for (int cl = 0; cl < kMaxClasses; ++cl) out[cl] = CpuCacheClassStats();
+  for (int cpu = 0; cpu < slab_->num_cpus(); ++cpu) {
+    CpuState& s = cpus_[cpu];
+    SpinLockHolder h(&s.lock);
+    if (!s.populated) continue;
+    for (int cl = 1; cl < kNumClasses; ++cl) {
+      out[cl].capacity += s.capacity[cl];
+      out[cl].objects += slab_->Length(cpu, cl);
+      out[cl].misses += s.misses[cl];
+    }
+  }
+}
+
+template <typename Env>
+size_t CpuCacheT<Env>::TotalCachedBytes() {
+  size_t total = 0;
+  for (int cpu = 0; cpu < slab_->num_cpus(); ++cpu) {
+    if (!__atomic_load_n(&cpus_[cpu].populated, __ATOMIC_RELAXED)) continue;
+    for (int cl = 1; cl < kNumClasses; ++cl) {
+      total += slab_->Length(cpu, cl) * SizeMap::ClassSize(cl);
+    }
+  }
+  return total;
+}
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_RUNTIME_CPU_CACHE_INL_H_

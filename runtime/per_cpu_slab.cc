@@ -1,0 +1,74 @@
+#include "runtime/per_cpu_slab.h"
+
+namespace jsmalloc {
+
+void PerCpuSlab::ComputeMaxCapacities(uint16_t* out) {
+  // Enough for a few batches of small objects, fewer of large ones: 256 KiB
+  // worth of a class, between 8 and 2048 objects.
+  size_t total = 0;
+  for (int cl = 0; cl < kMaxClasses; ++cl) out[cl] = 0;
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    size_t n = (size_t{256} << 10) / kSizeClasses.info[cl].size;
+    if (n < 8) n = 8;
+    if (n > 2048) n = 2048;
+    out[cl] = static_cast<uint16_t>(n);
+    total += n;
+  }
+  const size_t available = kSlots - 1 - kMaxClasses;  // headers, and index 0xffff unused
+  if (total > available) {
+    for (int cl = 1; cl < kNumClasses; ++cl) {
+      size_t n = out[cl] * available / total;
+      out[cl] = static_cast<uint16_t>(n < 1 ? 1 : n);
+    }
+  }
+}
+
+void PerCpuSlab::Init(void* base, int num_cpus, const uint16_t* max_capacity) {
+  base_ = static_cast<char*>(base);
+  num_cpus_ = num_cpus;
+  uint32_t next = kMaxClasses;  // slots start after the headers
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    begin_[cl] = static_cast<uint16_t>(next);
+    next += max_capacity[cl];
+  }
+  for (int cpu = 0; cpu < num_cpus; ++cpu) {
+    for (int cl = 1; cl < kNumClasses; ++cl) {
+      Header* h = HeaderOf(cpu, cl);
+      h->begin = begin_[cl];
+      h->current = begin_[cl];
+      h->end = begin_[cl];
+      h->max_end = static_cast<uint16_t>(begin_[cl] + max_capacity[cl]);
+    }
+  }
+}
+
+void PerCpuSlab::StopCpu(int cpu) {
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    Header* h = HeaderOf(cpu, cl);
+    __atomic_store_n(&h->end, uint16_t{0}, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->begin, kStoppedBegin, __ATOMIC_RELAXED);
+  }
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+void** PerCpuSlab::StoppedObjects(int cpu, int cl, size_t* count) const {
+  Header* h = HeaderOf(cpu, cl);
+  uint16_t cur = __atomic_load_n(&h->current, __ATOMIC_RELAXED);
+  *count = cur > begin_[cl] ? cur - begin_[cl] : 0;
+  return Region(cpu) + begin_[cl];
+}
+
+void PerCpuSlab::StartCpu(int cpu, const uint16_t* capacity) {
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    Header* h = HeaderOf(cpu, cl);
+    __atomic_store_n(&h->current, begin_[cl], __ATOMIC_RELAXED);
+    __atomic_store_n(&h->end, static_cast<uint16_t>(begin_[cl] + capacity[cl]), __ATOMIC_RELAXED);
+  }
+  // begin last: until it is restored every operation on this CPU still fails.
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    __atomic_store_n(&HeaderOf(cpu, cl)->begin, begin_[cl], __ATOMIC_RELEASE);
+  }
+}
+
+}  // namespace jsmalloc

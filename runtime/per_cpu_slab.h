@@ -1,0 +1,119 @@
+// Memory layout of the per-CPU caches and the operations on it that are not
+// restartable sequences: setting capacities, stopping a CPU's cache so its
+// contents can be taken from another CPU, and plain push/pop for a CPU that
+// is stopped (or for tests, which drive a fake CPU).
+//
+// CPU c owns the region base + (c << kPerCpuShift). Word cl of the region is
+// the header of size class cl; the remaining words are object slots. Each
+// class has a fixed range of slots [begin, max_end), of which [begin, end)
+// is its current capacity and [begin, current) holds objects.
+#ifndef JSMALLOC_RUNTIME_PER_CPU_SLAB_H_
+#define JSMALLOC_RUNTIME_PER_CPU_SLAB_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "os/linux/rseq.h"
+#include "runtime/size_class_table.h"
+
+namespace jsmalloc {
+
+class PerCpuSlab {
+ public:
+  static constexpr int kShift = os::kPerCpuShift;
+  static constexpr size_t kRegionBytes = size_t{1} << kShift;
+  static constexpr size_t kSlots = kRegionBytes / sizeof(void*);
+  static_assert(kSlots <= 65536, "slot indexes are 16-bit");
+
+  struct Header {
+    uint16_t current;
+    uint16_t end;
+    uint16_t begin;
+    uint16_t max_end;
+  };
+  static_assert(sizeof(Header) == sizeof(void*));
+
+  // The number of slots reserved for each class: what the largest useful
+  // cache of the class holds, scaled down so that all classes fit.
+  static void ComputeMaxCapacities(uint16_t* out /* [kMaxClasses] */);
+
+  // base: kRegionBytes * num_cpus bytes of zeroed memory aligned to
+  // kRegionBytes. Sets every class's capacity to zero.
+  void Init(void* base, int num_cpus, const uint16_t* max_capacity);
+
+  uintptr_t base() const { return reinterpret_cast<uintptr_t>(base_); }
+  int num_cpus() const { return num_cpus_; }
+  void** Region(int cpu) const {
+    return reinterpret_cast<void**>(base_ + (static_cast<size_t>(cpu) << kShift));
+  }
+  Header* HeaderOf(int cpu, int cl) const { return reinterpret_cast<Header*>(Region(cpu) + cl); }
+
+  // Racy snapshot readers (stats, policy decisions): another thread may be
+  // changing the header as we read.
+  uint16_t Length(int cpu, int cl) const {
+    Header* h = HeaderOf(cpu, cl);
+    uint16_t cur = __atomic_load_n(&h->current, __ATOMIC_RELAXED);
+    uint16_t beg = __atomic_load_n(&h->begin, __ATOMIC_RELAXED);
+    return cur > beg && beg != kStoppedBegin ? static_cast<uint16_t>(cur - beg) : 0;
+  }
+  uint16_t Capacity(int cpu, int cl) const {
+    Header* h = HeaderOf(cpu, cl);
+    uint16_t end = __atomic_load_n(&h->end, __ATOMIC_RELAXED);
+    uint16_t beg = __atomic_load_n(&h->begin, __ATOMIC_RELAXED);
+    return end > beg && beg != kStoppedBegin ? static_cast<uint16_t>(end - beg) : 0;
+  }
+  uint16_t MaxCapacity(int cpu, int cl) const {
+    Header* h = HeaderOf(cpu, cl);
+    return static_cast<uint16_t>(h->max_end - h->begin);
+  }
+
+  // Changes the capacity of (cpu, cl) to `capacity` slots (<= MaxCapacity).
+  // A single 16-bit store: the owner CPU's critical sections write only
+  // `current`, so this cannot tear their update. Lowering the capacity below
+  // the current length leaves the objects above it reachable by pops.
+  void SetCapacity(int cpu, int cl, uint16_t capacity) {
+    Header* h = HeaderOf(cpu, cl);
+    __atomic_store_n(&h->end, static_cast<uint16_t>(h->begin + capacity), __ATOMIC_RELAXED);
+  }
+
+  // Makes every critical section on `cpu` fail (push sees end 0, pop sees
+  // begin 0xffff). The caller then fences the CPU, after which `current`
+  // is stable and the region is the caller's until StartCpu.
+  void StopCpu(int cpu);
+  bool IsStopped(int cpu) const {
+    return __atomic_load_n(&HeaderOf(cpu, 1)->begin, __ATOMIC_RELAXED) == kStoppedBegin;
+  }
+  // Restores a stopped CPU with every class emptied (current = begin) and
+  // the given capacities.
+  void StartCpu(int cpu, const uint16_t* capacity /* [kMaxClasses] */);
+  // While stopped: the objects of class cl and how many there are. The
+  // caller empties them before StartCpu.
+  void** StoppedObjects(int cpu, int cl, size_t* count) const;
+
+  // Plain operations on a given CPU, without rseq: for a stopped CPU and for
+  // tests that drive a fake CPU from one thread.
+  void* PopOn(int cpu, int cl) {
+    Header* h = HeaderOf(cpu, cl);
+    if (h->current <= h->begin) return nullptr;
+    --h->current;
+    return Region(cpu)[h->current];
+  }
+  bool PushOn(int cpu, int cl, void* p) {
+    Header* h = HeaderOf(cpu, cl);
+    if (h->current >= h->end) return false;
+    Region(cpu)[h->current] = p;
+    ++h->current;
+    return true;
+  }
+
+ private:
+  static constexpr uint16_t kStoppedBegin = 0xffff;
+  char* base_ = nullptr;
+  int num_cpus_ = 0;
+  uint16_t begin_[kMaxClasses] = {};  // the layout, kept while a CPU is stopped
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_RUNTIME_PER_CPU_SLAB_H_

@@ -1,0 +1,283 @@
+// The per-CPU cache's policy on a fake CPU (no rseq), and the real rseq
+// critical sections on this machine's CPUs.
+#include "runtime/cpu_cache.h"
+
+#include <gtest/gtest.h>
+#include <sched.h>
+
+#include <atomic>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "hugepage/page_heap.h"
+#include "runtime/central_free_list.h"
+#include "tests/unit/test_support.h"
+
+#if defined(__SANITIZE_THREAD__)
+// Objects pass between threads through the rseq slab, whose ordering (same
+// CPU, or a kernel-mediated migration) TSan cannot see: tell it.
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#define JSMALLOC_TSAN_ACQUIRE(p) __tsan_acquire(p)
+#define JSMALLOC_TSAN_RELEASE(p) __tsan_release(p)
+#else
+#define JSMALLOC_TSAN_ACQUIRE(p) (void)(p)
+#define JSMALLOC_TSAN_RELEASE(p) (void)(p)
+#endif
+
+namespace jsmalloc {
+namespace {
+
+struct FakeCpuEnv {
+  int cpu = 0;
+  bool fence_ok = true;
+  int fences = 0;
+  uint64_t now = 0;
+  int CurrentCpu() { return cpu; }
+  bool EnsureRegistered() { return true; }
+  void* Pop(PerCpuSlab* s, int cl) { return s->PopOn(cpu, cl); }
+  bool Push(PerCpuSlab* s, int cl, void* p) { return s->PushOn(cpu, cl, p); }
+  bool FenceAvailable() { return fence_ok; }
+  bool Fence(int) {
+    ++fences;
+    return fence_ok;
+  }
+  uint64_t Now() { return now; }
+};
+
+// A private middle-end plus a slab for `cpus` CPUs.
+template <typename Env>
+struct Fixture {
+  std::unique_ptr<PageMap> pagemap = testing::NewPageMap();
+  testing::FakePageSource source;
+  std::unique_ptr<PageHeap> heap;
+  CentralFreeList central[kMaxClasses];
+  TransferCache transfer[kMaxClasses];
+  std::vector<void*> slots[kMaxClasses];
+  PerCpuSlab slab;
+  void* slab_mem = nullptr;
+  int cpus;
+  Env env;
+  CpuCacheT<Env> cache;
+
+  Fixture(int num_cpus, size_t budget) : cpus(num_cpus) {
+    heap = std::make_unique<PageHeap>(pagemap.get(), &source, GlobalArena());
+    for (int cl = 1; cl < kNumClasses; ++cl) {
+      central[cl].Init(cl, SizeMap::ClassSize(cl), SizeMap::ClassPages(cl), heap.get(), pagemap.get());
+      int cap = TransferCache::DefaultCapacity(SizeMap::ClassSize(cl), SizeMap::BatchSize(cl));
+      slots[cl].resize(static_cast<size_t>(cap));
+      transfer[cl].Init(&central[cl], slots[cl].data(), cap);
+    }
+    slab_mem = os::MapAligned(PerCpuSlab::kRegionBytes * static_cast<size_t>(cpus), PerCpuSlab::kRegionBytes, nullptr);
+    uint16_t caps[kMaxClasses];
+    PerCpuSlab::ComputeMaxCapacities(caps);
+    slab.Init(slab_mem, cpus, caps);
+    cache.Init(&env, &slab, transfer, GlobalArena(), budget);
+  }
+  ~Fixture() { os::Unmap(slab_mem, PerCpuSlab::kRegionBytes * static_cast<size_t>(cpus)); }
+  std::atomic<long> fast_pops{0};
+  void* Alloc(int cl) {
+    void* p = env.Pop(&slab, cl);
+    if (p != nullptr) {
+      fast_pops.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      p = cache.Underflow(cl);
+    }
+    if (p != nullptr) JSMALLOC_TSAN_ACQUIRE(p);
+    return p;
+  }
+  void Free(void* p, int cl) {
+    JSMALLOC_TSAN_RELEASE(p);
+    if (!env.Push(&slab, cl, p)) cache.Overflow(p, cl);
+  }
+  size_t LiveInCentral() {
+    size_t n = 0;
+    for (int cl = 1; cl < kNumClasses; ++cl) n += central[cl].Stats().live_objects;
+    return n;
+  }
+};
+
+TEST(PerCpuSlabTest, LayoutFitsAndClassesDoNotOverlap) {
+  uint16_t caps[kMaxClasses];
+  PerCpuSlab::ComputeMaxCapacities(caps);
+  size_t total = kMaxClasses;
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    EXPECT_GE(caps[cl], 1u);
+    total += caps[cl];
+  }
+  EXPECT_LT(total, PerCpuSlab::kSlots);
+  Fixture<FakeCpuEnv> f(2, 1 << 20);
+  for (int cl = 2; cl < kNumClasses; ++cl) {
+    EXPECT_EQ(f.slab.HeaderOf(0, cl)->begin, f.slab.HeaderOf(0, cl - 1)->max_end);
+    EXPECT_EQ(f.slab.Capacity(1, cl), 0) << "classes start with no capacity";
+  }
+}
+
+TEST(CpuCacheTest, MissesGrowCapacityAndObjectsStayPerCpu) {
+  Fixture<FakeCpuEnv> f(4, 1 << 20);
+  const int cl = 5;
+  std::vector<void*> objs;
+  std::set<void*> seen;
+  for (int i = 0; i < 500; ++i) {
+    void* p = f.Alloc(cl);
+    ASSERT_NE(p, nullptr);
+    ASSERT_TRUE(seen.insert(p).second) << "handed out twice";
+    objs.push_back(p);
+  }
+  EXPECT_GT(f.slab.Capacity(0, cl), 0);
+  EXPECT_EQ(f.slab.Capacity(1, cl), 0) << "CPU 1 never missed";
+  for (void* p : objs) f.Free(p, cl);
+  EXPECT_GT(f.slab.Length(0, cl), 0);
+  EXPECT_LE(f.slab.Length(0, cl), f.slab.MaxCapacity(0, cl));
+  // Another CPU cannot see CPU 0's objects: it misses and fetches its own.
+  f.env.cpu = 2;
+  void* q = f.Alloc(cl);
+  EXPECT_EQ(f.cache.CpuStats(2).underflows, 1u);
+  f.Free(q, cl);
+}
+
+TEST(CpuCacheTest, BudgetIsRespectedByStealingFromOtherClasses) {
+  const size_t budget = 64 * 1024;
+  Fixture<FakeCpuEnv> f(1, budget);
+  std::vector<std::pair<void*, int>> live;
+  for (int round = 0; round < 3; ++round) {
+    for (int cl = 1; cl < 40; ++cl) {
+      for (int i = 0; i < 100; ++i) live.emplace_back(f.Alloc(cl), cl);
+    }
+    for (auto [p, cl] : live) f.Free(p, cl);
+    live.clear();
+    EXPECT_LE(f.cache.CpuStats(0).capacity_bytes, budget);
+    EXPECT_LE(f.cache.CpuStats(0).cached_bytes, budget + 32 * 4096) << "objects beyond capacity are bounded";
+  }
+  f.cache.SetMaxBytesPerCpu(16 * 1024);
+  for (int cl = 1; cl < 10; ++cl) f.Free(f.Alloc(cl), cl);
+  EXPECT_LE(f.cache.CpuStats(0).capacity_bytes, budget);
+}
+
+TEST(CpuCacheTest, DrainReturnsEverythingAndCpuKeepsWorking) {
+  Fixture<FakeCpuEnv> f(2, 1 << 20);
+  std::vector<std::pair<void*, int>> live;
+  for (int cl = 1; cl < kNumClasses; cl += 3) {
+    for (int i = 0; i < 40; ++i) live.emplace_back(f.Alloc(cl), cl);
+  }
+  for (auto [p, cl] : live) f.Free(p, cl);
+  size_t cached = f.cache.CpuStats(0).cached_bytes;
+  EXPECT_GT(cached, 0u);
+  EXPECT_EQ(f.cache.DrainCpu(0), cached);
+  EXPECT_EQ(f.env.fences, 1);
+  EXPECT_EQ(f.cache.CpuStats(0).cached_bytes, 0u);
+  EXPECT_EQ(f.cache.CpuStats(0).capacity_bytes, 0u);
+  EXPECT_FALSE(f.slab.IsStopped(0));
+  for (int cl = 1; cl < kNumClasses; ++cl) f.transfer[cl].Drain();
+  EXPECT_EQ(f.LiveInCentral(), 0u) << "nothing lost";
+  void* p = f.Alloc(7);
+  ASSERT_NE(p, nullptr);
+  f.Free(p, 7);
+}
+
+TEST(CpuCacheTest, DrainDoesNothingWithoutAFence) {
+  Fixture<FakeCpuEnv> f(1, 1 << 20);
+  f.Free(f.Alloc(3), 3);
+  f.env.fence_ok = false;
+  EXPECT_EQ(f.cache.DrainCpu(0), 0u);
+  EXPECT_GT(f.cache.CpuStats(0).cached_bytes, 0u);
+  EXPECT_FALSE(f.slab.IsStopped(0));
+}
+
+TEST(CpuCacheTest, ResizePassShrinksIdleClassesAndDrainsIdleCpus) {
+  Fixture<FakeCpuEnv> f(2, 1 << 20);
+  // CPU 0 uses classes 3 and 9; CPU 1 uses class 3.
+  for (int cpu : {0, 1}) {
+    f.env.cpu = cpu;
+    std::vector<void*> v;
+    for (int i = 0; i < 200; ++i) v.push_back(f.Alloc(3));
+    for (void* p : v) f.Free(p, 3);
+  }
+  f.env.cpu = 0;
+  {
+    std::vector<void*> v;
+    for (int i = 0; i < 64; ++i) v.push_back(f.Alloc(9));
+    for (int i = 0; i < 32; ++i) f.Free(v[static_cast<size_t>(i)], 9);
+  }
+  f.cache.ResizePass(1);  // establishes the baseline
+  // Only CPU 0, class 9 is active in the next interval.
+  std::vector<void*> v;
+  for (int i = 0; i < 100; ++i) v.push_back(f.Alloc(9));
+  uint16_t cap3_before = f.slab.Capacity(0, 3);
+  f.cache.ResizePass(2);
+  EXPECT_LE(f.slab.Capacity(0, 3), cap3_before) << "idle class shrinks";
+  EXPECT_EQ(f.cache.CpuStats(1).cached_bytes, 0u) << "idle CPU drained";
+  EXPECT_EQ(f.cache.CpuStats(1).drains, 1u);
+  for (void* p : v) f.Free(p, 9);
+}
+
+#if JSMALLOC_HAVE_RSEQ_SLAB
+// The real critical sections: threads pinned to CPUs that they leave and
+// rejoin, allocating and freeing through the rseq push/pop, with every object
+// tagged so a lost or doubled object is caught.
+TEST(RseqSlabTest, MigratingThreadsNeverLoseOrDuplicateObjects) {
+  if (os::RseqInit() == os::RseqMode::kUnavailable) {
+    GTEST_SKIP() << "rseq unavailable: " << os::RseqUnavailableReason();
+  }
+  int ncpu = os::PossibleCpuCount();
+  Fixture<RseqCpuEnv> f(ncpu, 256 * 1024);
+  std::atomic<int> errors{0};
+  std::atomic<long> ops{0};
+  auto worker = [&](int id) {
+    std::mt19937 rng(static_cast<unsigned>(id));
+    std::vector<std::pair<void*, int>> mine;
+    for (int i = 0; i < 200000; ++i) {
+      if (i % 997 == 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(static_cast<int>(rng() % static_cast<unsigned>(ncpu)), &set);
+        sched_setaffinity(0, sizeof(set), &set);
+      }
+      if (mine.empty() || rng() % 2 == 0) {
+        int cl = 1 + static_cast<int>(rng() % 20);
+        void* p = f.Alloc(cl);
+        if (p == nullptr) { errors++; continue; }
+        *static_cast<uintptr_t*>(p) = reinterpret_cast<uintptr_t>(p) ^ 0x5a5a;
+        mine.emplace_back(p, cl);
+      } else {
+        size_t k = rng() % mine.size();
+        auto [p, cl] = mine[k];
+        mine[k] = mine.back();
+        mine.pop_back();
+        if (*static_cast<uintptr_t*>(p) != (reinterpret_cast<uintptr_t>(p) ^ 0x5a5a)) errors++;
+        *static_cast<uintptr_t*>(p) = 0;
+        f.Free(p, cl);
+      }
+      ops++;
+    }
+    for (auto [p, cl] : mine) f.Free(p, cl);
+  };
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 6; ++i) ts.emplace_back(worker, i);  // more threads than CPUs
+  // Meanwhile, drain CPUs from outside, as the resize pass does.
+  std::atomic<bool> done{false};
+  std::thread drainer([&] {
+    while (!done) {
+      for (int c = 0; c < ncpu; ++c) f.cache.DrainCpu(c);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  for (auto& t : ts) t.join();
+  done = true;
+  drainer.join();
+  EXPECT_EQ(errors.load(), 0);
+  // The critical sections must really have served most allocations.
+  EXPECT_GT(f.fast_pops.load(), ops.load() / 4) << "rseq pop rarely succeeded";
+  // Everything freed: after draining all CPUs and transfer caches, no object
+  // may be live in any central list, and no span in use.
+  f.cache.DrainAll();
+  for (int cl = 1; cl < kNumClasses; ++cl) f.transfer[cl].Drain();
+  EXPECT_EQ(f.LiveInCentral(), 0u);
+  EXPECT_EQ(f.heap->Stats().in_use_bytes, 0u);
+}
+#endif
+
+}  // namespace
+}  // namespace jsmalloc
