@@ -32,6 +32,9 @@ class PageSource {
   virtual void* Map(size_t bytes, size_t align, void* hint) = 0;
   // Drops the contents of a range (it stays mapped and reads as zero).
   virtual bool Release(void* ptr, size_t bytes) = 0;
+  // Asks the kernel to make a range (whole hugepages) transparent hugepages
+  // again (MADV_COLLAPSE). False if it cannot.
+  virtual bool Collapse(void* ptr, size_t bytes) { return false; }
 };
 
 // PageSource backed by os/linux.

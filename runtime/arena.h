@@ -75,10 +75,10 @@ class ObjectPool {
   size_t in_use_ = 0;
 };
 
-// A std-compatible allocator over a node pool, for the page heap's ordered set
-// of long free runs. All nodes of one container have the same size, so a
-// single free list per instantiation suffices; guarded by the container's
-// owner lock.
+// A std-compatible allocator over a node pool, for the back-ends' ordered
+// sets. All nodes of one container type have the same size, so one free list
+// per instantiation suffices; it has its own lock because several containers
+// (under different owner locks) may share it.
 template <typename T>
 class ArenaStlAllocator {
  public:
@@ -88,10 +88,13 @@ class ArenaStlAllocator {
   ArenaStlAllocator(const ArenaStlAllocator<U>&) {}
 
   T* allocate(size_t n) {
-    if (n == 1 && free_list() != nullptr) {
-      Node* node = free_list();
-      free_list() = node->next;
-      return reinterpret_cast<T*>(node);
+    if (n == 1) {
+      SpinLockHolder h(&lock());
+      if (free_list() != nullptr) {
+        Node* node = free_list();
+        free_list() = node->next;
+        return reinterpret_cast<T*>(node);
+      }
     }
     size_t bytes = n * (sizeof(T) < sizeof(Node) ? sizeof(Node) : sizeof(T));
     void* p = GlobalArena()->Alloc(bytes, alignof(T) < 16 ? 16 : alignof(T));
@@ -101,6 +104,7 @@ class ArenaStlAllocator {
   void deallocate(T* p, size_t n) {
     if (n != 1) return;  // multi-object blocks are not recycled (never used)
     Node* node = reinterpret_cast<Node*>(p);
+    SpinLockHolder h(&lock());
     node->next = free_list();
     free_list() = node;
   }
@@ -116,6 +120,10 @@ class ArenaStlAllocator {
   static Node*& free_list() {
     static constinit Node* head = nullptr;
     return head;
+  }
+  static SpinLock& lock() {
+    static constinit SpinLock l;
+    return l;
   }
   [[noreturn]] static void throw_or_die();
 };

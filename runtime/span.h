@@ -29,6 +29,9 @@ struct Span {
   Location location = kInUse;
   uint8_t bucket = 0;          // central free list occupancy bucket
   bool in_large_set = false;   // page heap: held in the ordered set, not a list
+  // Hugepage-aware back-end: which component the pages came from.
+  enum Origin : uint8_t { kFromFiller = 0, kFromRegion = 1, kFromCache = 2, kFromCacheDonated = 3 };
+  Origin origin = kFromFiller;
 
   void* start() const { return PageStart(first_page); }
   PageId last_page() const { return first_page + num_pages - 1; }

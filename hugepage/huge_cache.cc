@@ -1,0 +1,161 @@
+#include "hugepage/huge_cache.h"
+
+namespace jsmalloc {
+
+HugeCache::HugeCache(PageSource* source, ClockFn clock, size_t grow_hugepages, uint64_t epoch_ns)
+    : source_(source), clock_(clock), grow_hugepages_(grow_hugepages), epoch_ns_(epoch_ns) {
+  epoch_ = clock_() / epoch_ns_;
+}
+
+void HugeCache::NoteDemand() {
+  uint64_t e = clock_() / epoch_ns_;
+  if (e != epoch_) {
+    // Epochs with no activity had a peak equal to the demand at the time.
+    uint64_t gap = e - epoch_;
+    if (gap > kEpochs) gap = kEpochs;
+    for (uint64_t i = 1; i <= gap; ++i) peaks_[(epoch_ + i) % kEpochs] = in_use_;
+    epoch_ = e;
+  }
+  size_t& peak = peaks_[epoch_ % kEpochs];
+  if (in_use_ > peak) peak = in_use_;
+}
+
+size_t HugeCache::DemandLimit() const {
+  size_t peak = 0;
+  for (size_t p : peaks_) peak = p > peak ? p : peak;
+  return peak > in_use_ ? peak - in_use_ : 0;
+}
+
+void HugeCache::Insert(HugePageId first, size_t count, bool backed) {
+  auto next = free_.lower_bound(first);
+  if (next != free_.begin()) {
+    auto prev = std::prev(next);
+    if (prev->first + prev->second.count == first && prev->second.backed == backed) {
+      first = prev->first;
+      count += prev->second.count;
+      free_.erase(prev);
+    }
+  }
+  if (next != free_.end() && first + count == next->first && next->second.backed == backed) {
+    count += next->second.count;
+    free_.erase(next);
+  }
+  free_.emplace(first, Range{count, backed});
+}
+
+bool HugeCache::Grow(size_t count) {
+  size_t n = count > grow_hugepages_ ? count : grow_hugepages_;
+  void* mem = source_->Map(n * kHugePageSize, kHugePageSize, next_hint_);
+  if (mem == nullptr && n > count) {
+    n = count;
+    mem = source_->Map(n * kHugePageSize, kHugePageSize, nullptr);
+  }
+  if (mem == nullptr) return false;
+  next_hint_ = static_cast<char*>(mem) + n * kHugePageSize;
+  mapped_ += n;
+  unbacked_free_ += n;
+  Insert(reinterpret_cast<uintptr_t>(mem) >> kHugePageShift, n, false);
+  return true;
+}
+
+bool HugeCache::Get(size_t count, HugePageId* first, bool* backed) {
+  auto best = free_.end();
+  for (int pass = 0; pass < 2 && best == free_.end(); ++pass) {
+    bool want_backed = pass == 0;
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second.backed != want_backed || it->second.count < count) continue;
+      if (best == free_.end() || it->second.count < best->second.count) best = it;
+      if (best->second.count == count) break;
+    }
+  }
+  if (best == free_.end()) {
+    if (!Grow(count)) return false;
+    return Get(count, first, backed);
+  }
+  HugePageId start = best->first;
+  Range r = best->second;
+  free_.erase(best);
+  if (r.count > count) Insert(start + count, r.count - count, r.backed);
+  if (r.backed) {
+    backed_free_ -= count;
+    ++hits_;
+  } else {
+    unbacked_free_ -= count;
+    ++misses_;
+  }
+  in_use_ += count;
+  NoteDemand();
+  *first = start;
+  *backed = r.backed;
+  return true;
+}
+
+void HugeCache::Put(HugePageId first, size_t count, bool backed) {
+  NoteDemand();
+  in_use_ -= count;
+  if (backed) backed_free_ += count;
+  else unbacked_free_ += count;
+  Insert(first, count, backed);
+}
+
+size_t HugeCache::ReleaseRange(RangeMap::iterator it, size_t max) {
+  HugePageId start = it->first;
+  size_t count = it->second.count;
+  // Release from the top of the range: the low part stays backed and may
+  // still coalesce with a backed neighbour below.
+  size_t take = count < max ? count : max;
+  HugePageId rel = start + count - take;
+  if (!source_->Release(HugePageStart(rel), take * kHugePageSize)) return 0;
+  free_.erase(it);
+  if (take < count) free_.emplace(start, Range{count - take, true});
+  backed_free_ -= take;
+  unbacked_free_ += take;
+  released_ += take;
+  Insert(rel, take, false);
+  return take;
+}
+
+size_t HugeCache::ReleaseAtLeast(size_t count) {
+  size_t done = 0;
+  while (done < count) {
+    // Highest-address backed range first: keeps the heap dense at the bottom.
+    auto it = free_.end();
+    bool found = false;
+    while (it != free_.begin()) {
+      --it;
+      if (it->second.backed) {
+        found = true;
+        break;
+      }
+    }
+    if (!found) break;
+    size_t got = ReleaseRange(it, count - done);
+    if (got == 0) break;
+    done += got;
+  }
+  return done;
+}
+
+size_t HugeCache::ReleaseExcess() {
+  NoteDemand();
+  if (last_release_epoch_ == epoch_) return 0;
+  last_release_epoch_ = epoch_;
+  size_t limit = DemandLimit();
+  return backed_free_ > limit ? ReleaseAtLeast(backed_free_ - limit) : 0;
+}
+
+HugeCacheStats HugeCache::Stats() const {
+  HugeCacheStats s;
+  s.mapped_hugepages = mapped_;
+  s.backed_free = backed_free_;
+  s.unbacked_free = unbacked_free_;
+  s.in_use = in_use_;
+  s.hits = hits_;
+  s.misses = misses_;
+  s.released_hugepages = released_;
+  s.demand_limit = DemandLimit();
+  s.free_ranges = free_.size();
+  return s;
+}
+
+}  // namespace jsmalloc

@@ -1,0 +1,90 @@
+// Free whole hugepages, kept for reuse, plus the address space behind them.
+//
+// Ranges of free hugepages are either backed (touched, probably a
+// transparent hugepage already) or unbacked (never touched or released).
+// Requests take the best-fitting backed range first. When nothing fits, the
+// cache maps more address space from the OS in large 2 MiB-aligned steps.
+//
+// Release policy (demand-based): the cache tracks how many hugepages were
+// taken out of it at the peak of each recent interval. It keeps enough backed
+// hugepages to go back to the recent peak and releases the rest, at most
+// once per interval, so a program that cycles between peaks does not fault
+// its memory in again and again while one that shrank for good gives it back.
+#ifndef JSMALLOC_HUGEPAGE_HUGE_CACHE_H_
+#define JSMALLOC_HUGEPAGE_HUGE_CACHE_H_
+
+#include <map>
+
+#include "hugepage/huge_pages.h"
+#include "hugepage/page_allocator.h"
+#include "runtime/arena.h"
+
+namespace jsmalloc {
+
+struct HugeCacheStats {
+  size_t mapped_hugepages = 0;     // address space obtained from the OS
+  size_t backed_free = 0;          // free hugepages, backed
+  size_t unbacked_free = 0;        // free hugepages, released or untouched
+  size_t in_use = 0;               // hugepages handed out and not returned
+  size_t hits = 0;                 // requests served with backed hugepages
+  size_t misses = 0;               // requests served with unbacked ones
+  size_t released_hugepages = 0;   // cumulative
+  size_t demand_limit = 0;         // backed hugepages the policy keeps now
+  size_t free_ranges = 0;
+};
+
+using ClockFn = uint64_t (*)();
+
+class HugeCache {
+ public:
+  static constexpr int kEpochs = 16;
+
+  // grow_hugepages: smallest address-space growth. epoch_ns: length of one
+  // demand interval (the window is kEpochs of them).
+  HugeCache(PageSource* source, ClockFn clock, size_t grow_hugepages, uint64_t epoch_ns);
+
+  // `count` contiguous free hugepages; *backed says whether all were backed.
+  // False when the OS refuses more address space.
+  bool Get(size_t count, HugePageId* first, bool* backed);
+  // Returns a range (backed: its pages may be resident).
+  void Put(HugePageId first, size_t count, bool backed);
+  // Releases backed free hugepages above what recent demand needs; returns
+  // hugepages released. Cheap when called more than once per epoch.
+  size_t ReleaseExcess();
+  // Releases up to `count` backed free hugepages regardless of demand.
+  size_t ReleaseAtLeast(size_t count);
+
+  HugeCacheStats Stats() const;
+  size_t backed_free() const { return backed_free_; }
+
+ private:
+  struct Range {
+    size_t count;
+    bool backed;
+  };
+  using RangeMap = std::map<HugePageId, Range, std::less<HugePageId>,
+                            ArenaStlAllocator<std::pair<const HugePageId, Range>>>;
+
+  void Insert(HugePageId first, size_t count, bool backed);  // coalescing
+  bool Grow(size_t count);
+  size_t ReleaseRange(RangeMap::iterator it, size_t max);
+  void NoteDemand();
+  size_t DemandLimit() const;
+
+  PageSource* source_;
+  ClockFn clock_;
+  size_t grow_hugepages_;
+  uint64_t epoch_ns_;
+  RangeMap free_;
+  void* next_hint_ = nullptr;
+  size_t mapped_ = 0, backed_free_ = 0, unbacked_free_ = 0, in_use_ = 0;
+  size_t hits_ = 0, misses_ = 0, released_ = 0;
+  // Peak of in_use_ in each of the last kEpochs epochs (ring).
+  size_t peaks_[kEpochs] = {};
+  uint64_t epoch_ = 0;
+  uint64_t last_release_epoch_ = ~uint64_t{0};
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_HUGEPAGE_HUGE_CACHE_H_

@@ -1,0 +1,384 @@
+#include "hugepage/huge_page_aware_allocator.h"
+
+#include "os/linux/os_memory.h"
+
+namespace jsmalloc {
+
+HugePageAwareAllocator::HugePageAwareAllocator(PageMap* pagemap, PageSource* source,
+                                               MetadataArena* arena,
+                                               const HugePageAwareOptions& options)
+    : pagemap_(pagemap),
+      source_(source),
+      options_(options),
+      filler_(source),
+      cache_(source, options.clock, options.cache_grow_hugepages, options.demand_epoch_ns),
+      trackers_(arena) {
+  span_pool_.Init(arena);
+  tracker_pool_.Init(arena);
+  region_pool_.Init(arena);
+}
+
+Span* HugePageAwareAllocator::MakeSpan(PageId first, Length n, Span::Origin origin) {
+  Span* s = span_pool_.New();
+  if (s == nullptr) return nullptr;
+  s->first_page = first;
+  s->num_pages = n;
+  s->location = Span::kInUse;
+  s->origin = origin;
+  if (!pagemap_->Ensure(first, n)) {
+    span_pool_.Delete(s);
+    return nullptr;
+  }
+  pagemap_->SetRange(first, n, s);
+  stats_.in_use_bytes += n << kPageShift;
+  ++stats_.spans_in_use;
+  return s;
+}
+
+Span* HugePageAwareAllocator::AllocSmall(Length n) {
+  PageId page;
+  Length was_released;
+  PageTracker* t = filler_.TryAlloc(n, &page, &was_released);
+  if (t != nullptr) {
+    if (t->full()) MaybeCollapse(t);
+    return MakeSpan(page, n, Span::kFromFiller);
+  }
+  HugePageId h;
+  bool backed;
+  if (!cache_.Get(1, &h, &backed)) return nullptr;
+  t = tracker_pool_.New();
+  if (t == nullptr || !trackers_.Set(h, t)) {
+    if (t != nullptr) tracker_pool_.Delete(t);
+    cache_.Put(h, 1, backed);
+    return nullptr;
+  }
+  t->Init(h, false);
+  page = filler_.AllocFromNew(t, n);
+  return MakeSpan(page, n, Span::kFromFiller);
+}
+
+// A hugepage that was subreleased and is full again can be a transparent
+// hugepage again if the kernel collapses it.
+void HugePageAwareAllocator::MaybeCollapse(PageTracker* t) {
+  if (!options_.collapse || !t->broken()) return;
+  if (source_->Collapse(HugePageStart(t->hugepage()), kHugePageSize)) {
+    ++collapses_;
+  } else {
+    ++collapse_failures_;
+  }
+  // Either way, stop trying for this hugepage until it is subreleased again.
+  t->MarkWhole();
+}
+
+Span* HugePageAwareAllocator::AllocWhole(Length n) {
+  HugePageId h;
+  bool backed;
+  size_t count = n / kPagesPerHugePage;
+  if (!cache_.Get(count, &h, &backed)) return nullptr;
+  Span* s = MakeSpan(FirstPageOf(h), n, Span::kFromCache);
+  if (s == nullptr) {
+    cache_.Put(h, count, backed);
+    return nullptr;
+  }
+  large_hugepages_ += count;
+  large_spans_.PushFront(s);
+  return s;
+}
+
+Span* HugePageAwareAllocator::AllocDonating(Length n) {
+  size_t count = (n + kPagesPerHugePage - 1) / kPagesPerHugePage;
+  HugePageId h;
+  bool backed;
+  if (!cache_.Get(count, &h, &backed)) return nullptr;
+  HugePageId tail = h + count - 1;
+  PageTracker* t = tracker_pool_.New();
+  if (t == nullptr || !trackers_.Set(tail, t)) {
+    if (t != nullptr) tracker_pool_.Delete(t);
+    cache_.Put(h, count, backed);
+    return nullptr;
+  }
+  Span* s = MakeSpan(FirstPageOf(h), n, Span::kFromCacheDonated);
+  if (s == nullptr) {
+    tracker_pool_.Delete(t);
+    cache_.Put(h, count, backed);
+    return nullptr;
+  }
+  t->Init(tail, true);
+  filler_.AddDonated(t, n - (count - 1) * kPagesPerHugePage);
+  large_hugepages_ += count - 1;
+  ++donated_large_;
+  large_spans_.PushFront(s);
+  return s;
+}
+
+Span* HugePageAwareAllocator::AllocRegion(Length n) {
+  PageId page;
+  size_t newly_backed;
+  // Fullest region that fits first, so emptier ones can drain.
+  HugeRegion* best = nullptr;
+  regions_.ForEach([&](HugeRegion* r) {
+    if (r->longest_free() >= n && (best == nullptr || r->used_pages() > best->used_pages())) best = r;
+  });
+  if (best == nullptr) {
+    HugePageId h;
+    bool backed;
+    size_t hps = options_.region_hugepages;
+    if (!cache_.Get(hps, &h, &backed)) return nullptr;
+    best = region_pool_.New();
+    if (best == nullptr) {
+      cache_.Put(h, hps, backed);
+      return nullptr;
+    }
+    // Whatever the cache had backed there is released first, so the region's
+    // own accounting of backed hugepages is exact.
+    if (backed) source_->Release(HugePageStart(h), hps * kHugePageSize);
+    best->Init(h, hps, source_);
+    regions_.PushFront(best);
+    ++region_count_;
+  }
+  if (!best->Alloc(n, &page, &newly_backed)) return nullptr;
+  Span* s = MakeSpan(page, n, Span::kFromRegion);
+  if (s == nullptr) best->Free(page, n);
+  return s;
+}
+
+Span* HugePageAwareAllocator::NewLocked(Length n) {
+  if (n == 0) n = 1;
+  if (n < kPagesPerHugePage) return AllocSmall(n);
+  if (n % kPagesPerHugePage == 0) return AllocWhole(n);
+  if (n <= options_.region_hugepages * kPagesPerHugePage / 4) return AllocRegion(n);
+  return AllocDonating(n);
+}
+
+Span* HugePageAwareAllocator::New(Length n) {
+  SpinLockHolder hold(&lock_);
+  return NewLocked(n);
+}
+
+Span* HugePageAwareAllocator::NewAligned(Length n, Length align_pages) {
+  if (align_pages <= 1) return New(n);
+  SpinLockHolder hold(&lock_);
+  if (align_pages <= kPagesPerHugePage) {
+    Length total = n + align_pages - 1;
+    if (total >= kPagesPerHugePage) {
+      // Whole hugepages start hugepage-aligned, which satisfies any
+      // alignment up to a hugepage.
+      return AllocWhole((n + kPagesPerHugePage - 1) / kPagesPerHugePage * kPagesPerHugePage);
+    }
+    // Over-allocate in the filler and give back the misaligned head and tail.
+    Span* s = AllocSmall(total);
+    if (s == nullptr) return nullptr;
+    PageId first = s->first_page;
+    PageId aligned = (first + align_pages - 1) & ~(align_pages - 1);
+    stats_.in_use_bytes -= s->bytes();
+    --stats_.spans_in_use;
+    pagemap_->SetRange(first, total, nullptr);
+    span_pool_.Delete(s);
+    if (aligned > first) FreeSmall(first, aligned - first);
+    if (first + total > aligned + n) FreeSmall(aligned + n, first + total - (aligned + n));
+    return MakeSpan(aligned, n, Span::kFromFiller);
+  }
+  // Alignment beyond a hugepage: whole hugepages from an over-sized run.
+  size_t align_hps = align_pages / kPagesPerHugePage;
+  size_t need = (n + kPagesPerHugePage - 1) / kPagesPerHugePage;
+  size_t count = need + align_hps - 1;
+  HugePageId h;
+  bool backed;
+  if (!cache_.Get(count, &h, &backed)) return nullptr;
+  HugePageId aligned = (h + align_hps - 1) & ~(align_hps - 1);
+  if (aligned > h) cache_.Put(h, aligned - h, backed);
+  if (h + count > aligned + need) cache_.Put(aligned + need, h + count - (aligned + need), backed);
+  Span* s = MakeSpan(FirstPageOf(aligned), need * kPagesPerHugePage, Span::kFromCache);
+  if (s == nullptr) {
+    cache_.Put(aligned, need, backed);
+    return nullptr;
+  }
+  large_hugepages_ += need;
+  large_spans_.PushFront(s);
+  return s;
+}
+
+void HugePageAwareAllocator::ReturnTracker(PageTracker* t) {
+  HugePageId h = t->hugepage();
+  // A hugepage that was partly released goes back unbacked as a whole: its
+  // transparent hugepage is gone anyway.
+  bool backed = t->released() == 0;
+  if (!backed) source_->Release(HugePageStart(h), kHugePageSize);
+  trackers_.Set(h, nullptr);
+  tracker_pool_.Delete(t);
+  cache_.Put(h, 1, backed);
+}
+
+void HugePageAwareAllocator::FreeSmall(PageId p, Length n) {
+  PageTracker* t = trackers_.Get(HugePageOf(p));
+  if (t == nullptr) os::FatalError("hugepage filler lost track of page", PageStart(p));
+  if (filler_.Free(t, p, n)) ReturnTracker(t);
+}
+
+void HugePageAwareAllocator::Delete(Span* span) {
+  SpinLockHolder hold(&lock_);
+  if (span->location != Span::kInUse) os::FatalError("double free of pages at", span->start());
+  PageId first = span->first_page;
+  Length n = span->num_pages;
+  stats_.in_use_bytes -= n << kPageShift;
+  --stats_.spans_in_use;
+  pagemap_->SetRange(first, n, nullptr);
+  switch (span->origin) {
+    case Span::kFromFiller:
+      FreeSmall(first, n);
+      break;
+    case Span::kFromCache:
+      SpanList::Remove(span);
+      large_hugepages_ -= n / kPagesPerHugePage;
+      cache_.Put(HugePageOf(first), n / kPagesPerHugePage, true);
+      break;
+    case Span::kFromCacheDonated: {
+      SpanList::Remove(span);
+      size_t whole = n / kPagesPerHugePage;
+      large_hugepages_ -= whole;
+      --donated_large_;
+      if (whole > 0) cache_.Put(HugePageOf(first), whole, true);
+      FreeSmall(first + whole * kPagesPerHugePage, n - whole * kPagesPerHugePage);
+      break;
+    }
+    case Span::kFromRegion: {
+      HugeRegion* r = nullptr;
+      regions_.ForEach([&](HugeRegion* x) {
+        if (x->Contains(first)) r = x;
+      });
+      if (r == nullptr) os::FatalError("hugepage region lost track of page", span->start());
+      stats_.released_total += r->Free(first, n) * kHugePageSize;
+      if (r->empty()) {
+        IntrusiveList<HugeRegion>::Remove(r);
+        --region_count_;
+        cache_.Put(r->first_hugepage(), r->hugepages(), false);
+        region_pool_.Delete(r);
+      }
+      break;
+    }
+  }
+  span->location = Span::kOnNormalFreelist;
+  span_pool_.Delete(span);
+  size_t released = cache_.ReleaseExcess();
+  stats_.released_total += released * kHugePageSize;
+}
+
+size_t HugePageAwareAllocator::ReleaseExcess() {
+  SpinLockHolder hold(&lock_);
+  size_t bytes = cache_.ReleaseExcess() * kHugePageSize;
+  stats_.released_total += bytes;
+  return bytes;
+}
+
+size_t HugePageAwareAllocator::SubRelease(size_t bytes) {
+  SpinLockHolder hold(&lock_);
+  size_t got = filler_.SubRelease((bytes + kPageSize - 1) >> kPageShift) << kPageShift;
+  stats_.released_total += got;
+  return got;
+}
+
+size_t HugePageAwareAllocator::ReleaseAtLeast(size_t bytes) {
+  SpinLockHolder hold(&lock_);
+  // Whole free hugepages first (no hugepage in use is broken), then
+  // subrelease inside partly used ones.
+  size_t hps = bytes / kHugePageSize + (bytes % kHugePageSize != 0);
+  size_t got = cache_.ReleaseAtLeast(hps) * kHugePageSize;
+  if (got < bytes) {
+    Length pages = ((bytes - got) + kPageSize - 1) >> kPageShift;
+    got += filler_.SubRelease(pages) << kPageShift;
+  }
+  stats_.released_total += got;
+  return got;
+}
+
+BackendStats HugePageAwareAllocator::Stats() {
+  SpinLockHolder hold(&lock_);
+  BackendStats s = stats_;
+  HugeCacheStats c = cache_.Stats();
+  FillerStats f = filler_.Stats();
+  size_t region_free_backed = 0, region_unbacked_free = 0;
+  regions_.ForEach([&](HugeRegion* r) {
+    RegionStats rs = r->Stats();
+    region_free_backed += rs.free_backed_pages << kPageShift;
+    region_unbacked_free += (rs.hugepages - rs.backed_hugepages) * kHugePageSize;
+  });
+  s.system_bytes = c.mapped_hugepages * kHugePageSize;
+  s.free_bytes = c.backed_free * kHugePageSize + (f.free_pages << kPageShift) + region_free_backed;
+  s.unmapped_bytes = c.unbacked_free * kHugePageSize + (f.released_pages << kPageShift) + region_unbacked_free;
+  s.free_runs = c.free_ranges;
+  return s;
+}
+
+HugePageStats HugePageAwareAllocator::HugeStats() {
+  SpinLockHolder hold(&lock_);
+  HugePageStats s;
+  s.filler = filler_.Stats();
+  s.cache = cache_.Stats();
+  regions_.ForEach([&](HugeRegion* r) {
+    RegionStats rs = r->Stats();
+    s.regions.hugepages += rs.hugepages;
+    s.regions.backed_hugepages += rs.backed_hugepages;
+    s.regions.used_pages += rs.used_pages;
+    s.regions.free_backed_pages += rs.free_backed_pages;
+    s.regions.released_hugepages_total += rs.released_hugepages_total;
+  });
+  s.region_count = region_count_;
+  s.large_hugepages = large_hugepages_;
+  s.donated_large_allocs = donated_large_;
+  s.collapses = collapses_;
+  s.collapse_failures = collapse_failures_;
+  return s;
+}
+
+size_t HugePageAwareAllocator::UsedHugePages(UsedHugePage* out, size_t max) {
+  SpinLockHolder hold(&lock_);
+  size_t n = 0;
+  auto add = [&](HugePageId hp, size_t bytes) {
+    if (bytes == 0) return;
+    if (n < max) out[n] = UsedHugePage{hp, bytes};
+    ++n;
+  };
+  filler_.ForEachTracker([&](PageTracker* t) { add(t->hugepage(), t->used() << kPageShift); });
+  for (Span* s = large_spans_.first(); s != large_spans_.end(); s = s->next) {
+    size_t whole = s->num_pages / kPagesPerHugePage;
+    for (size_t i = 0; i < whole; ++i) add(HugePageOf(s->first_page) + i, kHugePageSize);
+  }
+  regions_.ForEach([&](HugeRegion* r) {
+    for (size_t i = 0; i < r->hugepages(); ++i) add(r->first_hugepage() + i, r->UsedBytesIn(i));
+  });
+  return n;
+}
+
+void HugePageAwareAllocator::Print(Printer* out) {
+  HugePageStats h = HugeStats();
+  BackendStats b = Stats();
+  const double hp_mib = static_cast<double>(kHugePageSize) / 1048576.0;
+  out->Str("------------------------------------------------\n");
+  out->Str("Back-end (hugepage-aware): ").MiB(b.system_bytes).Str(" MiB mapped, ")
+      .MiB(b.in_use_bytes).Str(" MiB in ").U(b.spans_in_use).Str(" spans in use, ")
+      .MiB(b.free_bytes).Str(" MiB free, ").MiB(b.unmapped_bytes).Str(" MiB released; ")
+      .MiB(b.released_total).Str(" MiB released in total\n");
+  out->Str("Hugepages (2 MiB):      held  intact+used  broken  free_pages  released_pages  used_pages\n");
+  out->Str("  filler          ").UW(h.filler.hugepages, 10).UW(h.filler.full + h.filler.intact_partial, 13)
+      .UW(h.filler.broken, 8).UW(h.filler.free_pages, 12).UW(h.filler.released_pages, 16)
+      .UW(h.filler.used_pages, 12).Char('\n');
+  out->Str("  regions (").U(h.region_count).Str(")     ").UW(h.regions.hugepages, 10)
+      .UW(h.regions.backed_hugepages, 13).UW(0, 8).UW(h.regions.free_backed_pages, 12)
+      .UW((h.regions.hugepages - h.regions.backed_hugepages) * kPagesPerHugePage, 16)
+      .UW(h.regions.used_pages, 12).Char('\n');
+  out->Str("  large allocs    ").UW(h.large_hugepages, 10).UW(h.large_hugepages, 13).UW(0, 8)
+      .UW(0, 12).UW(0, 16).UW(h.large_hugepages * kPagesPerHugePage, 12).Char('\n');
+  out->Str("  cache           ").UW(h.cache.backed_free + h.cache.unbacked_free, 10).UW(0, 13).UW(0, 8)
+      .UW(h.cache.backed_free * kPagesPerHugePage, 12).UW(h.cache.unbacked_free * kPagesPerHugePage, 16)
+      .UW(0, 12).Char('\n');
+  out->Str("Filler: ").U(h.filler.donated).Str(" donated tails, ").U(h.filler.subreleased_total_pages)
+      .Str(" pages subreleased in total; ").U(h.collapses).Str(" collapses (")
+      .U(h.collapse_failures).Str(" refused)\n");
+  out->Str("Hugepage cache: ").U(h.cache.mapped_hugepages).Str(" hugepages of address space (")
+      .F(static_cast<double>(h.cache.mapped_hugepages) * hp_mib, 0).Str(" MiB), ").U(h.cache.in_use)
+      .Str(" in use, ").U(h.cache.hits).Str(" hits, ").U(h.cache.misses).Str(" misses, ")
+      .U(h.cache.released_hugepages).Str(" released, demand keeps ").U(h.cache.demand_limit)
+      .Str(" backed\n");
+}
+
+}  // namespace jsmalloc

@@ -1,0 +1,109 @@
+// The hugepage-aware back-end: routes each request by size to the filler,
+// a region or whole hugepages from the hugepage cache, so that the heap sits
+// on intact 2 MiB hugepages while memory the program no longer needs still
+// goes back to the OS.
+//
+//   n < 1 hugepage                      -> filler (packed into partly used hugepages)
+//   n a multiple of a hugepage          -> hugepage cache (whole hugepages)
+//   otherwise, n <= region / 4          -> region (packed, no per-allocation slack)
+//   otherwise                           -> hugepage cache, and the unused tail of
+//                                          the last hugepage is donated to the filler
+#ifndef JSMALLOC_HUGEPAGE_HUGE_PAGE_AWARE_ALLOCATOR_H_
+#define JSMALLOC_HUGEPAGE_HUGE_PAGE_AWARE_ALLOCATOR_H_
+
+#include "hugepage/huge_cache.h"
+#include "hugepage/huge_page_filler.h"
+#include "hugepage/huge_page_map.h"
+#include "hugepage/huge_region.h"
+#include "hugepage/page_allocator.h"
+#include "runtime/arena.h"
+#include "runtime/pagemap.h"
+#include "runtime/spinlock.h"
+
+namespace jsmalloc {
+
+struct HugePageAwareOptions {
+  ClockFn clock = nullptr;             // monotonic nanoseconds
+  size_t cache_grow_hugepages = 64;    // address space mapped at once (128 MiB)
+  uint64_t demand_epoch_ns = 1000000000;
+  size_t region_hugepages = HugeRegion::kMaxHugePages;
+  bool collapse = false;               // MADV_COLLAPSE hugepages refilled after subrelease
+};
+
+// Hugepage accounting for the stats report and the coverage property.
+struct HugePageStats {
+  FillerStats filler;
+  HugeCacheStats cache;
+  RegionStats regions;  // summed over regions
+  size_t region_count = 0;
+  size_t large_hugepages = 0;        // whole hugepages held by large allocations
+  size_t donated_large_allocs = 0;
+  size_t collapses = 0, collapse_failures = 0;
+};
+
+class HugePageAwareAllocator final : public PageAllocator {
+ public:
+  HugePageAwareAllocator(PageMap* pagemap, PageSource* source, MetadataArena* arena,
+                         const HugePageAwareOptions& options);
+
+  Span* New(Length n) override;
+  Span* NewAligned(Length n, Length align_pages) override;
+  void Delete(Span* span) override;
+  size_t ReleaseAtLeast(size_t bytes) override;
+  BackendStats Stats() override;
+  void Print(Printer* out) override;
+  const char* Name() const override { return "hugepage-aware"; }
+  void LockForFork() override { lock_.Lock(); }
+  void UnlockAfterFork(bool child) override {
+    if (child) lock_.ResetAfterFork();
+    else lock_.Unlock();
+  }
+
+  // Releases what the hugepage cache's demand policy no longer needs
+  // (called on frees at most once per epoch, and by the background thread).
+  size_t ReleaseExcess();
+  // Subreleases up to `bytes` of free pages inside partly used hugepages.
+  size_t SubRelease(size_t bytes);
+  HugePageStats HugeStats();
+  // Snapshot for the coverage property: every hugepage holding in-use pages
+  // with its in-use byte count, into out[0..max). Returns how many there are
+  // (which may exceed max: call again with a larger buffer).
+  struct UsedHugePage {
+    HugePageId hugepage;
+    size_t used_bytes;
+  };
+  size_t UsedHugePages(UsedHugePage* out, size_t max);
+
+ private:
+  Span* NewLocked(Length n);
+  Span* AllocSmall(Length n);
+  Span* AllocWhole(Length n);
+  Span* AllocRegion(Length n);
+  Span* AllocDonating(Length n);
+  Span* MakeSpan(PageId first, Length n, Span::Origin origin);
+  void FreeSmall(PageId p, Length n);
+  void ReturnTracker(PageTracker* t);
+  void MaybeCollapse(PageTracker* t);
+
+  SpinLock lock_;
+  PageMap* pagemap_;
+  PageSource* source_;
+  HugePageAwareOptions options_;
+  HugePageFiller filler_;
+  HugeCache cache_;
+  HugePageMap<PageTracker> trackers_;
+  IntrusiveList<HugeRegion> regions_;
+  SpanList large_spans_;  // spans from the cache (whole hugepages), for coverage
+  ObjectPool<Span> span_pool_;
+  ObjectPool<PageTracker> tracker_pool_;
+  ObjectPool<HugeRegion> region_pool_;
+  BackendStats stats_;  // in_use_bytes, spans_in_use, released_total
+  size_t region_count_ = 0;
+  size_t large_hugepages_ = 0;
+  size_t donated_large_ = 0;
+  size_t collapses_ = 0, collapse_failures_ = 0;
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_HUGEPAGE_HUGE_PAGE_AWARE_ALLOCATOR_H_

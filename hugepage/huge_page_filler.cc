@@ -1,0 +1,130 @@
+#include "hugepage/huge_page_filler.h"
+
+namespace jsmalloc {
+
+void HugePageFiller::Insert(PageTracker* t) {
+  int g = GroupOf(t), c = ChunkOf(t);
+  Length l = t->longest_free();
+  lists_[g][c][l].PushFront(t);
+  nonempty_[g][c].SetRange(l, 1);
+  t->list_group = static_cast<uint16_t>(g);
+  t->list_chunk = static_cast<uint16_t>(c);
+  t->list_longest = static_cast<uint16_t>(l);
+  t->on_list = true;
+}
+
+void HugePageFiller::Remove(PageTracker* t) {
+  IntrusiveList<PageTracker>::Remove(t);
+  IntrusiveList<PageTracker>& list = lists_[t->list_group][t->list_chunk][t->list_longest];
+  if (list.empty()) nonempty_[t->list_group][t->list_chunk].ClearRange(t->list_longest, 1);
+  t->on_list = false;
+}
+
+PageTracker* HugePageFiller::TryAlloc(Length n, PageId* page, Length* was_released) {
+  for (int g = 0; g < 2; ++g) {
+    for (int c = kChunks - 1; c >= 0; --c) {
+      size_t l = nonempty_[g][c].Find(n, true, kPagesPerHugePage + 1);
+      if (l > kPagesPerHugePage) continue;
+      PageTracker* t = lists_[g][c][l].first();
+      Remove(t);
+      Length idx = t->Alloc(n, was_released);
+      used_pages_ += n;
+      free_backed_pages_ -= n - *was_released;
+      released_pages_ -= *was_released;
+      Insert(t);
+      *page = FirstPageOf(t->hugepage()) + idx;
+      return t;
+    }
+  }
+  return nullptr;
+}
+
+PageId HugePageFiller::AllocFromNew(PageTracker* t, Length n) {
+  ++hugepages_;
+  free_backed_pages_ += kPagesPerHugePage;
+  Length was_released;
+  Length idx = t->Alloc(n, &was_released);
+  used_pages_ += n;
+  free_backed_pages_ -= n;
+  Insert(t);
+  return FirstPageOf(t->hugepage()) + idx;
+}
+
+void HugePageFiller::AddDonated(PageTracker* t, Length used) {
+  ++hugepages_;
+  t->MarkUsed(0, used, nullptr);
+  used_pages_ += used;
+  free_backed_pages_ += kPagesPerHugePage - used;
+  Insert(t);
+}
+
+bool HugePageFiller::Free(PageTracker* t, PageId page, Length n) {
+  Remove(t);
+  t->Free(page - FirstPageOf(t->hugepage()), n);
+  used_pages_ -= n;
+  free_backed_pages_ += n;
+  if (t->empty()) {
+    --hugepages_;
+    free_backed_pages_ -= kPagesPerHugePage - t->released();
+    released_pages_ -= t->released();
+    return true;
+  }
+  Insert(t);
+  return false;
+}
+
+Length HugePageFiller::SubRelease(Length desired) {
+  Length done = 0;
+  // Least used first: their free pages are the most likely to stay free.
+  for (int c = 0; c < kChunks && done < desired; ++c) {
+    for (int g = 0; g < 2 && done < desired; ++g) {
+      for (Length l = 1; l <= kPagesPerHugePage && done < desired; ++l) {
+        IntrusiveList<PageTracker>& list = lists_[g][c][l];
+        // Collect first: releasing moves trackers between lists.
+        PageTracker* batch[64];
+        int k = 0;
+        list.ForEach([&](PageTracker* t) {
+          if (k < 64 && t->free() > t->released()) batch[k++] = t;
+        });
+        for (int i = 0; i < k && done < desired; ++i) {
+          PageTracker* t = batch[i];
+          Remove(t);
+          Length got = t->ReleaseFree([&](Length index, Length len) {
+            source_->Release(PageStart(FirstPageOf(t->hugepage()) + index), len << kPageShift);
+          });
+          free_backed_pages_ -= got;
+          released_pages_ += got;
+          subreleased_total_ += got;
+          done += got;
+          Insert(t);
+        }
+      }
+    }
+  }
+  return done;
+}
+
+FillerStats HugePageFiller::Stats() const {
+  FillerStats s;
+  s.hugepages = hugepages_;
+  s.used_pages = used_pages_;
+  s.free_pages = free_backed_pages_;
+  s.released_pages = released_pages_;
+  s.subreleased_total_pages = subreleased_total_;
+  for (int g = 0; g < 2; ++g) {
+    for (int c = 0; c < kChunks; ++c) {
+      for (Length l = 0; l <= kPagesPerHugePage; ++l) {
+        lists_[g][c][l].ForEach([&](PageTracker* t) {
+          if (t->broken()) ++s.broken;
+          else if (t->full()) ++s.full;
+          else ++s.intact_partial;
+          if (t->donated()) ++s.donated;
+          if (!t->broken()) s.used_pages_on_intact += t->used();
+        });
+      }
+    }
+  }
+  return s;
+}
+
+}  // namespace jsmalloc

@@ -1,0 +1,87 @@
+// Hugepages that are partly in use. Small page runs (less than a hugepage)
+// are packed into them so that as few hugepages as possible are touched and
+// whole hugepages empty out and go back to the hugepage cache.
+//
+// Placement: among hugepages that have a free run long enough, prefer ones
+// that were never subreleased (their transparent hugepage is intact), then
+// the most used (so lightly used hugepages drain), then the shortest
+// longest-free-run that fits (best fit, so long runs stay available).
+//
+// Subrelease (MADV_DONTNEED of free pages inside a hugepage that is still
+// partly used) breaks the hugepage, so it happens only when memory must be
+// returned: a memory limit, malloc_trim, the release API, the release rate.
+// It takes the least used hugepages first.
+#ifndef JSMALLOC_HUGEPAGE_HUGE_PAGE_FILLER_H_
+#define JSMALLOC_HUGEPAGE_HUGE_PAGE_FILLER_H_
+
+#include "hugepage/page_allocator.h"
+#include "hugepage/page_tracker.h"
+
+namespace jsmalloc {
+
+struct FillerStats {
+  size_t hugepages = 0;       // hugepages held
+  size_t full = 0;            // every page in use
+  size_t intact_partial = 0;  // partly used, never subreleased
+  size_t broken = 0;          // subreleased since last whole
+  size_t donated = 0;         // tails of large allocations
+  size_t used_pages = 0;
+  size_t free_pages = 0;      // free and backed
+  size_t released_pages = 0;  // free and released to the OS
+  size_t subreleased_total_pages = 0;
+  size_t used_pages_on_intact = 0;  // used pages on hugepages never broken
+};
+
+class HugePageFiller {
+ public:
+  static constexpr int kChunks = 8;
+
+  explicit HugePageFiller(PageSource* source) : source_(source) {}
+
+  // n < kPagesPerHugePage. Returns the tracker and sets *page, or nullptr if
+  // no hugepage held here has a free run of n pages.
+  PageTracker* TryAlloc(Length n, PageId* page, Length* was_released);
+  // Takes a new (empty) tracker and allocates n pages in it.
+  PageId AllocFromNew(PageTracker* t, Length n);
+  // Takes the tail hugepage of a large allocation whose first `used` pages
+  // belong to it.
+  void AddDonated(PageTracker* t, Length used);
+  // Frees n pages at `page`. Returns true when the hugepage became empty: it
+  // has been removed from the filler and the caller owns the tracker.
+  bool Free(PageTracker* t, PageId page, Length n);
+  // Releases up to `desired` free backed pages, least used hugepages first.
+  // Returns pages released.
+  Length SubRelease(Length desired);
+
+  FillerStats Stats() const;
+  template <typename F>
+  void ForEachTracker(F f) const {
+    for (int g = 0; g < 2; ++g)
+      for (int c = 0; c < kChunks; ++c)
+        for (Length l = 0; l <= kPagesPerHugePage; ++l) lists_[g][c][l].ForEach(f);
+  }
+  size_t free_backed_pages() const { return free_backed_pages_; }
+  size_t released_pages() const { return released_pages_; }
+
+ private:
+  int GroupOf(const PageTracker* t) const { return t->broken() ? 1 : 0; }
+  int ChunkOf(const PageTracker* t) const {
+    return static_cast<int>((t->used() * kChunks) / (kPagesPerHugePage + 1));
+  }
+  void Insert(PageTracker* t);
+  void Remove(PageTracker* t);
+
+  PageSource* source_;
+  // lists_[group][chunk][longest free run]
+  IntrusiveList<PageTracker> lists_[2][kChunks][kPagesPerHugePage + 1];
+  Bitmap<kPagesPerHugePage + 1> nonempty_[2][kChunks];
+  size_t hugepages_ = 0;
+  size_t used_pages_ = 0;
+  size_t free_backed_pages_ = 0;
+  size_t released_pages_ = 0;
+  size_t subreleased_total_ = 0;
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_HUGEPAGE_HUGE_PAGE_FILLER_H_

@@ -1,0 +1,148 @@
+// Hugepage units and the small generic pieces the hugepage-aware back-end is
+// built from: a fixed-size bitmap with free-run search and an intrusive list.
+#ifndef JSMALLOC_HUGEPAGE_HUGE_PAGES_H_
+#define JSMALLOC_HUGEPAGE_HUGE_PAGES_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "runtime/config.h"
+
+namespace jsmalloc {
+
+inline constexpr Length kPagesPerHugePage = kHugePageSize / kPageSize;
+using HugePageId = uintptr_t;  // address >> kHugePageShift
+
+inline constexpr HugePageId HugePageOf(PageId p) { return p >> (kHugePageShift - kPageShift); }
+inline constexpr PageId FirstPageOf(HugePageId h) { return h << (kHugePageShift - kPageShift); }
+inline void* HugePageStart(HugePageId h) { return reinterpret_cast<void*>(h << kHugePageShift); }
+
+// N bits; runs of zero bits are free pages.
+template <size_t N>
+class Bitmap {
+ public:
+  static constexpr size_t kWords = (N + 63) / 64;
+
+  bool Get(size_t i) const { return (words_[i / 64] >> (i % 64)) & 1; }
+  void SetRange(size_t start, size_t n) { ApplyRange(start, n, true); }
+  void ClearRange(size_t start, size_t n) { ApplyRange(start, n, false); }
+  void ClearAll() {
+    for (auto& w : words_) w = 0;
+  }
+  size_t CountSet(size_t start, size_t n) const {
+    size_t c = 0;
+    for (size_t i = start; i < start + n;) {
+      size_t bit = i % 64;
+      size_t take = 64 - bit < start + n - i ? 64 - bit : start + n - i;
+      uint64_t mask = take == 64 ? ~uint64_t{0} : ((uint64_t{1} << take) - 1) << bit;
+      c += static_cast<size_t>(__builtin_popcountll(words_[i / 64] & mask));
+      i += take;
+    }
+    return c;
+  }
+
+  // First position >= from whose bit equals `value`, or `limit` if none.
+  size_t Find(size_t from, bool value, size_t limit) const {
+    while (from < limit) {
+      size_t w = from / 64;
+      uint64_t word = value ? words_[w] : ~words_[w];
+      word &= ~uint64_t{0} << (from % 64);
+      if (word != 0) {
+        size_t pos = w * 64 + static_cast<size_t>(__builtin_ctzll(word));
+        return pos < limit ? pos : limit;
+      }
+      from = (w + 1) * 64;
+    }
+    return limit;
+  }
+
+  // Calls f(start, length) for every maximal run of clear bits in [0, limit).
+  template <typename F>
+  void ForEachFreeRun(size_t limit, F f) const {
+    size_t i = Find(0, false, limit);
+    while (i < limit) {
+      size_t end = Find(i, true, limit);
+      f(i, end - i);
+      i = Find(end, false, limit);
+    }
+  }
+
+  // Best fit: the start of the shortest run of clear bits in [0, limit)
+  // holding n (lowest address among equals); `limit` if none. Also reports
+  // the longest run seen.
+  size_t FindBestFit(size_t n, size_t limit, size_t* longest) const {
+    size_t best = limit, best_len = ~size_t{0}, max_len = 0;
+    ForEachFreeRun(limit, [&](size_t start, size_t len) {
+      if (len > max_len) max_len = len;
+      if (len >= n && len < best_len) {
+        best = start;
+        best_len = len;
+      }
+    });
+    if (longest != nullptr) *longest = max_len;
+    return best;
+  }
+
+  size_t LongestFreeRun(size_t limit) const {
+    size_t max_len = 0;
+    ForEachFreeRun(limit, [&](size_t, size_t len) {
+      if (len > max_len) max_len = len;
+    });
+    return max_len;
+  }
+
+ private:
+  void ApplyRange(size_t start, size_t n, bool value) {
+    for (size_t i = start; i < start + n;) {
+      size_t bit = i % 64;
+      size_t take = 64 - bit < start + n - i ? 64 - bit : start + n - i;
+      uint64_t mask = take == 64 ? ~uint64_t{0} : ((uint64_t{1} << take) - 1) << bit;
+      if (value) words_[i / 64] |= mask;
+      else words_[i / 64] &= ~mask;
+      i += take;
+    }
+  }
+  uint64_t words_[kWords] = {};
+};
+
+// Circular intrusive list over objects with `next_`/`prev_` members.
+template <typename T>
+class IntrusiveList {
+ public:
+  IntrusiveList() { head_.next_ = head_.prev_ = &head_; }
+  IntrusiveList(const IntrusiveList&) = delete;
+  IntrusiveList& operator=(const IntrusiveList&) = delete;
+  bool empty() const { return head_.next_ == &head_; }
+  T* first() const { return static_cast<T*>(head_.next_); }
+  void PushFront(T* t) {
+    t->next_ = head_.next_;
+    t->prev_ = &head_;
+    head_.next_->prev_ = t;
+    head_.next_ = t;
+  }
+  static void Remove(T* t) {
+    t->prev_->next_ = t->next_;
+    t->next_->prev_ = t->prev_;
+    t->next_ = t->prev_ = nullptr;
+  }
+  template <typename F>
+  void ForEach(F f) const {
+    for (Node* n = head_.next_; n != &head_;) {
+      Node* next = n->next_;
+      f(static_cast<T*>(n));
+      n = next;
+    }
+  }
+
+  struct Node {
+    Node* next_ = nullptr;
+    Node* prev_ = nullptr;
+  };
+
+ private:
+  Node head_;
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_HUGEPAGE_HUGE_PAGES_H_

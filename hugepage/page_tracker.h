@@ -1,0 +1,105 @@
+// The pages of one hugepage held by the filler: which are in use, which were
+// released to the OS, and the longest free run (what the filler sorts on).
+#ifndef JSMALLOC_HUGEPAGE_PAGE_TRACKER_H_
+#define JSMALLOC_HUGEPAGE_PAGE_TRACKER_H_
+
+#include "hugepage/huge_pages.h"
+
+namespace jsmalloc {
+
+class PageTracker : public IntrusiveList<PageTracker>::Node {
+ public:
+  void Init(HugePageId hp, bool donated) {
+    hp_ = hp;
+    used_.ClearAll();
+    released_.ClearAll();
+    used_count_ = 0;
+    released_count_ = 0;
+    longest_free_ = kPagesPerHugePage;
+    donated_ = donated;
+    ever_released_ = false;
+  }
+
+  HugePageId hugepage() const { return hp_; }
+  Length used() const { return used_count_; }
+  Length free() const { return kPagesPerHugePage - used_count_; }
+  Length longest_free() const { return longest_free_; }
+  Length released() const { return released_count_; }
+  bool donated() const { return donated_; }
+  // Subreleased at some point since it was last whole: the kernel split its
+  // transparent hugepage, so it is "broken" until collapsed again.
+  bool broken() const { return ever_released_; }
+  void MarkWhole() { ever_released_ = false; }
+  bool empty() const { return used_count_ == 0; }
+  bool full() const { return used_count_ == kPagesPerHugePage; }
+
+  // Marks n pages used (best fit); returns the index of the first page, and
+  // in *was_released how many of them had been released to the OS.
+  Length Alloc(Length n, Length* was_released) {
+    size_t longest;
+    size_t at = used_.FindBestFit(n, kPagesPerHugePage, &longest);
+    MarkUsed(at, n, was_released);
+    return at;
+  }
+  // Marks a given range used (a donated tail's head, or tests).
+  void MarkUsed(Length index, Length n, Length* was_released) {
+    used_.SetRange(index, n);
+    used_count_ += n;
+    Length r = released_.CountSet(index, n);
+    if (r > 0) {
+      released_.ClearRange(index, n);
+      released_count_ -= r;
+    }
+    if (was_released != nullptr) *was_released = r;
+    longest_free_ = used_.LongestFreeRun(kPagesPerHugePage);
+  }
+  void Free(Length index, Length n) {
+    used_.ClearRange(index, n);
+    used_count_ -= n;
+    longest_free_ = used_.LongestFreeRun(kPagesPerHugePage);
+  }
+  bool IsUsed(Length index) const { return used_.Get(index); }
+
+  // Calls f(index, length) for each free run that is still backed, and marks
+  // it released. Returns the pages marked.
+  template <typename F>
+  Length ReleaseFree(F f) {
+    Length total = 0;
+    used_.ForEachFreeRun(kPagesPerHugePage, [&](size_t start, size_t len) {
+      // Within a free run, only the pages not yet released.
+      size_t i = start, end = start + len;
+      while (i < end) {
+        size_t a = released_.Find(i, false, end);
+        if (a >= end) break;
+        size_t b = released_.Find(a, true, end);
+        f(a, b - a);
+        released_.SetRange(a, b - a);
+        total += b - a;
+        i = b;
+      }
+    });
+    released_count_ += total;
+    if (total > 0) ever_released_ = true;
+    return total;
+  }
+
+  // Filler bookkeeping: which list the tracker is on.
+  uint16_t list_group = 0;
+  uint16_t list_chunk = 0;
+  uint16_t list_longest = 0;
+  bool on_list = false;
+
+ private:
+  HugePageId hp_ = 0;
+  Bitmap<kPagesPerHugePage> used_;
+  Bitmap<kPagesPerHugePage> released_;
+  Length used_count_ = 0;
+  Length released_count_ = 0;
+  Length longest_free_ = kPagesPerHugePage;
+  bool donated_ = false;
+  bool ever_released_ = false;
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_HUGEPAGE_PAGE_TRACKER_H_

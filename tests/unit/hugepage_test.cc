@@ -1,0 +1,315 @@
+// Filler, hugepage cache, region and the hugepage-aware allocator on a fake
+// page source and a fake clock.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "hugepage/huge_cache.h"
+#include "hugepage/huge_page_aware_allocator.h"
+#include "hugepage/huge_page_filler.h"
+#include "hugepage/huge_region.h"
+#include "tests/unit/test_support.h"
+
+namespace jsmalloc {
+namespace {
+
+uint64_t g_now = 0;
+uint64_t FakeClock() { return g_now; }
+constexpr uint64_t kSec = 1000000000;
+
+// Address space for the filler and region tests that do not need a cache.
+HugePageId MapHugePages(size_t n) {
+  void* p = os::MapAligned(n * kHugePageSize, kHugePageSize, nullptr);
+  return reinterpret_cast<uintptr_t>(p) >> kHugePageShift;
+}
+
+TEST(BitmapTest, RunsAndBestFit) {
+  Bitmap<300> b;
+  b.SetRange(10, 5);
+  b.SetRange(60, 70);
+  EXPECT_EQ(b.CountSet(0, 300), 75u);
+  EXPECT_EQ(b.LongestFreeRun(300), 170u);  // 130..299
+  size_t longest;
+  EXPECT_EQ(b.FindBestFit(8, 300, &longest), 0u) << "the 10-page run at 0 is the best fit";
+  EXPECT_EQ(b.FindBestFit(20, 300, nullptr), 15u) << "45 pages at 15";
+  EXPECT_EQ(b.FindBestFit(100, 300, nullptr), 130u);
+  EXPECT_EQ(b.FindBestFit(171, 300, nullptr), 300u) << "none";
+  b.ClearRange(60, 70);
+  EXPECT_EQ(b.LongestFreeRun(300), 285u);
+}
+
+TEST(HugePageFillerTest, PacksIntoFullestHugepageAndEmptiesOut) {
+  testing::FakePageSource source;
+  HugePageFiller filler(&source);
+  HugePageId base = MapHugePages(2);
+  PageTracker a, b;
+  a.Init(base, false);
+  b.Init(base + 1, false);
+  PageId pa = filler.AllocFromNew(&a, kPagesPerHugePage / 2);
+  PageId pb = filler.AllocFromNew(&b, 1);
+  EXPECT_EQ(HugePageOf(pa), base);
+  EXPECT_EQ(HugePageOf(pb), base + 1);
+  // The next small allocation goes to the fuller hugepage `a`.
+  PageId p;
+  Length rel;
+  EXPECT_EQ(filler.TryAlloc(1, &p, &rel), &a);
+  EXPECT_EQ(HugePageOf(p), base);
+  FillerStats s = filler.Stats();
+  EXPECT_EQ(s.hugepages, 2u);
+  EXPECT_EQ(s.used_pages, kPagesPerHugePage / 2 + 2);
+  EXPECT_EQ(s.free_pages, 2 * kPagesPerHugePage - s.used_pages);
+  // Freeing everything in `b` hands the hugepage back.
+  EXPECT_TRUE(filler.Free(&b, pb, 1));
+  EXPECT_FALSE(filler.Free(&a, p, 1));
+  EXPECT_EQ(filler.Stats().hugepages, 1u);
+  EXPECT_TRUE(filler.Free(&a, pa, kPagesPerHugePage / 2));
+  EXPECT_EQ(filler.Stats().hugepages, 0u);
+  EXPECT_EQ(filler.free_backed_pages(), 0u);
+}
+
+TEST(HugePageFillerTest, SubreleaseBreaksLeastUsedFirstAndIsAccounted) {
+  if (kPagesPerHugePage < 8) GTEST_SKIP() << "needs >= 8 pages per hugepage (this build: " << kPagesPerHugePage << ")";
+  testing::FakePageSource source;
+  HugePageFiller filler(&source);
+  HugePageId base = MapHugePages(2);
+  PageTracker busy, light;
+  busy.Init(base, false);
+  light.Init(base + 1, false);
+  filler.AllocFromNew(&busy, kPagesPerHugePage - 2);
+  PageId lp = filler.AllocFromNew(&light, 2);
+  Length got = filler.SubRelease(4);
+  EXPECT_EQ(got, kPagesPerHugePage - 2) << "releases the whole free run of the lightly used hugepage";
+  EXPECT_EQ(source.released_bytes.load(), got << kPageShift);
+  FillerStats s = filler.Stats();
+  EXPECT_EQ(s.broken, 1u);
+  EXPECT_EQ(s.released_pages, got);
+  EXPECT_TRUE(light.broken());
+  EXPECT_FALSE(busy.broken());
+  // Allocating into released pages takes them back.
+  PageId p;
+  Length was_released = 0;
+  PageTracker* t = filler.TryAlloc(kPagesPerHugePage - 2, &p, &was_released);
+  EXPECT_EQ(t, &light);
+  EXPECT_EQ(was_released, kPagesPerHugePage - 2);
+  EXPECT_EQ(filler.Stats().released_pages, 0u);
+  filler.Free(&light, p, kPagesPerHugePage - 2);
+  filler.Free(&light, lp, 2);
+}
+
+TEST(HugeCacheTest, ReusesBackedFirstGrowsAndCoalesces) {
+  testing::FakePageSource source;
+  g_now = 0;
+  HugeCache cache(&source, FakeClock, 8, kSec);
+  HugePageId a, b;
+  bool backed;
+  ASSERT_TRUE(cache.Get(3, &a, &backed));
+  EXPECT_FALSE(backed) << "fresh address space";
+  EXPECT_EQ(cache.Stats().mapped_hugepages, 8u);
+  ASSERT_TRUE(cache.Get(2, &b, &backed));
+  cache.Put(a, 3, true);
+  HugePageId c;
+  ASSERT_TRUE(cache.Get(2, &c, &backed));
+  EXPECT_TRUE(backed) << "a backed range is preferred";
+  EXPECT_EQ(c, a);
+  cache.Put(c, 2, true);
+  cache.Put(b, 2, true);
+  HugeCacheStats s = cache.Stats();
+  EXPECT_EQ(s.in_use, 0u);
+  EXPECT_EQ(s.backed_free, 5u);
+  EXPECT_EQ(s.unbacked_free, 3u);
+  EXPECT_EQ(s.free_ranges, 2u) << "backed 5 coalesced, unbacked 3 apart";
+  ASSERT_TRUE(cache.Get(20, &c, &backed)) << "grows for a request larger than any range";
+  EXPECT_GE(cache.Stats().mapped_hugepages, 28u);
+  cache.Put(c, 20, false);
+}
+
+TEST(HugeCacheTest, DemandPolicyKeepsRecentPeakAndReleasesTheRest) {
+  testing::FakePageSource source;
+  g_now = 100 * kSec;
+  HugeCache cache(&source, FakeClock, 64, kSec);
+  std::vector<HugePageId> got;
+  bool backed;
+  for (int i = 0; i < 40; ++i) {
+    HugePageId h;
+    ASSERT_TRUE(cache.Get(1, &h, &backed));
+    got.push_back(h);
+  }
+  for (int i = 0; i < 30; ++i) cache.Put(got[static_cast<size_t>(i)], 1, true);
+  // Within the window, the peak (40) is remembered: nothing is released.
+  g_now += kSec;
+  EXPECT_EQ(cache.ReleaseExcess(), 0u);
+  EXPECT_EQ(cache.Stats().backed_free, 30u);
+  // After the window passes with demand at 10, the 30 spare ones go.
+  g_now += (HugeCache::kEpochs + 1) * kSec;
+  EXPECT_EQ(cache.ReleaseExcess(), 30u);
+  EXPECT_EQ(cache.Stats().backed_free, 0u);
+  EXPECT_EQ(source.released_bytes.load(), 30 * kHugePageSize);
+  EXPECT_EQ(cache.ReleaseExcess(), 0u) << "at most once per epoch";
+  for (int i = 30; i < 40; ++i) cache.Put(got[static_cast<size_t>(i)], 1, true);
+}
+
+TEST(HugeRegionTest, PacksAndReleasesHugepagesAsTheyEmpty) {
+  testing::FakePageSource source;
+  HugePageId base = MapHugePages(16);
+  HugeRegion* r = new HugeRegion();
+  r->Init(base, 16, &source);
+  const Length big = kPagesPerHugePage + kPagesPerHugePage / 2;  // 1.5 hugepages
+  PageId a, b;
+  size_t nb;
+  ASSERT_TRUE(r->Alloc(big, &a, &nb));
+  EXPECT_EQ(nb, 2u);
+  ASSERT_TRUE(r->Alloc(big, &b, &nb));
+  EXPECT_EQ(b, a + big) << "packed back to back";
+  EXPECT_EQ(nb, 1u) << "shares the second hugepage";
+  RegionStats s = r->Stats();
+  EXPECT_EQ(s.backed_hugepages, 3u);
+  EXPECT_EQ(s.used_pages, 2 * big);
+  EXPECT_EQ(r->Free(a, big), 1u) << "only the first hugepage is wholly unused";
+  EXPECT_EQ(source.released_bytes.load(), kHugePageSize);
+  EXPECT_EQ(r->Free(b, big), 2u);
+  EXPECT_TRUE(r->empty());
+  delete r;
+}
+
+class HugePageAwareTest : public ::testing::Test {
+ protected:
+  HugePageAwareTest() : pagemap_(testing::NewPageMap()) {
+    g_now = 1000 * kSec;
+    HugePageAwareOptions o;
+    o.clock = FakeClock;
+    o.region_hugepages = 32;
+    o.cache_grow_hugepages = 16;
+    hpaa_ = std::make_unique<HugePageAwareAllocator>(pagemap_.get(), &source_, GlobalArena(), o);
+  }
+  testing::FakePageSource source_;
+  std::unique_ptr<PageMap> pagemap_;
+  std::unique_ptr<HugePageAwareAllocator> hpaa_;
+};
+
+TEST_F(HugePageAwareTest, RoutesBySize) {
+  Span* small = hpaa_->New(3);
+  Span* whole = hpaa_->New(2 * kPagesPerHugePage);
+  Span* region = hpaa_->New(kPagesPerHugePage + 1);
+  Span* donate = hpaa_->New(32 * kPagesPerHugePage / 4 + kPagesPerHugePage + 1);  // > region/4
+  ASSERT_TRUE(small && whole && region && donate);
+  EXPECT_EQ(small->origin, Span::kFromFiller);
+  EXPECT_EQ(whole->origin, Span::kFromCache);
+  EXPECT_EQ(whole->first_page % kPagesPerHugePage, 0u);
+  EXPECT_EQ(region->origin, Span::kFromRegion);
+  EXPECT_EQ(donate->origin, Span::kFromCacheDonated);
+  HugePageStats h = hpaa_->HugeStats();
+  EXPECT_EQ(h.filler.donated, 1u) << "the tail of the donating allocation";
+  EXPECT_EQ(h.region_count, 1u);
+  // A small allocation may land in the donated tail.
+  for (Span* s : {small, whole, region, donate}) {
+    for (Length i = 0; i < s->num_pages; i += 17) EXPECT_EQ(pagemap_->Get(s->first_page + i), s);
+    memset(s->start(), 1, s->bytes());
+  }
+  for (Span* s : {small, whole, region, donate}) hpaa_->Delete(s);
+  BackendStats b = hpaa_->Stats();
+  EXPECT_EQ(b.in_use_bytes, 0u);
+  EXPECT_EQ(b.free_bytes + b.unmapped_bytes, b.system_bytes) << "every byte accounted";
+  h = hpaa_->HugeStats();
+  EXPECT_EQ(h.filler.hugepages, 0u);
+  EXPECT_EQ(h.region_count, 0u);
+  EXPECT_EQ(h.cache.in_use, 0u);
+}
+
+TEST_F(HugePageAwareTest, AlignedAllocations) {
+  for (Length align : {Length{2}, Length{16}, kPagesPerHugePage, 4 * kPagesPerHugePage}) {
+    if (align < 2) continue;
+    for (Length n : {Length{1}, Length{5}, kPagesPerHugePage + 3}) {
+      Span* s = hpaa_->NewAligned(n, align);
+      ASSERT_NE(s, nullptr);
+      EXPECT_EQ(s->first_page % align, 0u) << "n=" << n << " align=" << align;
+      EXPECT_GE(s->num_pages, n);
+      hpaa_->Delete(s);
+    }
+  }
+  EXPECT_EQ(hpaa_->Stats().in_use_bytes, 0u);
+}
+
+TEST_F(HugePageAwareTest, ReleaseReturnsCacheFirstThenSubreleases) {
+  std::vector<Span*> smalls;
+  for (int i = 0; i < 4 * static_cast<int>(kPagesPerHugePage); ++i) smalls.push_back(hpaa_->New(1));
+  Span* big = hpaa_->New(4 * kPagesPerHugePage);
+  hpaa_->Delete(big);
+  // Free every other small span: hugepages stay partly used.
+  for (size_t i = 0; i < smalls.size(); i += 2) hpaa_->Delete(smalls[i]);
+  size_t free_before = hpaa_->Stats().free_bytes;
+  size_t got = hpaa_->ReleaseAtLeast(4 * kHugePageSize);
+  EXPECT_GE(got, 4 * kHugePageSize);
+  EXPECT_EQ(hpaa_->HugeStats().filler.broken, 0u) << "whole free hugepages were enough";
+  got = hpaa_->ReleaseAtLeast(free_before);
+  HugePageStats h = hpaa_->HugeStats();
+  if (kPagesPerHugePage > 1) EXPECT_GT(h.filler.broken, 0u) << "then subrelease";
+  EXPECT_EQ(hpaa_->Stats().free_bytes, 0u);
+  for (size_t i = 1; i < smalls.size(); i += 2) hpaa_->Delete(smalls[i]);
+  EXPECT_EQ(hpaa_->Stats().in_use_bytes, 0u);
+}
+
+TEST_F(HugePageAwareTest, DoubleDeleteAborts) {
+  Span* s = hpaa_->New(2);
+  Span copy = *s;
+  hpaa_->Delete(s);
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  copy.location = Span::kOnNormalFreelist;
+  EXPECT_DEATH(hpaa_->Delete(&copy), "jsmalloc: double free");
+}
+
+// Random operations against a model: no page handed out twice, all memory
+// accounted, pagemap right, at the end everything back in the cache.
+TEST_F(HugePageAwareTest, RandomOperationsAgainstModel) {
+  std::mt19937_64 rng(99);
+  std::map<PageId, Span*> live;
+  std::vector<Span*> order;
+  for (int step = 0; step < 6000; ++step) {
+    uint64_t op = rng() % 16;
+    if (op < 8 || order.empty()) {
+      Length n;
+      switch (rng() % 4) {
+        case 0: n = 1 + rng() % 4; break;
+        case 1: n = 1 + rng() % kPagesPerHugePage; break;
+        case 2: n = kPagesPerHugePage * (1 + rng() % 3); break;
+        default: n = 1 + rng() % (kPagesPerHugePage * 12); break;
+      }
+      Span* s = rng() % 10 == 0 ? hpaa_->NewAligned(n, Length{1} << (rng() % 4)) : hpaa_->New(n);
+      ASSERT_NE(s, nullptr);
+      auto next = live.lower_bound(s->first_page);
+      if (next != live.end()) ASSERT_GT(next->first, s->last_page()) << "overlap at step " << step;
+      if (next != live.begin()) ASSERT_LT(std::prev(next)->second->last_page(), s->first_page) << step;
+      static_cast<char*>(s->start())[0] = 7;
+      static_cast<char*>(s->start())[s->bytes() - 1] = 7;
+      live[s->first_page] = s;
+      order.push_back(s);
+    } else if (op < 15) {
+      size_t i = rng() % order.size();
+      Span* s = order[i];
+      order[i] = order.back();
+      order.pop_back();
+      live.erase(s->first_page);
+      hpaa_->Delete(s);
+    } else {
+      if (rng() % 2) hpaa_->ReleaseAtLeast((rng() % 8) * kHugePageSize);
+      else g_now += kSec * (1 + rng() % 20), hpaa_->ReleaseExcess();
+    }
+    if (step % 500 == 0) {
+      BackendStats b = hpaa_->Stats();
+      size_t in_use = 0;
+      for (auto& [p, s] : live) in_use += s->bytes();
+      ASSERT_EQ(b.in_use_bytes, in_use);
+      ASSERT_EQ(b.free_bytes + b.unmapped_bytes + b.in_use_bytes, b.system_bytes)
+          << "accounting at step " << step;
+    }
+  }
+  for (Span* s : order) hpaa_->Delete(s);
+  BackendStats b = hpaa_->Stats();
+  EXPECT_EQ(b.in_use_bytes, 0u);
+  EXPECT_EQ(b.free_bytes + b.unmapped_bytes, b.system_bytes);
+}
+
+}  // namespace
+}  // namespace jsmalloc
