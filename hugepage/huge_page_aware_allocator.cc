@@ -152,12 +152,14 @@ Span* HugePageAwareAllocator::NewLocked(Length n) {
 
 Span* HugePageAwareAllocator::New(Length n) {
   SpinLockHolder hold(&lock_);
+  FlushReleasesOnExit flush(source_);
   return NewLocked(n);
 }
 
 Span* HugePageAwareAllocator::NewAligned(Length n, Length align_pages) {
   if (align_pages <= 1) return New(n);
   SpinLockHolder hold(&lock_);
+  FlushReleasesOnExit flush(source_);
   if (align_pages <= kPagesPerHugePage) {
     Length total = n + align_pages - 1;
     if (total >= kPagesPerHugePage) {
@@ -217,6 +219,7 @@ void HugePageAwareAllocator::FreeSmall(PageId p, Length n) {
 
 void HugePageAwareAllocator::Delete(Span* span) {
   SpinLockHolder hold(&lock_);
+  FlushReleasesOnExit flush(source_);
   if (span->location != Span::kInUse) os::FatalError("double free of pages at", span->start());
   PageId first = span->first_page;
   Length n = span->num_pages;
@@ -265,6 +268,7 @@ void HugePageAwareAllocator::Delete(Span* span) {
 
 size_t HugePageAwareAllocator::ReleaseExcess() {
   SpinLockHolder hold(&lock_);
+  FlushReleasesOnExit flush(source_);
   size_t bytes = cache_.ReleaseExcess() * kHugePageSize;
   stats_.released_total += bytes;
   return bytes;
@@ -272,6 +276,7 @@ size_t HugePageAwareAllocator::ReleaseExcess() {
 
 size_t HugePageAwareAllocator::SubRelease(size_t bytes) {
   SpinLockHolder hold(&lock_);
+  FlushReleasesOnExit flush(source_);
   size_t got = filler_.SubRelease((bytes + kPageSize - 1) >> kPageShift) << kPageShift;
   stats_.released_total += got;
   return got;
@@ -279,6 +284,7 @@ size_t HugePageAwareAllocator::SubRelease(size_t bytes) {
 
 size_t HugePageAwareAllocator::ReleaseAtLeast(size_t bytes) {
   SpinLockHolder hold(&lock_);
+  FlushReleasesOnExit flush(source_);
   // Whole free hugepages first (no hugepage in use is broken), then
   // subrelease inside partly used ones.
   size_t hps = bytes / kHugePageSize + (bytes % kHugePageSize != 0);
@@ -289,6 +295,17 @@ size_t HugePageAwareAllocator::ReleaseAtLeast(size_t bytes) {
   }
   stats_.released_total += got;
   return got;
+}
+
+size_t HugePageAwareAllocator::BackedBytes() {
+  SpinLockHolder hold(&lock_);
+  HugeCacheStats c = cache_.Stats();
+  size_t unbacked = c.unbacked_free * kHugePageSize + (filler_.released_pages() << kPageShift);
+  regions_.ForEach([&](HugeRegion* r) {
+    RegionStats rs = r->Stats();
+    unbacked += (rs.hugepages - rs.backed_hugepages) * kHugePageSize;
+  });
+  return c.mapped_hugepages * kHugePageSize - unbacked;
 }
 
 BackendStats HugePageAwareAllocator::Stats() {

@@ -51,6 +51,7 @@ class HugePageAwareAllocator final : public PageAllocator {
   void Delete(Span* span) override;
   size_t ReleaseAtLeast(size_t bytes) override;
   BackendStats Stats() override;
+  size_t BackedBytes() override;
   void Print(Printer* out) override;
   const char* Name() const override { return "hugepage-aware"; }
   void LockForFork() override { lock_.Lock(); }

@@ -35,13 +35,23 @@ class PageSource {
   // Asks the kernel to make a range (whole hugepages) transparent hugepages
   // again (MADV_COLLAPSE). False if it cannot.
   virtual bool Collapse(void* ptr, size_t bytes) { return false; }
+  // Releases may be queued (batched through io_uring); a back-end calls this
+  // before it drops its lock, so no released range is handed out before the
+  // kernel has dropped its contents.
+  virtual void FlushReleases() {}
 };
 
-// PageSource backed by os/linux.
-class SystemPageSource final : public PageSource {
+// Flushes queued releases when a back-end operation ends; declared after the
+// lock holder so it runs before the lock is dropped.
+class FlushReleasesOnExit {
  public:
-  void* Map(size_t bytes, size_t align, void* hint) override;
-  bool Release(void* ptr, size_t bytes) override;
+  explicit FlushReleasesOnExit(PageSource* s) : s_(s) {}
+  ~FlushReleasesOnExit() { s_->FlushReleases(); }
+  FlushReleasesOnExit(const FlushReleasesOnExit&) = delete;
+  FlushReleasesOnExit& operator=(const FlushReleasesOnExit&) = delete;
+
+ private:
+  PageSource* s_;
 };
 
 class PageAllocator {
@@ -58,6 +68,9 @@ class PageAllocator {
   // returns what was released.
   virtual size_t ReleaseAtLeast(size_t bytes) = 0;
   virtual BackendStats Stats() = 0;
+  // Bytes of the heap that may be resident (mapped minus released), from
+  // counters: cheap enough to ask on every growth.
+  virtual size_t BackedBytes() = 0;
   virtual void Print(Printer* out) = 0;
   virtual const char* Name() const = 0;
   // fork(): the parent holds the back-end's locks across fork.

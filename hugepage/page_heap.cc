@@ -4,12 +4,6 @@
 
 namespace jsmalloc {
 
-void* SystemPageSource::Map(size_t bytes, size_t align, void* hint) {
-  return os::MapAligned(bytes, align, hint);
-}
-
-bool SystemPageSource::Release(void* ptr, size_t bytes) { return os::ReleasePages(ptr, bytes); }
-
 PageHeap::PageHeap(PageMap* pagemap, PageSource* source, MetadataArena* arena,
                    const PageHeapOptions& options)
     : pagemap_(pagemap), source_(source), options_(options) {
@@ -120,12 +114,14 @@ Span* PageHeap::NewLocked(Length n) {
 
 Span* PageHeap::New(Length n) {
   SpinLockHolder h(&lock_);
+  FlushReleasesOnExit flush(source_);
   return NewLocked(n);
 }
 
 Span* PageHeap::NewAligned(Length n, Length align_pages) {
   if (align_pages <= 1) return New(n);
   SpinLockHolder h(&lock_);
+  FlushReleasesOnExit flush(source_);
   Length total = n + align_pages - 1;
   if (total < n) return nullptr;
   Span* s = NewLocked(total);
@@ -189,6 +185,7 @@ void PageHeap::MergeIntoFreeLists(Span* span) {
 
 void PageHeap::Delete(Span* span) {
   SpinLockHolder h(&lock_);
+  FlushReleasesOnExit flush(source_);
   if (span->location != Span::kInUse) {
     os::FatalError("double free of pages at", span->start());
   }
@@ -228,6 +225,8 @@ bool PageHeap::Grow(Length n) {
   Span* s = NewSpan(first, pages);
   if (s == nullptr) return false;
   next_hint_ = static_cast<char*>(mem) + grow;
+  if (reinterpret_cast<uintptr_t>(mem) < lo_) lo_ = reinterpret_cast<uintptr_t>(mem);
+  if (reinterpret_cast<uintptr_t>(mem) + grow > hi_) hi_ = reinterpret_cast<uintptr_t>(mem) + grow;
   stats_.system_bytes += grow;
   ++stats_.grow_calls;
   s->location = Span::kOnNormalFreelist;
@@ -271,7 +270,13 @@ size_t PageHeap::ReleaseAtLeastLocked(size_t bytes) {
 
 size_t PageHeap::ReleaseAtLeast(size_t bytes) {
   SpinLockHolder h(&lock_);
+  FlushReleasesOnExit flush(source_);
   return ReleaseAtLeastLocked(bytes);
+}
+
+size_t PageHeap::BackedBytes() {
+  SpinLockHolder h(&lock_);
+  return stats_.system_bytes - stats_.unmapped_bytes;
 }
 
 BackendStats PageHeap::Stats() {

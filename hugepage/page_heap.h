@@ -34,6 +34,13 @@ class PageHeap final : public PageAllocator {
   void Delete(Span* span) override;
   size_t ReleaseAtLeast(size_t bytes) override;
   BackendStats Stats() override;
+  // Lowest and highest address the heap ever mapped (for coverage estimates).
+  void AddressRange(uintptr_t* lo, uintptr_t* hi) {
+    SpinLockHolder h(&lock_);
+    *lo = lo_;
+    *hi = hi_;
+  }
+  size_t BackedBytes() override;
   void Print(Printer* out) override;
   const char* Name() const override { return "legacy page heap"; }
   void LockForFork() override { lock_.Lock(); }
@@ -85,6 +92,7 @@ class PageHeap final : public PageAllocator {
   LargeSet large_normal_;
   LargeSet large_returned_;
   void* next_hint_ = nullptr;
+  uintptr_t lo_ = ~uintptr_t{0}, hi_ = 0;
   BackendStats stats_;
 };
 

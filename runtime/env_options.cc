@@ -72,6 +72,22 @@ void GetSize(const char* name, size_t* v) {
   }
 }
 
+// A two-way choice: `first` sets *second_chosen = false, `second` true.
+void GetChoice(const char* name, const char* first, const char* second, bool* second_chosen) {
+  const char* s = os::GetEnv(name);
+  if (s == nullptr) return;
+  if (strcmp(s, first) == 0) {
+    *second_chosen = false;
+  } else if (strcmp(s, second) == 0) {
+    *second_chosen = true;
+  } else {
+    char expected[96];
+    Printer p(expected, sizeof(expected));
+    p.Str(first).Str(" or ").Str(second);
+    WarnLine(name, s, expected, *second_chosen ? second : first);
+  }
+}
+
 }  // namespace
 
 void ParseOptions(Options* out) {
@@ -85,6 +101,14 @@ void ParseOptions(Options* out) {
   GetSize("JSMALLOC_MAX_PER_CPU_CACHE_BYTES", &out->max_per_cpu_cache_bytes);
   GetSize("JSMALLOC_MAX_TOTAL_THREAD_CACHE_BYTES", &out->max_total_thread_cache_bytes);
   GetSize("JSMALLOC_PAGE_HEAP_KEEP_FREE_BYTES", &out->page_heap_keep_free_bytes);
+  GetChoice("JSMALLOC_BACKEND", "hugepage", "legacy", &out->legacy_page_heap);
+  GetBool("JSMALLOC_COLLAPSE", &out->collapse);
+  GetChoice("JSMALLOC_RELEASE_ADVICE", "dontneed", "free", &out->release_with_madv_free);
+  GetBool("JSMALLOC_BACKGROUND", &out->background);
+  GetSize("JSMALLOC_RELEASE_RATE", &out->release_rate);
+  GetBool("JSMALLOC_IO_URING", &out->io_uring);
+  GetSize("JSMALLOC_MEMORY_LIMIT", &out->memory_limit);
+  GetBool("JSMALLOC_MEMORY_LIMIT_HARD", &out->memory_limit_hard);
 }
 
 }  // namespace jsmalloc

@@ -14,6 +14,14 @@ struct Options {
   size_t max_per_cpu_cache_bytes = 1536 << 10;      // JSMALLOC_MAX_PER_CPU_CACHE_BYTES
   size_t max_total_thread_cache_bytes = 32 << 20;   // JSMALLOC_MAX_TOTAL_THREAD_CACHE_BYTES
   size_t page_heap_keep_free_bytes = 32 << 20;      // JSMALLOC_PAGE_HEAP_KEEP_FREE_BYTES
+  bool legacy_page_heap = false;                    // JSMALLOC_BACKEND=legacy|hugepage
+  bool collapse = false;                            // JSMALLOC_COLLAPSE
+  bool release_with_madv_free = false;              // JSMALLOC_RELEASE_ADVICE=free|dontneed
+  bool background = false;                          // JSMALLOC_BACKGROUND
+  size_t release_rate = 4 << 20;                    // JSMALLOC_RELEASE_RATE (bytes/s)
+  bool io_uring = true;                             // JSMALLOC_IO_URING
+  size_t memory_limit = 0;                          // JSMALLOC_MEMORY_LIMIT (0: none)
+  bool memory_limit_hard = false;                   // JSMALLOC_MEMORY_LIMIT_HARD
 };
 
 // Parses the environment into *out (which holds the defaults on entry).

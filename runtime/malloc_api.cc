@@ -8,7 +8,9 @@
 
 #include "jsmalloc/jsmalloc.h"
 #include "os/linux/os_memory.h"
+#include "hugepage/memory_limiter.h"
 #include "runtime/allocator.h"
+#include "runtime/background.h"
 #include "runtime/stats.h"
 
 using jsmalloc::Allocate;
@@ -281,6 +283,28 @@ JSMALLOC_API size_t jsmalloc_release_memory_to_os(size_t bytes) {
 }
 
 JSMALLOC_API const char* jsmalloc_version(void) { return JSMALLOC_VERSION_STRING; }
+
+JSMALLOC_API int jsmalloc_start_background_thread(void) {
+  return jsmalloc::StartBackgroundThread() ? 1 : 0;
+}
+
+JSMALLOC_API void jsmalloc_set_background_release_rate(size_t bytes_per_second) {
+  jsmalloc::SetReleaseRate(bytes_per_second);
+}
+
+JSMALLOC_API void jsmalloc_set_memory_limit(size_t bytes, int hard) {
+  jsmalloc::Static::InitIfNeeded();
+  jsmalloc::Static::memory_limiter()->SetLimit(bytes, hard != 0);
+  // Bring the heap under a new, lower limit now rather than at the next growth.
+  size_t backed = jsmalloc::Static::backend()->BackedBytes();
+  if (bytes != 0 && backed > bytes) jsmalloc::Static::backend()->ReleaseAtLeast(backed - bytes);
+}
+
+JSMALLOC_API size_t jsmalloc_get_memory_limit(int* hard) {
+  jsmalloc::Static::InitIfNeeded();
+  if (hard != nullptr) *hard = jsmalloc::Static::memory_limiter()->hard() ? 1 : 0;
+  return jsmalloc::Static::memory_limiter()->limit();
+}
 
 JSMALLOC_API void jsmalloc_set_max_per_cpu_cache_bytes(size_t bytes) {
   jsmalloc::Static::InitIfNeeded();

@@ -4,7 +4,11 @@
 
 #include <new>
 
+#include "hugepage/huge_page_aware_allocator.h"
+#include "hugepage/memory_limiter.h"
 #include "hugepage/page_heap.h"
+#include "os/linux/clock.h"
+#include "runtime/background.h"
 #include "os/linux/os_memory.h"
 #include "runtime/allocator.h"
 
@@ -20,7 +24,9 @@ namespace {
 struct State {
   Options options;
   SystemPageSource source;
-  PageHeap* page_heap = nullptr;
+  PageAllocator* raw_backend = nullptr;  // page heap or hugepage-aware
+  HugePageAwareAllocator* hpaa = nullptr;
+  MemoryLimiter* limiter = nullptr;
   CentralFreeList central[kMaxClasses];
   TransferCache transfer[kMaxClasses];
   ThreadCacheRegistry registry;
@@ -33,7 +39,12 @@ struct State {
 };
 
 alignas(64) constinit char state_storage[sizeof(State)] = {};
-alignas(64) constinit char heap_storage[sizeof(PageHeap)] = {};
+alignas(64) constinit char heap_storage[sizeof(PageHeap) > sizeof(HugePageAwareAllocator)
+                                             ? sizeof(PageHeap)
+                                             : sizeof(HugePageAwareAllocator)] = {};
+alignas(64) constinit char limiter_storage[sizeof(MemoryLimiter)] = {};
+
+uint64_t Clock() { return os::MonotonicNanosCoarse(); }
 constinit SpinLock init_lock;
 constinit std::atomic<int> hooks_state{0};  // 0 none, 1 in progress, 2 done
 pthread_key_t thread_key;
@@ -51,7 +62,15 @@ void DestroyThreadCache(void* arg) {
 
 }  // namespace
 
-PageAllocator* Static::backend() { return S().page_heap; }
+PageAllocator* Static::backend() { return S().limiter; }
+HugePageAwareAllocator* Static::hugepage_allocator() { return S().hpaa; }
+MemoryLimiter* Static::memory_limiter() { return S().limiter; }
+SystemPageSource* Static::system_page_source() { return &S().source; }
+bool Static::legacy_heap_range(uintptr_t* lo, uintptr_t* hi) {
+  if (S().hpaa != nullptr) return false;
+  static_cast<PageHeap*>(S().raw_backend)->AddressRange(lo, hi);
+  return true;
+}
 CentralFreeList& Static::central(int cl) { return S().central[cl]; }
 TransferCache* Static::transfer() { return S().transfer; }
 ThreadCacheRegistry& Static::registry() { return S().registry; }
@@ -109,12 +128,25 @@ void Static::Init() {
     ParseOptions(&st->options);
     MetadataArena* arena = GlobalArena();
     g_pagemap.Init(arena);
-    PageHeapOptions heap_options;
-    heap_options.keep_free_min_bytes = st->options.page_heap_keep_free_bytes;
-    st->page_heap = new (heap_storage) PageHeap(&g_pagemap, &st->source, arena, heap_options);
+    st->source.Configure(!st->options.legacy_page_heap, st->options.release_with_madv_free);
+    if (st->options.legacy_page_heap) {
+      PageHeapOptions heap_options;
+      heap_options.keep_free_min_bytes = st->options.page_heap_keep_free_bytes;
+      st->raw_backend = new (heap_storage) PageHeap(&g_pagemap, &st->source, arena, heap_options);
+    } else {
+      HugePageAwareOptions hp;
+      hp.clock = &Clock;
+      hp.collapse = st->options.collapse;
+      st->hpaa = new (heap_storage) HugePageAwareAllocator(&g_pagemap, &st->source, arena, hp);
+      st->raw_backend = st->hpaa;
+    }
+    st->limiter = new (limiter_storage) MemoryLimiter(st->raw_backend);
+    if (st->options.memory_limit != 0) {
+      st->limiter->SetLimit(st->options.memory_limit, st->options.memory_limit_hard);
+    }
     for (int cl = 1; cl < kNumClasses; ++cl) {
       size_t size = SizeMap::ClassSize(cl);
-      st->central[cl].Init(cl, size, SizeMap::ClassPages(cl), st->page_heap, &g_pagemap);
+      st->central[cl].Init(cl, size, SizeMap::ClassPages(cl), st->limiter, &g_pagemap);
       int cap = TransferCache::DefaultCapacity(size, SizeMap::BatchSize(cl));
       void** slots = static_cast<void**>(arena->Alloc(sizeof(void*) * static_cast<size_t>(cap), 64));
       if (slots == nullptr) cap = 0;
@@ -138,6 +170,7 @@ void Static::RegisterThreadHooks() {
     key_ready_.store(true, std::memory_order_release);
   }
   hooks_state.store(2);
+  if (S().options.background) StartBackgroundThread();
 }
 
 // Lock order everywhere: registry -> per-CPU cache locks -> transfer caches
@@ -151,7 +184,7 @@ void Static::PrepareFork() {
 #endif
   for (int cl = 1; cl < kNumClasses; ++cl) st.transfer[cl].LockForFork();
   for (int cl = 1; cl < kNumClasses; ++cl) st.central[cl].LockForFork();
-  st.page_heap->LockForFork();
+  st.limiter->LockForFork();
   GlobalArena()->lock()->Lock();
 }
 
@@ -159,7 +192,7 @@ void Static::ParentAfterFork() {
   if (!inited()) return;
   State& st = S();
   GlobalArena()->lock()->Unlock();
-  st.page_heap->UnlockAfterFork(false);
+  st.limiter->UnlockAfterFork(false);
   for (int cl = 1; cl < kNumClasses; ++cl) st.central[cl].UnlockAfterFork(false);
   for (int cl = 1; cl < kNumClasses; ++cl) st.transfer[cl].UnlockAfterFork(false);
 #if JSMALLOC_HAVE_RSEQ_SLAB
@@ -172,7 +205,8 @@ void Static::ChildAfterFork() {
   if (!inited()) return;
   State& st = S();
   GlobalArena()->lock()->ResetAfterFork();
-  st.page_heap->UnlockAfterFork(true);
+  st.limiter->UnlockAfterFork(true);
+  BackgroundAfterForkChild();
   for (int cl = 1; cl < kNumClasses; ++cl) st.central[cl].UnlockAfterFork(true);
   for (int cl = 1; cl < kNumClasses; ++cl) st.transfer[cl].UnlockAfterFork(true);
 #if JSMALLOC_HAVE_RSEQ_SLAB

@@ -6,6 +6,7 @@
 #include <atomic>
 
 #include "hugepage/page_allocator.h"
+#include "hugepage/system_page_source.h"
 #include "runtime/cpu_cache.h"
 #include "runtime/central_free_list.h"
 #include "runtime/env_options.h"
@@ -33,7 +34,15 @@ class Static {
     if (JSMALLOC_UNLIKELY(!inited())) Init();
   }
 
+  // The back-end as the rest of the allocator sees it (behind the memory
+  // limiter).
   static PageAllocator* backend();
+  // The hugepage-aware back-end when it is the one in use, else nullptr.
+  static class HugePageAwareAllocator* hugepage_allocator();
+  static class MemoryLimiter* memory_limiter();
+  static SystemPageSource* system_page_source();
+  // The legacy page heap's address range; false with the hugepage back-end.
+  static bool legacy_heap_range(uintptr_t* lo, uintptr_t* hi);
   static CentralFreeList& central(int cl);
   static TransferCache* transfer();  // indexed by size class
   static ThreadCacheRegistry& registry();

@@ -6,7 +6,12 @@
 #include "jsmalloc/jsmalloc.h"
 #include "os/linux/os_memory.h"
 #include "os/linux/rseq.h"
+#include "hugepage/huge_page_aware_allocator.h"
+#include "hugepage/memory_limiter.h"
+#include "os/linux/thp.h"
 #include "runtime/allocator.h"
+#include "runtime/background.h"
+#include "runtime/hugepage_coverage.h"
 #include "runtime/static_vars.h"
 
 namespace jsmalloc {
@@ -86,6 +91,30 @@ void PrintCpuCaches(Printer* out) {
   out->Str("Per-CPU caches: off (").Str(Static::per_cpu_off_reason()).Str(")\n");
 }
 
+// Coverage, the kernel's THP settings and the background thread.
+void PrintHugepageSection(Printer* out) {
+  const os::ThpSettings& thp = os::GetThpSettings();
+  HugepageCoverage c = ComputeHugepageCoverage();
+  out->Str("Hugepage coverage: ").F(static_cast<double>(c.ppm) / 10000.0, 2).Str("% of ")
+      .MiB(c.in_use_bytes).Str(" MiB in use lies on transparent hugepages (")
+      .Str(c.exact ? "measured per hugepage via /proc/self/pagemap" : "estimated from /proc/self/smaps")
+      .Str(")\n");
+  out->Str("Kernel THP: enabled=").Str(os::ThpModeName(thp.enabled)).Str(", defrag=").Str(thp.defrag)
+      .Str("; heap ranges are ")
+      .Str(Static::hugepage_allocator() != nullptr ? "marked MADV_HUGEPAGE" : "not advised (legacy page heap)")
+      .Str(", releases use ").Str(Static::system_page_source()->madv_free() ? "MADV_FREE" : "MADV_DONTNEED")
+      .Char('\n');
+  BackgroundStats bg = GetBackgroundStats();
+  if (bg.running) {
+    out->Str("Background thread: running, ").U(bg.cycles).Str(" cycles, release rate ").MiB(bg.release_rate)
+        .Str(" MiB/s, ").MiB(bg.released_bytes).Str(" MiB released; madvise via ").Str(bg.madvise_path)
+        .Str(" (").U(bg.madvise_batches).Str(" batches, ").U(bg.madvise_ranges).Str(" ranges, ")
+        .U(bg.madvise_syscalls).Str(" system calls)\n");
+  } else {
+    out->Str("Background thread: off (JSMALLOC_BACKGROUND=1 or jsmalloc_start_background_thread())\n");
+  }
+}
+
 void PrintStatsReport(Printer* out) {
   Static::InitIfNeeded();
   // One report at a time: the per-class scratch below is static (too large
@@ -142,6 +171,7 @@ void PrintStatsReport(Printer* out) {
         .UW(c.spans_created, 18).Char('\n');
   }
   Static::backend()->Print(out);
+  PrintHugepageSection(out);
 }
 
 size_t WriteStatsReport(char* buf, size_t len) {
@@ -172,6 +202,41 @@ size_t MaxPerCpuCacheBytes() {
 
 bool GetNumericProperty(const char* name, size_t* value) {
   if (name == nullptr || value == nullptr) return false;
+  Static::InitIfNeeded();
+  // Expensive ones are computed only when asked for.
+  if (strcmp(name, "jsmalloc.hugepage_coverage") == 0 || strcmp(name, "jsmalloc.hugepage_coverage_exact") == 0) {
+    HugepageCoverage c = ComputeHugepageCoverage();
+    *value = name[sizeof("jsmalloc.hugepage_coverage") - 1] == '\0' ? c.ppm : (c.exact ? 1 : 0);
+    return true;
+  }
+  if (strncmp(name, "jsmalloc.hugepage.", 18) == 0 && Static::hugepage_allocator() != nullptr) {
+    HugePageStats h = Static::hugepage_allocator()->HugeStats();
+    const struct {
+      const char* n;
+      size_t v;
+    } hp[] = {
+        {"jsmalloc.hugepage.filler_hugepages", h.filler.hugepages},
+        {"jsmalloc.hugepage.filler_broken", h.filler.broken},
+        {"jsmalloc.hugepage.filler_used_pages", h.filler.used_pages},
+        {"jsmalloc.hugepage.filler_free_pages", h.filler.free_pages},
+        {"jsmalloc.hugepage.filler_released_pages", h.filler.released_pages},
+        {"jsmalloc.hugepage.cache_backed_free", h.cache.backed_free},
+        {"jsmalloc.hugepage.cache_unbacked_free", h.cache.unbacked_free},
+        {"jsmalloc.hugepage.cache_mapped", h.cache.mapped_hugepages},
+        {"jsmalloc.hugepage.cache_released_total", h.cache.released_hugepages},
+        {"jsmalloc.hugepage.regions", h.region_count},
+        {"jsmalloc.hugepage.region_backed", h.regions.backed_hugepages},
+        {"jsmalloc.hugepage.large", h.large_hugepages},
+        {"jsmalloc.hugepage.collapses", h.collapses},
+    };
+    for (const auto& e : hp) {
+      if (strcmp(e.n, name) == 0) {
+        *value = e.v;
+        return true;
+      }
+    }
+    return false;
+  }
   Summary s = GetSummary();
   struct Entry {
     const char* name;
@@ -199,6 +264,13 @@ bool GetNumericProperty(const char* name, size_t* value) {
       {"jsmalloc.page_size", kPageSize},
       {"jsmalloc.num_size_classes", static_cast<size_t>(kNumClasses - 1)},
       {"jsmalloc.max_size", kMaxSize},
+      {"jsmalloc.hugepage_aware_active", Static::hugepage_allocator() != nullptr ? size_t{1} : 0},
+      {"jsmalloc.memory_limit", Static::memory_limiter()->limit()},
+      {"jsmalloc.memory_limit_hard", Static::memory_limiter()->hard() ? size_t{1} : 0},
+      {"jsmalloc.memory_limit_hits", Static::memory_limiter()->limit_hits()},
+      {"jsmalloc.background_thread_running", GetBackgroundStats().running ? size_t{1} : 0},
+      {"jsmalloc.background_release_rate", GetBackgroundStats().release_rate},
+      {"jsmalloc.background_released_bytes", GetBackgroundStats().released_bytes},
       {"jsmalloc.per_cpu_caches_active", Static::front_end() == FrontEnd::kPerCpu ? size_t{1} : 0},
       {"jsmalloc.cpu_cache_free_bytes", s.cpu_cache_bytes},
       {"jsmalloc.max_per_cpu_cache_bytes", MaxPerCpuCacheBytes()},

@@ -38,6 +38,18 @@ JSMALLOC_EXPORT size_t jsmalloc_release_memory_to_os(size_t bytes);
 JSMALLOC_EXPORT void jsmalloc_set_max_per_cpu_cache_bytes(size_t bytes);
 JSMALLOC_EXPORT size_t jsmalloc_get_max_per_cpu_cache_bytes(void);
 
+/* Starts the background thread (memory release, cache rebalancing); also
+ * JSMALLOC_BACKGROUND=1. Returns 1 if it runs. */
+JSMALLOC_EXPORT int jsmalloc_start_background_thread(void);
+/* Bytes per second the background thread releases to the OS. */
+JSMALLOC_EXPORT void jsmalloc_set_background_release_rate(size_t bytes_per_second);
+
+/* Memory limit on the heap's resident bytes (0 removes it). Over a soft limit
+ * JSMalloc releases free memory, breaking hugepages if it must; with hard != 0
+ * allocations that would stay over it fail as out of memory. */
+JSMALLOC_EXPORT void jsmalloc_set_memory_limit(size_t bytes, int hard);
+JSMALLOC_EXPORT size_t jsmalloc_get_memory_limit(int *hard);
+
 /* Version string, e.g. "0.1.0". */
 JSMALLOC_EXPORT const char *jsmalloc_version(void);
 

@@ -15,6 +15,14 @@ inline uint64_t MonotonicNanosCoarse() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+// Sleeps for about `ns` nanoseconds (the background thread's period).
+inline void SleepNanos(uint64_t ns) {
+  struct timespec ts;
+  ts.tv_sec = static_cast<time_t>(ns / 1000000000u);
+  ts.tv_nsec = static_cast<long>(ns % 1000000000u);
+  nanosleep(&ts, nullptr);
+}
+
 }  // namespace jsmalloc::os
 
 #endif  // JSMALLOC_OS_LINUX_CLOCK_H_

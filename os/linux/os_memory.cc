@@ -50,11 +50,11 @@ void Unmap(void* ptr, size_t bytes) {
   errno = saved_errno;
 }
 
-bool ReleasePages(void* ptr, size_t bytes) {
+bool ReleasePages(void* ptr, size_t bytes, bool madv_free) {
   int saved_errno = errno;
   int rc;
   do {
-    rc = madvise(ptr, bytes, MADV_DONTNEED);
+    rc = madvise(ptr, bytes, madv_free ? MADV_FREE : MADV_DONTNEED);
   } while (rc != 0 && errno == EAGAIN);
   errno = saved_errno;
   return rc == 0;

@@ -18,8 +18,11 @@ void* MapAligned(size_t bytes, size_t alignment, void* hint);
 void Unmap(void* ptr, size_t bytes);
 
 // Tells the kernel the contents of [ptr, ptr+bytes) are no longer needed; the
-// range stays mapped and reads back as zeros. Returns false if refused.
-bool ReleasePages(void* ptr, size_t bytes);
+// range stays mapped. With MADV_DONTNEED (default) it reads back as zeros at
+// once; with MADV_FREE (madv_free) the kernel takes the pages only under
+// memory pressure, and until then they may keep their contents. Returns false
+// if refused.
+bool ReleasePages(void* ptr, size_t bytes, bool madv_free = false);
 
 // The kernel's base page size (4 KiB on x86-64).
 size_t SystemPageSize();

@@ -1,0 +1,67 @@
+// Keeps a back-end under a memory limit (jsmalloc_set_memory_limit): wraps
+// any PageAllocator and checks the bytes that may be resident after each
+// growth. Over a soft limit it releases free memory (subreleasing if it must)
+// and lets the allocation stand; over a hard limit that releasing cannot
+// cure, the allocation fails as out of memory.
+#ifndef JSMALLOC_HUGEPAGE_MEMORY_LIMITER_H_
+#define JSMALLOC_HUGEPAGE_MEMORY_LIMITER_H_
+
+#include <atomic>
+
+#include "hugepage/page_allocator.h"
+
+namespace jsmalloc {
+
+class MemoryLimiter final : public PageAllocator {
+ public:
+  explicit MemoryLimiter(PageAllocator* inner) : inner_(inner) {}
+
+  // 0 removes the limit.
+  void SetLimit(size_t bytes, bool hard) {
+    hard_.store(hard, std::memory_order_relaxed);
+    limit_.store(bytes, std::memory_order_release);
+  }
+  size_t limit() const { return limit_.load(std::memory_order_acquire); }
+  bool hard() const { return hard_.load(std::memory_order_relaxed); }
+  size_t limit_hits() const { return hits_.load(std::memory_order_relaxed); }
+  size_t limit_failures() const { return failures_.load(std::memory_order_relaxed); }
+  PageAllocator* inner() const { return inner_; }
+
+  Span* New(Length n) override { return Check(inner_->New(n)); }
+  Span* NewAligned(Length n, Length align) override { return Check(inner_->NewAligned(n, align)); }
+  void Delete(Span* span) override { inner_->Delete(span); }
+  size_t ReleaseAtLeast(size_t bytes) override { return inner_->ReleaseAtLeast(bytes); }
+  BackendStats Stats() override { return inner_->Stats(); }
+  size_t BackedBytes() override { return inner_->BackedBytes(); }
+  void Print(Printer* out) override;
+  const char* Name() const override { return inner_->Name(); }
+  void LockForFork() override { inner_->LockForFork(); }
+  void UnlockAfterFork(bool child) override { inner_->UnlockAfterFork(child); }
+
+ private:
+  Span* Check(Span* span) {
+    size_t limit = this->limit();
+    if (span == nullptr || limit == 0) return span;
+    size_t backed = inner_->BackedBytes();
+    if (backed <= limit) return span;
+    hits_.fetch_add(1, std::memory_order_relaxed);
+    inner_->ReleaseAtLeast(backed - limit);
+    if (hard() && inner_->BackedBytes() > limit) {
+      failures_.fetch_add(1, std::memory_order_relaxed);
+      inner_->Delete(span);
+      inner_->ReleaseAtLeast(inner_->BackedBytes() > limit ? inner_->BackedBytes() - limit : 0);
+      return nullptr;
+    }
+    return span;
+  }
+
+  PageAllocator* inner_;
+  std::atomic<size_t> limit_{0};
+  std::atomic<bool> hard_{false};
+  std::atomic<size_t> hits_{0};
+  std::atomic<size_t> failures_{0};
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_HUGEPAGE_MEMORY_LIMITER_H_

@@ -1,0 +1,35 @@
+#include "hugepage/system_page_source.h"
+
+#include <sys/mman.h>
+
+#include "os/linux/os_memory.h"
+#include "os/linux/thp.h"
+
+namespace jsmalloc {
+
+void* SystemPageSource::Map(size_t bytes, size_t align, void* hint) {
+  void* p = os::MapAligned(bytes, align, hint);
+  if (p != nullptr && advise_hugepages_ && !os::AdviseHugePages(p, bytes)) {
+    advise_failures_.fetch_add(1, std::memory_order_relaxed);
+  }
+  return p;
+}
+
+bool SystemPageSource::Release(void* ptr, size_t bytes) {
+  releases_.fetch_add(1, std::memory_order_relaxed);
+  os::MadviseBatcher* b = batcher_.load(std::memory_order_acquire);
+  if (b != nullptr) {
+    b->Add(ptr, bytes);
+    return true;
+  }
+  return os::ReleasePages(ptr, bytes, madv_free_);
+}
+
+bool SystemPageSource::Collapse(void* ptr, size_t bytes) { return os::CollapseHugePages(ptr, bytes); }
+
+void SystemPageSource::FlushReleases() {
+  os::MadviseBatcher* b = batcher_.load(std::memory_order_acquire);
+  if (b != nullptr) b->Flush();
+}
+
+}  // namespace jsmalloc

@@ -1,0 +1,44 @@
+// The PageSource of the running process: address space from mmap, marked
+// MADV_HUGEPAGE for the hugepage-aware back-end (the machine's THP mode may be
+// `madvise`), releases with MADV_DONTNEED or MADV_FREE, optionally queued in
+// a batch that goes to the kernel through io_uring.
+#ifndef JSMALLOC_HUGEPAGE_SYSTEM_PAGE_SOURCE_H_
+#define JSMALLOC_HUGEPAGE_SYSTEM_PAGE_SOURCE_H_
+
+#include <atomic>
+
+#include "hugepage/page_allocator.h"
+#include "os/linux/madvise_batcher.h"
+
+namespace jsmalloc {
+
+class SystemPageSource final : public PageSource {
+ public:
+  void Configure(bool advise_hugepages, bool madv_free) {
+    advise_hugepages_ = advise_hugepages;
+    madv_free_ = madv_free;
+  }
+  // From now on releases are queued in `batcher` until FlushReleases (the
+  // background thread installs it once io_uring is set up).
+  void SetBatcher(os::MadviseBatcher* batcher) { batcher_.store(batcher, std::memory_order_release); }
+
+  void* Map(size_t bytes, size_t align, void* hint) override;
+  bool Release(void* ptr, size_t bytes) override;
+  bool Collapse(void* ptr, size_t bytes) override;
+  void FlushReleases() override;
+
+  bool madv_free() const { return madv_free_; }
+  size_t releases() const { return releases_.load(std::memory_order_relaxed); }
+  size_t advise_failures() const { return advise_failures_.load(std::memory_order_relaxed); }
+
+ private:
+  bool advise_hugepages_ = false;
+  bool madv_free_ = false;
+  std::atomic<os::MadviseBatcher*> batcher_{nullptr};
+  std::atomic<size_t> releases_{0};
+  std::atomic<size_t> advise_failures_{0};
+};
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_HUGEPAGE_SYSTEM_PAGE_SOURCE_H_

@@ -1,0 +1,123 @@
+#include "runtime/background.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+
+#include <atomic>
+
+#include "hugepage/huge_page_aware_allocator.h"
+#include "os/linux/clock.h"
+#include "os/linux/madvise_batcher.h"
+#include "runtime/static_vars.h"
+
+namespace jsmalloc {
+
+namespace {
+
+constexpr uint64_t kPeriodNs = 1000000000;  // 1 s
+
+constinit std::atomic<int> state{0};  // 0 stopped, 1 starting, 2 running
+constinit std::atomic<size_t> rate{0};
+constinit std::atomic<size_t> cycles{0};
+constinit std::atomic<size_t> released{0};
+constinit os::MadviseBatcher batcher;
+constinit const char* madvise_path = "madvise";
+constinit size_t release_credit = 0;  // bytes we may still release (thread-local to the loop)
+
+void* ThreadMain(void*) {
+  uint64_t last = os::MonotonicNanosCoarse();
+  for (;;) {
+    os::SleepNanos(kPeriodNs);
+    uint64_t now = os::MonotonicNanosCoarse();
+    BackgroundCycle(now, now - last);
+    last = now;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void BackgroundCycle(uint64_t now_ns, uint64_t elapsed_ns) {
+  Static::InitIfNeeded();
+  cycles.fetch_add(1, std::memory_order_relaxed);
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (Static::front_end() == FrontEnd::kPerCpu) Static::cpu_cache().ResizePass(now_ns);
+#endif
+  size_t got = 0;
+  if (HugePageAwareAllocator* h = Static::hugepage_allocator()) got += h->ReleaseExcess();
+  // The release rate: credit accrues with time, capped at one second's worth
+  // so an idle period does not turn into a burst.
+  size_t r = rate.load(std::memory_order_relaxed);
+  if (r > 0) {
+    size_t add = static_cast<size_t>(static_cast<double>(r) * static_cast<double>(elapsed_ns) / 1e9);
+    release_credit = release_credit + add > r ? r : release_credit + add;
+    BackendStats b = Static::backend()->Stats();
+    size_t want = release_credit < b.free_bytes ? release_credit : b.free_bytes;
+    if (want > 0) {
+      size_t done = Static::backend()->ReleaseAtLeast(want);
+      got += done;
+      release_credit -= done < release_credit ? done : release_credit;
+    }
+  }
+  released.fetch_add(got, std::memory_order_relaxed);
+}
+
+bool StartBackgroundThread() {
+  Static::InitIfNeeded();
+  int expected = 0;
+  if (!state.compare_exchange_strong(expected, 1)) return true;
+  rate.store(Static::options().release_rate, std::memory_order_relaxed);
+  // io_uring set-up may allocate (outside every allocator lock here).
+  if (batcher.Init(Static::options().release_with_madv_free ? MADV_FREE : MADV_DONTNEED,
+                   Static::options().io_uring)) {
+    if (batcher.mode() == os::MadviseBatcher::Mode::kIoUring) {
+      madvise_path = "io_uring";
+    } else {
+      madvise_path = batcher.fallback_reason();
+    }
+    Static::system_page_source()->SetBatcher(&batcher);
+  }
+  // The thread must not take signals meant for the program.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_t tid;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int rc = pthread_create(&tid, &attr, &ThreadMain, nullptr);
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (rc != 0) {
+    state.store(0);
+    return false;
+  }
+  pthread_setname_np(tid, "jsmalloc-bg");
+  state.store(2);
+  return true;
+}
+
+void SetReleaseRate(size_t bytes_per_second) { rate.store(bytes_per_second, std::memory_order_relaxed); }
+
+BackgroundStats GetBackgroundStats() {
+  BackgroundStats s;
+  s.running = state.load() == 2;
+  s.cycles = cycles.load(std::memory_order_relaxed);
+  s.released_bytes = released.load(std::memory_order_relaxed);
+  s.release_rate = rate.load(std::memory_order_relaxed);
+  s.madvise_path = madvise_path;
+  s.madvise_batches = batcher.batches();
+  s.madvise_ranges = batcher.ranges();
+  s.madvise_syscalls = batcher.syscalls();
+  return s;
+}
+
+void BackgroundAfterForkChild() {
+  // The io_uring instance is shared with the parent's thread; the child must
+  // not submit into it. Go back to plain madvise and no thread.
+  Static::system_page_source()->SetBatcher(nullptr);
+  state.store(0);
+}
+
+}  // namespace jsmalloc
