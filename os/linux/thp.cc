@@ -114,20 +114,33 @@ bool HugePagesBackedByThp(const void* start, size_t count, bool* out) {
   bool ok = pm >= 0 && kf >= 0;
   const uintptr_t base = reinterpret_cast<uintptr_t>(start);
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  // A hugepage counts only if it is mapped as one: every base page present,
+  // physically contiguous, and a THP. After a partial MADV_DONTNEED the
+  // kernel keeps the compound page for a while (deferred split) but maps it
+  // with small pages, so the THP flag alone would over-report.
+  static uint64_t entries[512];  // callers serialise (the coverage lock)
+  const size_t per_huge = kHuge / page;
+  if (per_huge > 512) ok = false;
   for (size_t i = 0; ok && i < count; ++i) {
     out[i] = false;
-    uint64_t entry = 0;
     off_t off = static_cast<off_t>((base + i * kHuge) / page * sizeof(uint64_t));
-    if (pread(pm, &entry, sizeof(entry), off) != static_cast<ssize_t>(sizeof(entry))) {
+    ssize_t want = static_cast<ssize_t>(per_huge * sizeof(uint64_t));
+    if (pread(pm, entries, static_cast<size_t>(want), off) != want) {
       ok = false;
       break;
     }
-    if ((entry >> 63) == 0) continue;  // not present: not a THP
-    uint64_t pfn = entry & ((uint64_t{1} << 55) - 1);
+    if ((entries[0] >> 63) == 0) continue;  // not present: not a THP
+    const uint64_t kPfnMask = (uint64_t{1} << 55) - 1;
+    uint64_t pfn = entries[0] & kPfnMask;
     if (pfn == 0) {
       ok = false;  // PFNs hidden: no CAP_SYS_ADMIN
       break;
     }
+    bool whole = true;
+    for (size_t k = 1; k < per_huge && whole; ++k) {
+      whole = (entries[k] >> 63) != 0 && (entries[k] & kPfnMask) == pfn + k;
+    }
+    if (!whole) continue;
     uint64_t flags = 0;
     if (pread(kf, &flags, sizeof(flags), static_cast<off_t>(pfn * sizeof(uint64_t))) !=
         static_cast<ssize_t>(sizeof(flags))) {
