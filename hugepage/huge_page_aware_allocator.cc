@@ -277,7 +277,8 @@ size_t HugePageAwareAllocator::ReleaseExcess() {
 size_t HugePageAwareAllocator::SubRelease(size_t bytes) {
   SpinLockHolder hold(&lock_);
   FlushReleasesOnExit flush(source_);
-  size_t got = filler_.SubRelease((bytes + kPageSize - 1) >> kPageShift) << kPageShift;
+  Length pages = (bytes >> kPageShift) + ((bytes & (kPageSize - 1)) != 0);
+  size_t got = filler_.SubRelease(pages) << kPageShift;
   stats_.released_total += got;
   return got;
 }
@@ -290,7 +291,9 @@ size_t HugePageAwareAllocator::ReleaseAtLeast(size_t bytes) {
   size_t hps = bytes / kHugePageSize + (bytes % kHugePageSize != 0);
   size_t got = cache_.ReleaseAtLeast(hps) * kHugePageSize;
   if (got < bytes) {
-    Length pages = ((bytes - got) + kPageSize - 1) >> kPageShift;
+    // Round up without overflowing: callers pass SIZE_MAX for "everything".
+    size_t rest = bytes - got;
+    Length pages = (rest >> kPageShift) + ((rest & (kPageSize - 1)) != 0);
     got += filler_.SubRelease(pages) << kPageShift;
   }
   stats_.released_total += got;

@@ -16,6 +16,10 @@ class MemoryLimiter final : public PageAllocator {
  public:
   explicit MemoryLimiter(PageAllocator* inner) : inner_(inner) {}
 
+  // Called when releasing free back-end memory is not enough: returns the
+  // front- and middle-end caches' objects so their spans can be freed too.
+  void SetFlushCaches(void (*fn)()) { flush_caches_ = fn; }
+
   // 0 removes the limit.
   void SetLimit(size_t bytes, bool hard) {
     hard_.store(hard, std::memory_order_relaxed);
@@ -46,6 +50,12 @@ class MemoryLimiter final : public PageAllocator {
     if (backed <= limit) return span;
     hits_.fetch_add(1, std::memory_order_relaxed);
     inner_->ReleaseAtLeast(backed - limit);
+    if (inner_->BackedBytes() > limit && flush_caches_ != nullptr) {
+      // No allocator lock is held here (callers grow the heap unlocked).
+      flush_caches_();
+      size_t now = inner_->BackedBytes();
+      if (now > limit) inner_->ReleaseAtLeast(now - limit);
+    }
     if (hard() && inner_->BackedBytes() > limit) {
       failures_.fetch_add(1, std::memory_order_relaxed);
       inner_->Delete(span);
@@ -56,6 +66,7 @@ class MemoryLimiter final : public PageAllocator {
   }
 
   PageAllocator* inner_;
+  void (*flush_caches_)() = nullptr;
   std::atomic<size_t> limit_{0};
   std::atomic<bool> hard_{false};
   std::atomic<size_t> hits_{0};

@@ -121,13 +121,17 @@ size_t UsableSize(const void* p) {
   return LargeSpanOrDie(p, "malloc_usable_size of pointer not allocated by jsmalloc:")->bytes();
 }
 
-size_t TrimAll() {
-  Static::InitIfNeeded();
+void FlushCaches() {
   if (t_state.cache != nullptr) t_state.cache->Flush();
 #if JSMALLOC_HAVE_RSEQ_SLAB
   if (Static::front_end() == FrontEnd::kPerCpu) Static::cpu_cache().DrainAll();
 #endif
   for (int cl = 1; cl < kNumClasses; ++cl) Static::transfer()[cl].Drain();
+}
+
+size_t TrimAll() {
+  Static::InitIfNeeded();
+  FlushCaches();
   return Static::backend()->ReleaseAtLeast(~size_t{0});
 }
 

@@ -37,6 +37,9 @@ size_t UsableSize(const void* p);
 // Flushes the calling thread's cache and the transfer caches, then releases
 // all free back-end memory. Returns bytes released.
 size_t TrimAll();
+// Returns objects from the per-CPU (or the calling thread's) cache and the
+// transfer caches to the central lists, so empty spans go to the back-end.
+void FlushCaches();
 
 // The per-CPU fast paths; false/nullptr when per-CPU caches are off.
 JSMALLOC_ALWAYS_INLINE bool PerCpuActive(uintptr_t* base) {

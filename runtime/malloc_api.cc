@@ -284,6 +284,16 @@ JSMALLOC_API size_t jsmalloc_release_memory_to_os(size_t bytes) {
 
 JSMALLOC_API const char* jsmalloc_version(void) { return JSMALLOC_VERSION_STRING; }
 
+JSMALLOC_API int jsmalloc_get_span_extent(const void* p, void** start, size_t* bytes) {
+  if (!jsmalloc::Static::inited() || p == nullptr) return 0;
+  jsmalloc::Span* s = jsmalloc::g_pagemap.Get(jsmalloc::PageIdOf(p));
+  if (s == nullptr || s->location != jsmalloc::Span::kInUse) return 0;
+  if (jsmalloc::PageIdOf(p) < s->first_page || jsmalloc::PageIdOf(p) > s->last_page()) return 0;
+  if (start != nullptr) *start = s->start();
+  if (bytes != nullptr) *bytes = s->bytes();
+  return 1;
+}
+
 JSMALLOC_API int jsmalloc_start_background_thread(void) {
   return jsmalloc::StartBackgroundThread() ? 1 : 0;
 }
@@ -297,7 +307,15 @@ JSMALLOC_API void jsmalloc_set_memory_limit(size_t bytes, int hard) {
   jsmalloc::Static::memory_limiter()->SetLimit(bytes, hard != 0);
   // Bring the heap under a new, lower limit now rather than at the next growth.
   size_t backed = jsmalloc::Static::backend()->BackedBytes();
-  if (bytes != 0 && backed > bytes) jsmalloc::Static::backend()->ReleaseAtLeast(backed - bytes);
+  if (bytes != 0 && backed > bytes) {
+    jsmalloc::Static::backend()->ReleaseAtLeast(backed - bytes);
+    backed = jsmalloc::Static::backend()->BackedBytes();
+    if (backed > bytes) {
+      jsmalloc::FlushCaches();
+      backed = jsmalloc::Static::backend()->BackedBytes();
+      if (backed > bytes) jsmalloc::Static::backend()->ReleaseAtLeast(backed - bytes);
+    }
+  }
 }
 
 JSMALLOC_API size_t jsmalloc_get_memory_limit(int* hard) {

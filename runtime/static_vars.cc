@@ -141,6 +141,7 @@ void Static::Init() {
       st->raw_backend = st->hpaa;
     }
     st->limiter = new (limiter_storage) MemoryLimiter(st->raw_backend);
+    st->limiter->SetFlushCaches(&FlushCaches);
     if (st->options.memory_limit != 0) {
       st->limiter->SetLimit(st->options.memory_limit, st->options.memory_limit_hard);
     }

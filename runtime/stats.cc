@@ -270,6 +270,7 @@ bool GetNumericProperty(const char* name, size_t* value) {
       {"jsmalloc.memory_limit_hits", Static::memory_limiter()->limit_hits()},
       {"jsmalloc.background_thread_running", GetBackgroundStats().running ? size_t{1} : 0},
       {"jsmalloc.background_release_rate", GetBackgroundStats().release_rate},
+      {"jsmalloc.background_io_uring", GetBackgroundStats().running && GetBackgroundStats().madvise_path[0] == 'i' ? size_t{1} : 0},
       {"jsmalloc.background_released_bytes", GetBackgroundStats().released_bytes},
       {"jsmalloc.per_cpu_caches_active", Static::front_end() == FrontEnd::kPerCpu ? size_t{1} : 0},
       {"jsmalloc.cpu_cache_free_bytes", s.cpu_cache_bytes},

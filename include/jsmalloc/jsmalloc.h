@@ -50,6 +50,12 @@ JSMALLOC_EXPORT void jsmalloc_set_background_release_rate(size_t bytes_per_secon
 JSMALLOC_EXPORT void jsmalloc_set_memory_limit(size_t bytes, int hard);
 JSMALLOC_EXPORT size_t jsmalloc_get_memory_limit(int *hard);
 
+/* If p points into memory JSMalloc has handed out (any byte of an object, or
+ * of the span holding it), stores the span's start and length and returns 1;
+ * otherwise returns 0. For tests and tools that reason about which pages must
+ * stay resident. */
+JSMALLOC_EXPORT int jsmalloc_get_span_extent(const void *p, void **start, size_t *bytes);
+
 /* Version string, e.g. "0.1.0". */
 JSMALLOC_EXPORT const char *jsmalloc_version(void);
 

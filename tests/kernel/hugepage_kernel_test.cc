@@ -1,0 +1,154 @@
+// The back-end against the real kernel, run as a process of its own with the
+// back-end chosen by the environment (JSMALLOC_BACKEND=hugepage|legacy):
+// hugepage coverage of a large heap of small objects, and how far RSS falls
+// after freeing most of it and calling malloc_trim.
+#include <gtest/gtest.h>
+#include <jsmalloc/jsmalloc.h>
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <set>
+#include <vector>
+
+namespace {
+
+size_t Prop(const char* name) {
+  size_t v = 0;
+  EXPECT_EQ(jsmalloc_get_numeric_property(name, &v), 1) << name;
+  return v;
+}
+
+size_t RssBytes() {
+  FILE* f = fopen("/proc/self/statm", "r");
+  size_t size = 0, rss = 0;
+  if (f != nullptr) {
+    if (fscanf(f, "%zu %zu", &size, &rss) != 2) rss = 0;
+    fclose(f);
+  }
+  return rss * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+bool HugepageBackend() { return Prop("jsmalloc.hugepage_aware_active") == 1; }
+
+struct Heap {
+  std::vector<std::pair<char*, size_t>> objs;
+  size_t bytes = 0;
+};
+
+// ~512 MiB of mixed small objects, each written in full.
+Heap BuildHeap(size_t target) {
+  Heap h;
+  std::mt19937_64 rng(2024);
+  h.objs.reserve(target / 200);
+  while (h.bytes < target) {
+    size_t size = 16 + rng() % (rng() % 8 == 0 ? 4096 : 512);
+    char* p = static_cast<char*>(malloc(size));
+    if (p == nullptr) break;
+    memset(p, static_cast<int>(size & 0xff), size);
+    h.objs.emplace_back(p, size);
+    h.bytes += size;
+  }
+  return h;
+}
+
+TEST(HugepageKernelTest, LargeHeapOfSmallObjectsSitsOnHugepages) {
+  Heap h = BuildHeap(size_t{512} << 20);
+  size_t ppm = Prop("jsmalloc.hugepage_coverage");
+  bool exact = Prop("jsmalloc.hugepage_coverage_exact") == 1;
+  printf("backend=%s coverage=%.2f%% (%s) allocated=%zu MiB rss=%zu MiB\n",
+         HugepageBackend() ? "hugepage" : "legacy", ppm / 1e4, exact ? "exact" : "estimate",
+         Prop("generic.current_allocated_bytes") >> 20, RssBytes() >> 20);
+  if (HugepageBackend()) {
+    EXPECT_TRUE(exact) << "root can read /proc/kpageflags";
+    EXPECT_GE(ppm, 900000u) << "at least 90% of in-use bytes on transparent hugepages";
+  } else {
+    // The legacy page heap does not ask for hugepages; with THP in `madvise`
+    // mode the kernel gives it none.
+    EXPECT_LT(ppm, 500000u);
+  }
+  for (auto& [p, n] : h.objs) free(p);
+}
+
+TEST(HugepageKernelTest, TrimReturnsEverythingButThePagesOfLiveObjects) {
+  malloc_trim(0);  // whatever earlier tests left cached
+  size_t baseline = RssBytes();
+  Heap h = BuildHeap(size_t{512} << 20);
+  size_t peak = RssBytes();
+  // Keep one object in 50, scattered: most spans empty out, some stay.
+  std::vector<std::pair<char*, size_t>> live;
+  for (size_t i = 0; i < h.objs.size(); ++i) {
+    if (i % 50 == 0) live.push_back(h.objs[i]);
+    else free(h.objs[i].first);
+  }
+  std::vector<std::pair<char*, size_t>>().swap(h.objs);  // 40 MiB of bookkeeping
+  malloc_trim(0);
+  size_t after = RssBytes();
+  // The bound: every span that still holds a live object, plus metadata and
+  // a fixed slack for the program itself (binary, stacks, gtest).
+  std::set<std::pair<uintptr_t, size_t>> spans;
+  for (auto& [p, n] : live) {
+    void* start;
+    size_t bytes;
+    ASSERT_EQ(jsmalloc_get_span_extent(p, &start, &bytes), 1);
+    spans.emplace(reinterpret_cast<uintptr_t>(start), bytes);
+    ASSERT_EQ(static_cast<unsigned char>(p[n - 1]), n & 0xff) << "live data intact";
+  }
+  size_t span_bytes = 0;
+  for (auto& s : spans) span_bytes += s.second;
+  size_t metadata = Prop("jsmalloc.metadata_bytes");
+  size_t slack = size_t{16} << 20;
+  printf("backend=%s baseline=%zu MiB peak=%zu MiB after_trim=%zu MiB live_spans=%zu MiB "
+         "metadata=%zu MiB bound=%zu MiB\n",
+         HugepageBackend() ? "hugepage" : "legacy", baseline >> 20, peak >> 20, after >> 20,
+         span_bytes >> 20, metadata >> 20, (baseline + span_bytes + metadata + slack) >> 20);
+  EXPECT_LE(after, baseline + span_bytes + metadata + slack);
+  EXPECT_LT(after - baseline, (peak - baseline) / 2);
+  for (auto& [p, n] : live) free(p);
+}
+
+TEST(HugepageKernelTest, SoftAndHardMemoryLimits) {
+  // Hard: allocations past the limit fail cleanly, and work again once
+  // memory is freed.
+  size_t limit = size_t{96} << 20;
+  jsmalloc_set_memory_limit(limit, 1);
+  std::vector<void*> blocks;
+  errno = 0;
+  for (int i = 0; i < 1000; ++i) {
+    void* p = malloc(1 << 20);
+    if (p == nullptr) break;
+    memset(p, 1, 1 << 20);
+    blocks.push_back(p);
+  }
+  EXPECT_EQ(errno, ENOMEM);
+  EXPECT_LT(blocks.size(), 1000u);
+  EXPECT_GT(blocks.size(), 40u);
+  EXPECT_GE(Prop("jsmalloc.memory_limit_hits"), 1u);
+  for (void* p : blocks) free(p);
+  void* again = malloc(1 << 20);
+  EXPECT_NE(again, nullptr) << "serves again after memory was freed";
+  free(again);
+  // Soft: allocations succeed, free memory is released to stay under.
+  size_t hits_before = Prop("jsmalloc.memory_limit_hits");
+  jsmalloc_set_memory_limit(size_t{64} << 20, 0);
+  std::vector<void*> smalls;
+  for (int i = 0; i < 200000; ++i) smalls.push_back(malloc(256));
+  for (size_t i = 0; i < smalls.size(); i += 2) free(smalls[i]);
+  void* big = malloc(size_t{40} << 20);
+  ASSERT_NE(big, nullptr) << "a soft limit never fails an allocation";
+  memset(big, 2, size_t{40} << 20);
+  printf("soft limit 64 MiB: physical=%zu MiB allocated=%zu MiB\n",
+         Prop("generic.physical_memory_used") >> 20, Prop("generic.current_allocated_bytes") >> 20);
+  EXPECT_GT(Prop("jsmalloc.memory_limit_hits"), hits_before) << "the limiter engaged";
+  // What is resident beyond what is allocated is bounded by the half-empty
+  // spans of the small objects (25 MiB live in ~50 MiB of spans) plus slack.
+  EXPECT_LE(Prop("generic.physical_memory_used"), Prop("generic.current_allocated_bytes") + (size_t{48} << 20));
+  free(big);
+  for (size_t i = 1; i < smalls.size(); i += 2) free(smalls[i]);
+  jsmalloc_set_memory_limit(0, 0);
+}
+
+}  // namespace
