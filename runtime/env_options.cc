@@ -91,7 +91,14 @@ void GetChoice(const char* name, const char* first, const char* second, bool* se
 }  // namespace
 
 void ParseOptions(Options* out) {
-  GetBool("JSMALLOC_STATS_ON_EXIT", &out->stats_on_exit);
+  const char* stats = os::GetEnv("JSMALLOC_STATS_ON_EXIT");
+  if (stats != nullptr && stats[0] == '/' && strlen(stats) < sizeof(out->stats_path)) {
+    // A path: programs that close stderr at exit (coreutils) still report.
+    memcpy(out->stats_path, stats, strlen(stats) + 1);
+    out->stats_on_exit = true;
+  } else {
+    GetBool("JSMALLOC_STATS_ON_EXIT", &out->stats_on_exit);
+  }
   const char* per_cpu = os::GetEnv("JSMALLOC_PER_CPU");
   if (per_cpu != nullptr) {
     bool on;

@@ -347,7 +347,9 @@ __attribute__((constructor)) void JsmallocOnLoad() { jsmalloc::Static::InitIfNee
 
 __attribute__((destructor)) void JsmallocOnExit() {
   if (jsmalloc::Static::inited() && jsmalloc::Static::options().stats_on_exit) {
-    jsmalloc::DumpStatsToStderr();
+    const char* path = jsmalloc::Static::options().stats_path;
+    if (path[0] != '\0') jsmalloc::DumpStatsToFile(path);
+    else jsmalloc::DumpStatsToStderr();
   }
 }
 

@@ -1,6 +1,7 @@
 #include "runtime/stats.h"
 
 #include <cstring>
+#include <new>
 
 #include "hugepage/page_allocator.h"
 #include "jsmalloc/jsmalloc.h"
@@ -180,17 +181,32 @@ size_t WriteStatsReport(char* buf, size_t len) {
   return p.needed();
 }
 
-void DumpStatsToStderr() {
-  // A report for every class and free-list length fits in 64 KiB; allocate
-  // the buffer once from metadata so this works from atexit and signal-free
-  // contexts without touching the heap being reported.
+namespace {
+
+// The report in a metadata buffer made once (64 KiB holds every class and
+// free-list line), so printing at exit touches no heap being reported.
+const Printer* FormatReport() {
   static char* buffer = nullptr;
   static constexpr size_t kLen = 64 * 1024;
+  static Printer* printer = nullptr;
+  alignas(Printer) static char printer_storage[sizeof(Printer)];
   if (buffer == nullptr) buffer = static_cast<char*>(Static::arena()->Alloc(kLen, 64));
-  if (buffer == nullptr) return;
-  Printer p(buffer, kLen);
-  PrintStatsReport(&p);
-  os::WriteStderr(p.data(), p.written());
+  if (buffer == nullptr) return nullptr;
+  printer = new (printer_storage) Printer(buffer, kLen);
+  PrintStatsReport(printer);
+  return printer;
+}
+
+}  // namespace
+
+void DumpStatsToStderr() {
+  const Printer* p = FormatReport();
+  if (p != nullptr) os::WriteStderr(p->data(), p->written());
+}
+
+void DumpStatsToFile(const char* path) {
+  const Printer* p = FormatReport();
+  if (p != nullptr) os::AppendToFile(path, p->data(), p->written());
 }
 
 size_t MaxPerCpuCacheBytes() {

@@ -34,6 +34,8 @@ void PrintBanner(Printer* out);
 bool GetNumericProperty(const char* name, size_t* value);
 // Writes the report to stderr (at exit, malloc_stats).
 void DumpStatsToStderr();
+// Appends the report to a file (JSMALLOC_STATS_ON_EXIT=/path).
+void DumpStatsToFile(const char* path);
 
 }  // namespace jsmalloc
 

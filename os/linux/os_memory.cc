@@ -4,15 +4,39 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
 extern char** environ;
 
 namespace jsmalloc::os {
+
+namespace {
+
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+
+// Names our mappings "[anon:jsmalloc]" in /proc/PID/maps and smaps so tools
+// (scripts/jsmalloc-hugepages) can tell the allocator's memory from the rest.
+// Needs CONFIG_ANON_VMA_NAME; after the first refusal we stop asking.
+std::atomic<bool> g_vma_names_unsupported{false};
+
+void NameMapping(void* p, size_t bytes) {
+  if (g_vma_names_unsupported.load(std::memory_order_relaxed)) return;
+  if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(p), bytes,
+            reinterpret_cast<unsigned long>("jsmalloc")) != 0) {
+    g_vma_names_unsupported.store(true, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace
 
 void* MapAligned(size_t bytes, size_t alignment, void* hint) {
   int saved_errno = errno;
@@ -22,6 +46,7 @@ void* MapAligned(size_t bytes, size_t alignment, void* hint) {
     void* p = mmap(hint, bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
     if (p == hint) {
+      NameMapping(p, bytes);
       errno = saved_errno;
       return p;
     }
@@ -40,6 +65,7 @@ void* MapAligned(size_t bytes, size_t alignment, void* hint) {
   if (aligned > start) munmap(raw, aligned - start);
   uintptr_t end = start + over;
   if (end > aligned + bytes) munmap(reinterpret_cast<void*>(aligned + bytes), end - (aligned + bytes));
+  NameMapping(reinterpret_cast<void*>(aligned), bytes);
   errno = saved_errno;
   return reinterpret_cast<void*>(aligned);
 }
@@ -78,6 +104,24 @@ void WriteStderr(const char* data, size_t len) {
     len -= static_cast<size_t>(n);
   }
   errno = saved_errno;
+}
+
+bool AppendToFile(const char* path, const char* data, size_t len) {
+  int saved_errno = errno;
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  bool ok = fd >= 0;
+  while (ok && len > 0) {
+    ssize_t n = write(fd, data, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) ok = false;
+    else {
+      data += n;
+      len -= static_cast<size_t>(n);
+    }
+  }
+  if (fd >= 0) close(fd);
+  errno = saved_errno;
+  return ok;
 }
 
 void FatalError(const char* msg, const void* ptr) {

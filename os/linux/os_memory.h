@@ -29,6 +29,8 @@ size_t SystemPageSize();
 
 // Async-signal-safe, allocation-free write of raw bytes to stderr.
 void WriteStderr(const char* data, size_t len);
+// Appends bytes to a file (created 0644 if missing); false on error.
+bool AppendToFile(const char* path, const char* data, size_t len);
 
 // Writes "jsmalloc: <msg> <ptr>\n" to stderr and aborts. Used for detected
 // heap misuse; never returns.
