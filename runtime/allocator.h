@@ -44,7 +44,9 @@ void FlushCaches();
 // The per-CPU fast paths; false/nullptr when per-CPU caches are off.
 JSMALLOC_ALWAYS_INLINE bool PerCpuActive(uintptr_t* base) {
 #if JSMALLOC_HAVE_RSEQ_SLAB
-  *base = __atomic_load_n(&g_percpu_base, __ATOMIC_RELAXED);
+  // Acquire (a plain load on x86) so that the rseq offset and slab layout
+  // published before the base are seen by the critical section that uses it.
+  *base = __atomic_load_n(&g_percpu_base, __ATOMIC_ACQUIRE);
   return *base != 0;
 #else
   *base = 0;

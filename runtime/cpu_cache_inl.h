@@ -149,6 +149,7 @@ size_t CpuCacheT<Env>::DrainCpu(int cpu) {
   for (int cl = 1; cl < kNumClasses; ++cl) {
     size_t count;
     void** objs = slab_->StoppedObjects(cpu, cl, &count);
+    for (size_t i = 0; i < count; ++i) os::SlabObjectAcquired(objs[i]);
     const size_t batch = static_cast<size_t>(SizeMap::BatchSize(cl));
     for (size_t i = 0; i < count; i += batch) {
       size_t k = count - i < batch ? count - i : batch;

@@ -52,6 +52,22 @@ int PossibleCpuCount();
 // Why rseq is unavailable, for the stats report ("" when available).
 const char* RseqUnavailableReason();
 
+// ThreadSanitizer cannot see the ordering a restartable sequence gives: an
+// object pushed on a CPU's slab by one thread and popped by another thread on
+// that CPU. In TSan builds each push releases and each pop (or drain) acquires
+// the object, which is exactly the order the CPU imposes.
+#if defined(__SANITIZE_THREAD__)
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+inline void SlabObjectAcquired(void* p) {
+  if (p != nullptr) __tsan_acquire(p);
+}
+inline void SlabObjectReleased(void* p) { __tsan_release(p); }
+#else
+inline void SlabObjectAcquired(void*) {}
+inline void SlabObjectReleased(void*) {}
+#endif
+
 #if defined(__x86_64__)
 #define JSMALLOC_HAVE_RSEQ_SLAB 1
 
@@ -91,6 +107,7 @@ retry:
       : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "r"(cl)
       : "rax", "rcx", "memory", "cc"
       : empty, aborted);
+  SlabObjectAcquired(result);
   return result;
 aborted:
   goto retry;
@@ -101,6 +118,7 @@ empty:
 // Pushes p on class cl of the current CPU; false when full there (or no
 // registration).
 __attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t cl, void* p) {
+  SlabObjectReleased(p);
 retry:
   asm goto(
       ".pushsection __rseq_cs, \"aw?\"\n\t"

@@ -21,6 +21,24 @@
 #include <thread>
 #include <vector>
 
+#ifdef JSMALLOC_STRESS_DIRECT
+// ThreadSanitizer build: TSan owns malloc, so this binary links the component
+// library and calls the process-wide allocator's entry points directly.
+#include "runtime/allocator.h"
+#include "runtime/stats.h"
+namespace {
+void* TestMalloc(size_t n) { return jsmalloc::Allocate(n); }
+void TestFree(void* p) { jsmalloc::Free(p); }
+int TestProperty(const char* name, size_t* value) { return jsmalloc::GetNumericProperty(name, value); }
+}  // namespace
+#else
+namespace {
+void* TestMalloc(size_t n) { return malloc(n); }
+void TestFree(void* p) { free(p); }
+int TestProperty(const char* name, size_t* value) { return jsmalloc_get_numeric_property(name, value); }
+}  // namespace
+#endif
+
 namespace {
 
 struct Obj {
@@ -33,7 +51,7 @@ unsigned char Tag(const unsigned char* p, size_t i, size_t size) {
 }
 
 Obj Make(size_t size) {
-  auto* p = static_cast<unsigned char*>(malloc(size));
+  auto* p = static_cast<unsigned char*>(TestMalloc(size));
   if (p == nullptr) abort();
   // Stamp a few bytes spread over the object (all of it for small ones).
   size_t step = size < 256 ? 1 : size / 64;
@@ -91,7 +109,7 @@ TEST(StressTest, ProducerConsumerCrossThreadFrees) {
         }
         for (Obj& o : batch) {
           if (!Check(o)) bad++;
-          free(o.p);
+          TestFree(o.p);
         }
       }
       delete q;
@@ -108,10 +126,10 @@ thread_local std::vector<void*>* tls_vec = nullptr;
 struct TlsOwner {
   ~TlsOwner() {
     // Allocation and free inside a thread_local destructor, during teardown.
-    void* p = malloc(100);
-    free(p);
+    void* p = TestMalloc(100);
+    TestFree(p);
     if (tls_vec != nullptr) {
-      for (void* q : *tls_vec) free(q);
+      for (void* q : *tls_vec) TestFree(q);
       delete tls_vec;
     }
   }
@@ -121,8 +139,8 @@ pthread_key_t key;
 
 TEST(StressTest, ThousandsOfShortThreadsWithTlsDestructors) {
   pthread_key_create(&key, [](void* p) {
-    free(p);
-    free(malloc(64));  // allocation in a pthread key destructor
+    TestFree(p);
+    TestFree(TestMalloc(64));  // allocation in a pthread key destructor
   });
   std::atomic<long> bad{0};
   for (int round = 0; round < 40; ++round) {
@@ -131,14 +149,14 @@ TEST(StressTest, ThousandsOfShortThreadsWithTlsDestructors) {
       ts.emplace_back([&, i] {
         (void)tls_owner;
         tls_vec = new std::vector<void*>();
-        for (int k = 0; k < 20; ++k) tls_vec->push_back(malloc(16 + k * 40));
-        pthread_setspecific(key, malloc(200));
+        for (int k = 0; k < 20; ++k) tls_vec->push_back(TestMalloc(16 + k * 40));
+        pthread_setspecific(key, TestMalloc(200));
         std::mt19937_64 rng(static_cast<uint64_t>(i));
         std::vector<Obj> v;
         for (int k = 0; k < 200; ++k) v.push_back(Make(RandomSize(rng)));
         for (Obj& o : v) {
           if (!Check(o)) bad++;
-          free(o.p);
+          TestFree(o.p);
         }
       });
     }
@@ -160,12 +178,12 @@ TEST(StressTest, ForkWhileOtherThreadsAllocate) {
         else {
           size_t k = rng() % v.size();
           if (!Check(v[k])) bad++;
-          free(v[k].p);
+          TestFree(v[k].p);
           v[k] = v.back();
           v.pop_back();
         }
       }
-      for (Obj& o : v) free(o.p);
+      for (Obj& o : v) TestFree(o.p);
     });
   }
   for (int f = 0; f < 100; ++f) {
@@ -177,13 +195,18 @@ TEST(StressTest, ForkWhileOtherThreadsAllocate) {
       std::mt19937_64 rng(static_cast<uint64_t>(f));
       std::vector<Obj> v;
       for (int k = 0; k < 2000; ++k) v.push_back(Make(RandomSize(rng)));
-      std::thread t([] {
-        for (int k = 0; k < 1000; ++k) free(malloc(static_cast<size_t>(k) * 13 + 1));
-      });
+      auto work = [] {
+        for (int k = 0; k < 1000; ++k) TestFree(TestMalloc(static_cast<size_t>(k) * 13 + 1));
+      };
+#ifdef JSMALLOC_STRESS_DIRECT
+      work();  // TSan cannot start threads in the child of a threaded parent
+#else
+      std::thread t(work);
       t.join();
+#endif
       for (Obj& o : v) {
         if (!Check(o)) _exit(3);
-        free(o.p);
+        TestFree(o.p);
       }
       _exit(0);
     }
@@ -219,7 +242,7 @@ TEST(StressTest, ThreadsMigratingBetweenCpus) {
         else {
           size_t j = rng() % v.size();
           if (!Check(v[j])) bad++;
-          free(v[j].p);
+          TestFree(v[j].p);
           v[j] = v.back();
           v.pop_back();
         }
@@ -233,14 +256,14 @@ TEST(StressTest, ThreadsMigratingBetweenCpus) {
     for (auto& v : handoff) {
       for (Obj& o : v) {
         if (!Check(o)) bad++;
-        free(o.p);
+        TestFree(o.p);
       }
     }
   });
   freer.join();
   EXPECT_EQ(bad.load(), 0);
   size_t per_cpu = 0;
-  jsmalloc_get_numeric_property("jsmalloc.per_cpu_caches_active", &per_cpu);
+  TestProperty("jsmalloc.per_cpu_caches_active", &per_cpu);
   const char* expect = getenv("JSMALLOC_TEST_EXPECT_PER_CPU");
   if (expect != nullptr) EXPECT_EQ(per_cpu, static_cast<size_t>(atoi(expect))) << "front-end mode";
 }
