@@ -18,6 +18,20 @@ HugePageAwareAllocator::HugePageAwareAllocator(PageMap* pagemap, PageSource* sou
   region_pool_.Init(arena);
 }
 
+namespace {
+
+// See kMaxObjectSpanPages.
+void RecordSpan(PageMap* pagemap, PageId first, Length n, Span* s) {
+  if (n <= HugePageAwareAllocator::kMaxObjectSpanPages) {
+    pagemap->SetRange(first, n, s);
+  } else {
+    pagemap->Set(first, s);
+    pagemap->Set(first + n - 1, s);
+  }
+}
+
+}  // namespace
+
 Span* HugePageAwareAllocator::MakeSpan(PageId first, Length n, Span::Origin origin) {
   Span* s = span_pool_.New();
   if (s == nullptr) return nullptr;
@@ -29,7 +43,7 @@ Span* HugePageAwareAllocator::MakeSpan(PageId first, Length n, Span::Origin orig
     span_pool_.Delete(s);
     return nullptr;
   }
-  pagemap_->SetRange(first, n, s);
+  RecordSpan(pagemap_, first, n, s);
   stats_.in_use_bytes += n << kPageShift;
   ++stats_.spans_in_use;
   return s;
@@ -174,7 +188,7 @@ Span* HugePageAwareAllocator::NewAligned(Length n, Length align_pages) {
     PageId aligned = (first + align_pages - 1) & ~(align_pages - 1);
     stats_.in_use_bytes -= s->bytes();
     --stats_.spans_in_use;
-    pagemap_->SetRange(first, total, nullptr);
+    RecordSpan(pagemap_, first, total, nullptr);
     span_pool_.Delete(s);
     if (aligned > first) FreeSmall(first, aligned - first);
     if (first + total > aligned + n) FreeSmall(aligned + n, first + total - (aligned + n));
@@ -225,7 +239,7 @@ void HugePageAwareAllocator::Delete(Span* span) {
   Length n = span->num_pages;
   stats_.in_use_bytes -= n << kPageShift;
   --stats_.spans_in_use;
-  pagemap_->SetRange(first, n, nullptr);
+  RecordSpan(pagemap_, first, n, nullptr);
   switch (span->origin) {
     case Span::kFromFiller:
       FreeSmall(first, n);

@@ -18,6 +18,7 @@
 #include "hugepage/page_allocator.h"
 #include "runtime/arena.h"
 #include "runtime/pagemap.h"
+#include "runtime/size_class_table.h"
 #include "runtime/spinlock.h"
 
 namespace jsmalloc {
@@ -43,6 +44,21 @@ struct HugePageStats {
 
 class HugePageAwareAllocator final : public PageAllocator {
  public:
+  // The most pages a span of small objects has. Such spans are looked up from
+  // any object inside them, so the pagemap maps every page; longer spans hold
+  // one large allocation, looked up only by its first page (free, realloc,
+  // malloc_usable_size), so only their first and last pages are recorded:
+  // writing all 1024 entries of an 8 MiB span on every malloc and free would
+  // cost more than the rest of the allocation. Interior entries stay null, so
+  // freeing a pointer inside a large block is still caught as invalid.
+  static constexpr Length kMaxObjectSpanPages = [] {
+    Length m = 0;
+    for (int cl = 1; cl < kNumClasses; ++cl) {
+      if (kSizeClasses.info[cl].pages > m) m = kSizeClasses.info[cl].pages;
+    }
+    return m;
+  }();
+
   HugePageAwareAllocator(PageMap* pagemap, PageSource* source, MetadataArena* arena,
                          const HugePageAwareOptions& options);
 

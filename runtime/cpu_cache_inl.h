@@ -39,9 +39,14 @@ void CpuCacheT<Env>::SetCapacityLocked(int cpu, CpuState& s, int cl, uint16_t ca
 
 template <typename Env>
 void CpuCacheT<Env>::StealLocked(int cpu, CpuState& s, int except, size_t bytes) {
+  // Looks at a few classes from a rotating cursor, not all of them: a miss
+  // must stay cheap when nothing can be taken (every other class full), and
+  // the periodic resize pass shrinks idle classes anyway.
+  constexpr int kStealScan = 8;
   size_t freed = 0;
-  for (int i = 0; i < kNumClasses - 1 && freed < bytes; ++i) {
-    int cl = 1 + (s.steal_cursor + i) % (kNumClasses - 1);
+  int cl = s.steal_cursor;
+  for (int i = 0; i < kStealScan && freed < bytes; ++i) {
+    if (++cl >= kNumClasses) cl = 1;
     if (cl == except || s.capacity[cl] == 0) continue;
     uint16_t len = slab_->Length(cpu, cl);
     if (len >= s.capacity[cl]) continue;
@@ -51,8 +56,8 @@ void CpuCacheT<Env>::StealLocked(int cpu, CpuState& s, int except, size_t bytes)
     if (take > unused) take = unused;
     SetCapacityLocked(cpu, s, cl, static_cast<uint16_t>(s.capacity[cl] - take));
     freed += take * size;
-    s.steal_cursor = cl;
   }
+  s.steal_cursor = cl;
 }
 
 template <typename Env>
@@ -195,14 +200,16 @@ void CpuCacheT<Env>::ResizePass(uint64_t now) {
       s.total_misses_at_last_pass = s.total_misses;
       if (!idle) {
         // Classes that did not miss since the last pass give back half of
-        // the room they are not using.
+        // the room they are not using; a full one (nothing freed into it, or
+        // it would have overflowed) gives back a quarter of its capacity.
+        // Objects above a lowered capacity stay poppable; pushes stop there.
         for (int cl = 1; cl < kNumClasses; ++cl) {
           if (s.misses[cl] == s.misses_at_last_pass[cl] && s.capacity[cl] > 0) {
             uint16_t len = slab_->Length(cpu, cl);
-            if (len < s.capacity[cl]) {
-              uint16_t unused = static_cast<uint16_t>(s.capacity[cl] - len);
-              SetCapacityLocked(cpu, s, cl, static_cast<uint16_t>(s.capacity[cl] - (unused + 1) / 2));
-            }
+            uint16_t cap = s.capacity[cl];
+            uint16_t give = len < cap ? static_cast<uint16_t>((cap - len + 1) / 2)
+                                      : static_cast<uint16_t>((cap + 3) / 4);
+            SetCapacityLocked(cpu, s, cl, static_cast<uint16_t>(cap - give));
           }
           s.misses_at_last_pass[cl] = s.misses[cl];
         }

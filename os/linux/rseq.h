@@ -71,29 +71,38 @@ inline void SlabObjectReleased(void*) {}
 #if defined(__x86_64__)
 #define JSMALLOC_HAVE_RSEQ_SLAB 1
 
+// The critical sections below are plain asm statements, not `asm goto`: an
+// earlier `asm goto` version with an output operand gave wrong pointers with
+// GCC 12 in some inlining contexts (TSan builds, and a release build once a
+// no-op call was added next to it), which plain asm does not depend on.
+// Each one restarts
+// itself on abort: the abort handler jumps back to label 2, which arms
+// rseq_cs again (the kernel clears it on abort) and re-reads the CPU.
+//
 // Pops the top object of class cl on the current CPU; nullptr when that
 // class is empty there (or the thread has no rseq registration).
 __attribute__((always_inline)) inline void* RseqSlabPop(uintptr_t base, size_t cl) {
   void* result;
-retry:
-  asm goto(
+  asm volatile(
       ".pushsection __rseq_cs, \"aw?\"\n\t"
       ".balign 32\n\t"
       "3:\n\t"
       ".long 0x0, 0x0\n\t"
       ".quad 4f, (5f - 4f), 6f\n\t"
       ".popsection\n\t"
+      "2:\n\t"
       "leaq 3b(%%rip), %%rax\n\t"
       "movq %%rax, %%fs:8(%[rseq])\n\t"
       "4:\n\t"
+      "xorl %k[result], %k[result]\n\t"
       "movslq %%fs:4(%[rseq]), %%rax\n\t"
       "testq %%rax, %%rax\n\t"
-      "js %l[empty]\n\t"
+      "js 5f\n\t"
       "shlq $" JSMALLOC_PER_CPU_SHIFT_STR ", %%rax\n\t"
       "addq %[base], %%rax\n\t"
       "movzwl (%%rax,%[cl],8), %%ecx\n\t"
       "cmpw 4(%%rax,%[cl],8), %%cx\n\t"
-      "jbe %l[empty]\n\t"
+      "jbe 5f\n\t"
       "movq -8(%%rax,%%rcx,8), %[result]\n\t"
       "decl %%ecx\n\t"
       "movw %%cx, (%%rax,%[cl],8)\n\t"
@@ -101,61 +110,54 @@ retry:
       ".pushsection __rseq_failure, \"ax?\"\n\t"
       ".long 0x53053053\n\t"
       "6:\n\t"
-      "jmp %l[aborted]\n\t"
+      "jmp 2b\n\t"
       ".popsection\n\t"
       : [result] "=&r"(result)
       : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "r"(cl)
-      : "rax", "rcx", "memory", "cc"
-      : empty, aborted);
+      : "rax", "rcx", "memory", "cc");
   SlabObjectAcquired(result);
   return result;
-aborted:
-  goto retry;
-empty:
-  return nullptr;
 }
 
 // Pushes p on class cl of the current CPU; false when full there (or no
 // registration).
 __attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t cl, void* p) {
   SlabObjectReleased(p);
-retry:
-  asm goto(
+  int pushed;
+  asm volatile(
       ".pushsection __rseq_cs, \"aw?\"\n\t"
       ".balign 32\n\t"
       "3:\n\t"
       ".long 0x0, 0x0\n\t"
       ".quad 4f, (5f - 4f), 6f\n\t"
       ".popsection\n\t"
+      "2:\n\t"
       "leaq 3b(%%rip), %%rax\n\t"
       "movq %%rax, %%fs:8(%[rseq])\n\t"
       "4:\n\t"
+      "xorl %[pushed], %[pushed]\n\t"
       "movslq %%fs:4(%[rseq]), %%rax\n\t"
       "testq %%rax, %%rax\n\t"
-      "js %l[full]\n\t"
+      "js 5f\n\t"
       "shlq $" JSMALLOC_PER_CPU_SHIFT_STR ", %%rax\n\t"
       "addq %[base], %%rax\n\t"
       "movzwl (%%rax,%[cl],8), %%ecx\n\t"
       "cmpw 2(%%rax,%[cl],8), %%cx\n\t"
-      "jae %l[full]\n\t"
+      "jae 5f\n\t"
       "movq %[p], (%%rax,%%rcx,8)\n\t"
       "incl %%ecx\n\t"
+      "movl $1, %[pushed]\n\t"
       "movw %%cx, (%%rax,%[cl],8)\n\t"
       "5:\n\t"
       ".pushsection __rseq_failure, \"ax?\"\n\t"
       ".long 0x53053053\n\t"
       "6:\n\t"
-      "jmp %l[aborted]\n\t"
+      "jmp 2b\n\t"
       ".popsection\n\t"
-      :
+      : [pushed] "=&r"(pushed)
       : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "r"(cl), [p] "r"(p)
-      : "rax", "rcx", "memory", "cc"
-      : full, aborted);
-  return true;
-aborted:
-  goto retry;
-full:
-  return false;
+      : "rax", "rcx", "memory", "cc");
+  return pushed != 0;
 }
 #else
 #define JSMALLOC_HAVE_RSEQ_SLAB 0
