@@ -24,7 +24,7 @@ void* AllocateUncached(int cl) {
 
 }  // namespace
 
-void* CpuAllocateMiss(int cl) {
+void* CpuAllocateMiss(int cl) noexcept {
 #if JSMALLOC_HAVE_RSEQ_SLAB
   void* p = Static::cpu_cache().Underflow(cl);
   if (JSMALLOC_UNLIKELY(p == nullptr)) errno = ENOMEM;
@@ -34,7 +34,7 @@ void* CpuAllocateMiss(int cl) {
 #endif
 }
 
-void CpuFreeMiss(void* p, int cl) {
+void CpuFreeMiss(void* p, int cl) noexcept {
 #if JSMALLOC_HAVE_RSEQ_SLAB
   Static::cpu_cache().Overflow(p, cl);
 #else
@@ -42,7 +42,7 @@ void CpuFreeMiss(void* p, int cl) {
 #endif
 }
 
-void* AllocateClassSlow(int cl) {
+void* AllocateClassSlow(int cl) noexcept {
   Static::InitIfNeeded();
   if (Static::front_end() == FrontEnd::kPerCpu) return CpuAllocateMiss(cl);
   ThreadCache* tc = GetCache();
@@ -51,18 +51,18 @@ void* AllocateClassSlow(int cl) {
   return p;
 }
 
-void* AllocateMiss(ThreadCache* tc, int cl) {
+void* AllocateMiss(ThreadCache* tc, int cl) noexcept {
   void* p = tc->FetchFromTransfer(cl);
   if (JSMALLOC_UNLIKELY(p == nullptr)) errno = ENOMEM;
   return p;
 }
 
-void* AllocateSlow(size_t size) {
+void* AllocateSlow(size_t size) noexcept {
   if (size <= kMaxSize) return AllocateClassSlow(SizeMap::ClassFor(size));
   return AllocateLarge(size, kPageSize);
 }
 
-void* AllocateLarge(size_t size, size_t alignment) {
+void* AllocateLarge(size_t size, size_t alignment) noexcept {
   Static::InitIfNeeded();
   if (size > kMaxRequest || alignment > kMaxRequest) {
     errno = ENOMEM;
@@ -92,7 +92,7 @@ Span* LargeSpanOrDie(const void* p, const char* what) {
 
 }  // namespace
 
-void FreeSlow(void* p, int cl) {
+void FreeSlow(void* p, int cl) noexcept {
   if (p == nullptr) return;
   if (cl != 0) {
     if (Static::front_end() == FrontEnd::kPerCpu) {

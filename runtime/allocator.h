@@ -23,15 +23,17 @@ extern __thread ThreadState t_state __attribute__((tls_model("initial-exec")));
 // Largest request we try to satisfy; anything larger cannot be mapped anyway.
 inline constexpr size_t kMaxRequest = size_t{1} << 46;
 
-void* AllocateSlow(size_t size);
-void* AllocateClassSlow(int cl);
+// The slow paths are noexcept so that the exported (noexcept) entry points
+// can reach them by tail call: the fast paths then need no stack frame.
+void* AllocateSlow(size_t size) noexcept;
+void* AllocateClassSlow(int cl) noexcept;
 // The thread's list for cl is empty: refill it (sets errno on failure).
-void* AllocateMiss(ThreadCache* tc, int cl);
+void* AllocateMiss(ThreadCache* tc, int cl) noexcept;
 // The current CPU's cache for cl is empty / full.
-void* CpuAllocateMiss(int cl);
-void CpuFreeMiss(void* p, int cl);
-void* AllocateLarge(size_t size, size_t alignment);
-void FreeSlow(void* p, int cl);
+void* CpuAllocateMiss(int cl) noexcept;
+void CpuFreeMiss(void* p, int cl) noexcept;
+void* AllocateLarge(size_t size, size_t alignment) noexcept;
+void FreeSlow(void* p, int cl) noexcept;
 // Usable size of an allocated block; aborts on a pointer we do not own.
 size_t UsableSize(const void* p);
 // Flushes the calling thread's cache and the transfer caches, then releases
@@ -56,8 +58,8 @@ JSMALLOC_ALWAYS_INLINE bool PerCpuActive(uintptr_t* base) {
 
 JSMALLOC_ALWAYS_INLINE void* CpuPopOrMiss(uintptr_t base, int cl) {
 #if JSMALLOC_HAVE_RSEQ_SLAB
-  void* p = os::RseqSlabPop(base, static_cast<size_t>(cl));
-  if (JSMALLOC_LIKELY(p != nullptr)) return p;
+  void* p;
+  if (JSMALLOC_LIKELY(os::RseqSlabTryPop(base, static_cast<size_t>(cl), &p))) return p;
 #endif
   return CpuAllocateMiss(cl);
 }

@@ -37,11 +37,13 @@ class PageMap {
   // Size class of the page holding p; 0 if the page holds no small objects or
   // is not ours.
   JSMALLOC_ALWAYS_INLINE uint8_t SizeClassOf(const void* p) const {
-    uintptr_t page = reinterpret_cast<uintptr_t>(p) >> kPageShift;
-    if (JSMALLOC_UNLIKELY((page >> kBits) != 0)) return 0;
-    const Leaf* leaf = root_[page >> kLeafBits].load(std::memory_order_acquire);
+    uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+    // One compare covers both "beyond 48 bits" and the root's bound.
+    uintptr_t root = addr >> (kPageShift + kLeafBits);
+    if (JSMALLOC_UNLIKELY(root >= (uintptr_t{1} << kRootBits))) return 0;
+    const Leaf* leaf = root_[root].load(std::memory_order_acquire);
     if (JSMALLOC_UNLIKELY(leaf == nullptr)) return 0;
-    return leaf->sizeclass[page & (kLeafLength - 1)];
+    return leaf->sizeclass[(addr >> kPageShift) & (kLeafLength - 1)];
   }
 
   // Span covering page `id`, or nullptr. Entries of free runs are only kept

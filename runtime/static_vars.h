@@ -17,11 +17,11 @@
 namespace jsmalloc {
 
 // Read by free() on every call: a plain global, so it needs no indirection.
-extern constinit PageMap g_pagemap;
+extern constinit PageMap g_pagemap __attribute__((visibility("hidden")));
 
 // Base of the per-CPU slab when the per-CPU front-end is active, else 0.
 // Read on every malloc/free to choose the front-end.
-extern constinit uintptr_t g_percpu_base;
+extern constinit uintptr_t g_percpu_base __attribute__((visibility("hidden")));
 
 enum class FrontEnd { kPerThread, kPerCpu };
 

@@ -49,8 +49,11 @@ Summary GetSummary() {
 
 const char* FrontEndName() {
   if (Static::front_end() == FrontEnd::kPerThread) return "per-thread caches";
-  return os::CurrentRseqMode() == os::RseqMode::kGlibc ? "per-CPU caches (rseq: glibc's registration)"
-                                                       : "per-CPU caches (rseq: own registration)";
+  switch (os::CurrentRseqMode()) {
+    case os::RseqMode::kGlibc: return "per-CPU caches (rseq: glibc's registration)";
+    case os::RseqMode::kSimulated: return "per-CPU caches (rseq: SIMULATED for valgrind, unsafe)";
+    default: return "per-CPU caches (rseq: own registration)";
+  }
 }
 
 void PrintBanner(Printer* out) {

@@ -27,12 +27,18 @@ enum class RseqMode : int {
   kUnavailable = 0,  // kernel refused, or not x86-64: use per-thread caches
   kGlibc = 1,        // glibc's registration
   kOwn = 2,          // our own registration, made per thread on first use
+  // Not registered with the kernel: every thread reads CPU 0 and nothing
+  // restarts a preempted critical section. Only for counting the per-CPU
+  // fast path's instructions under valgrind, which refuses rseq (and runs
+  // one thread at a time); enabled by JSMALLOC_RSEQ_SIMULATE=1 and only
+  // when the process runs under valgrind. Unsafe anywhere else.
+  kSimulated = 3,
 };
 
 // Offset of the calling thread's struct rseq from the thread pointer; the
 // same for every thread. Valid once RseqInit() returned a mode other than
 // kUnavailable.
-extern constinit long g_rseq_offset;
+extern constinit long g_rseq_offset __attribute__((visibility("hidden")));
 
 // Decides the mode once per process (idempotent, thread-safe).
 RseqMode RseqInit();
@@ -75,14 +81,20 @@ inline void SlabObjectReleased(void*) {}
 // earlier `asm goto` version with an output operand gave wrong pointers with
 // GCC 12 in some inlining contexts (TSan builds, and a release build once a
 // no-op call was added next to it), which plain asm does not depend on.
-// Each one restarts
-// itself on abort: the abort handler jumps back to label 2, which arms
-// rseq_cs again (the kernel clears it on abort) and re-reads the CPU.
+// Each one restarts itself on abort: the abort handler jumps back to label 2,
+// which arms rseq_cs again (the kernel clears it on abort) and re-reads the
+// CPU. Success comes back in the carry/zero flags (flag output operands), so
+// the caller branches on them directly.
 //
-// Pops the top object of class cl on the current CPU; nullptr when that
-// class is empty there (or the thread has no rseq registration).
-__attribute__((always_inline)) inline void* RseqSlabPop(uintptr_t base, size_t cl) {
+// Pops the top object of class cl on the current CPU into *out; false when
+// that class is empty there (or the thread has no rseq registration).
+__attribute__((always_inline)) inline bool RseqSlabTryPop(uintptr_t base, size_t cl, void** out) {
   void* result;
+  bool popped;
+  // Flags at label 5: "above" (CF=0, ZF=0) only after the successful compare
+  // of current with begin; btl leaves CF=1 for an unregistered thread
+  // (negative cpu_id), jbe leaves CF=1 or ZF=1 for an empty class, and lea,
+  // mov and movw do not touch the flags.
   asm volatile(
       ".pushsection __rseq_cs, \"aw?\"\n\t"
       ".balign 32\n\t"
@@ -94,17 +106,16 @@ __attribute__((always_inline)) inline void* RseqSlabPop(uintptr_t base, size_t c
       "leaq 3b(%%rip), %%rax\n\t"
       "movq %%rax, %%fs:8(%[rseq])\n\t"
       "4:\n\t"
-      "xorl %k[result], %k[result]\n\t"
       "movslq %%fs:4(%[rseq]), %%rax\n\t"
-      "testq %%rax, %%rax\n\t"
-      "js 5f\n\t"
+      "btl $31, %%eax\n\t"
+      "jc 5f\n\t"
       "shlq $" JSMALLOC_PER_CPU_SHIFT_STR ", %%rax\n\t"
       "addq %[base], %%rax\n\t"
       "movzwl (%%rax,%[cl],8), %%ecx\n\t"
       "cmpw 4(%%rax,%[cl],8), %%cx\n\t"
       "jbe 5f\n\t"
       "movq -8(%%rax,%%rcx,8), %[result]\n\t"
-      "decl %%ecx\n\t"
+      "leal -1(%%rcx), %%ecx\n\t"
       "movw %%cx, (%%rax,%[cl],8)\n\t"
       "5:\n\t"
       ".pushsection __rseq_failure, \"ax?\"\n\t"
@@ -112,18 +123,29 @@ __attribute__((always_inline)) inline void* RseqSlabPop(uintptr_t base, size_t c
       "6:\n\t"
       "jmp 2b\n\t"
       ".popsection\n\t"
-      : [result] "=&r"(result)
+      : [result] "=&r"(result), "=@cca"(popped)
       : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "r"(cl)
-      : "rax", "rcx", "memory", "cc");
+      : "rax", "rcx", "memory");
+  if (!popped) return false;
   SlabObjectAcquired(result);
-  return result;
+  *out = result;
+  return true;
+}
+
+// The same, returning nullptr when empty.
+__attribute__((always_inline)) inline void* RseqSlabPop(uintptr_t base, size_t cl) {
+  void* p;
+  return RseqSlabTryPop(base, cl, &p) ? p : nullptr;
 }
 
 // Pushes p on class cl of the current CPU; false when full there (or no
 // registration).
 __attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t cl, void* p) {
   SlabObjectReleased(p);
-  int pushed;
+  bool pushed;
+  // Flags at label 5: CF=1 only after the successful compare of current with
+  // end; testq clears CF for an unregistered thread, jae leaves CF=0 for a
+  // full class, and mov, inc and movw do not touch CF.
   asm volatile(
       ".pushsection __rseq_cs, \"aw?\"\n\t"
       ".balign 32\n\t"
@@ -135,7 +157,6 @@ __attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t c
       "leaq 3b(%%rip), %%rax\n\t"
       "movq %%rax, %%fs:8(%[rseq])\n\t"
       "4:\n\t"
-      "xorl %[pushed], %[pushed]\n\t"
       "movslq %%fs:4(%[rseq]), %%rax\n\t"
       "testq %%rax, %%rax\n\t"
       "js 5f\n\t"
@@ -146,7 +167,6 @@ __attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t c
       "jae 5f\n\t"
       "movq %[p], (%%rax,%%rcx,8)\n\t"
       "incl %%ecx\n\t"
-      "movl $1, %[pushed]\n\t"
       "movw %%cx, (%%rax,%[cl],8)\n\t"
       "5:\n\t"
       ".pushsection __rseq_failure, \"ax?\"\n\t"
@@ -154,10 +174,10 @@ __attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t c
       "6:\n\t"
       "jmp 2b\n\t"
       ".popsection\n\t"
-      : [pushed] "=&r"(pushed)
+      : "=@ccb"(pushed)
       : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "r"(cl), [p] "r"(p)
-      : "rax", "rcx", "memory", "cc");
-  return pushed != 0;
+      : "rax", "rcx", "memory");
+  return pushed;
 }
 #else
 #define JSMALLOC_HAVE_RSEQ_SLAB 0
