@@ -264,8 +264,10 @@ void HugePageAwareAllocator::Delete(Span* span) {
         if (x->Contains(first)) r = x;
       });
       if (r == nullptr) os::FatalError("hugepage region lost track of page", span->start());
-      stats_.released_total += r->Free(first, n) * kHugePageSize;
+      r->Free(first, n);
       if (r->empty()) {
+        // Back to the cache as one unbacked range.
+        stats_.released_total += r->ReleaseIdle(true) * kHugePageSize;
         IntrusiveList<HugeRegion>::Remove(r);
         --region_count_;
         cache_.Put(r->first_hugepage(), r->hugepages(), false);
@@ -276,16 +278,25 @@ void HugePageAwareAllocator::Delete(Span* span) {
   }
   span->location = Span::kOnNormalFreelist;
   span_pool_.Delete(span);
-  size_t released = cache_.ReleaseExcess();
-  stats_.released_total += released * kHugePageSize;
+  ReleaseExcessLocked();
+}
+
+size_t HugePageAwareAllocator::ReleaseExcessLocked() {
+  size_t hps = cache_.ReleaseExcess();
+  // Region hugepages unused for a whole sweep interval go back too.
+  uint64_t now = options_.clock();
+  if (now - last_region_sweep_ns_ >= options_.demand_epoch_ns) {
+    last_region_sweep_ns_ = now;
+    regions_.ForEach([&](HugeRegion* r) { hps += r->ReleaseIdle(false); });
+  }
+  stats_.released_total += hps * kHugePageSize;
+  return hps * kHugePageSize;
 }
 
 size_t HugePageAwareAllocator::ReleaseExcess() {
   SpinLockHolder hold(&lock_);
   FlushReleasesOnExit flush(source_);
-  size_t bytes = cache_.ReleaseExcess() * kHugePageSize;
-  stats_.released_total += bytes;
-  return bytes;
+  return ReleaseExcessLocked();
 }
 
 size_t HugePageAwareAllocator::SubRelease(size_t bytes) {
@@ -304,6 +315,11 @@ size_t HugePageAwareAllocator::ReleaseAtLeast(size_t bytes) {
   // subrelease inside partly used ones.
   size_t hps = bytes / kHugePageSize + (bytes % kHugePageSize != 0);
   size_t got = cache_.ReleaseAtLeast(hps) * kHugePageSize;
+  if (got < bytes) {
+    regions_.ForEach([&](HugeRegion* r) {
+      if (got < bytes) got += r->ReleaseIdle(true) * kHugePageSize;
+    });
+  }
   if (got < bytes) {
     // Round up without overflowing: callers pass SIZE_MAX for "everything".
     size_t rest = bytes - got;

@@ -101,6 +101,7 @@ class HugePageAwareAllocator final : public PageAllocator {
   void FreeSmall(PageId p, Length n);
   void ReturnTracker(PageTracker* t);
   void MaybeCollapse(PageTracker* t);
+  size_t ReleaseExcessLocked();
 
   SpinLock lock_;
   PageMap* pagemap_;
@@ -119,6 +120,7 @@ class HugePageAwareAllocator final : public PageAllocator {
   size_t large_hugepages_ = 0;
   size_t donated_large_ = 0;
   size_t collapses_ = 0, collapse_failures_ = 0;
+  uint64_t last_region_sweep_ns_ = 0;
 };
 
 }  // namespace jsmalloc

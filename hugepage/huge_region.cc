@@ -8,6 +8,7 @@ void HugeRegion::Init(HugePageId first, size_t hugepages, PageSource* source) {
   source_ = source;
   used_.ClearAll();
   backed_.ClearAll();
+  idle_.ClearAll();
   for (auto& u : used_in_hugepage_) u = 0;
   used_pages_ = 0;
   backed_count_ = 0;
@@ -31,6 +32,7 @@ bool HugeRegion::Alloc(Length n, PageId* page, size_t* newly_backed) {
       ++backed_count_;
       ++backed;
     }
+    idle_.ClearRange(h, 1);
     used_in_hugepage_[h] = static_cast<uint16_t>(used_in_hugepage_[h] + (end - p));
     p = end;
   }
@@ -40,27 +42,36 @@ bool HugeRegion::Alloc(Length n, PageId* page, size_t* newly_backed) {
   return true;
 }
 
-size_t HugeRegion::Free(PageId page, Length n) {
+void HugeRegion::Free(PageId page, Length n) {
   const size_t limit = hugepages_ * kPagesPerHugePage;
   size_t at = page - FirstPageOf(first_);
   used_.ClearRange(at, n);
   used_pages_ -= n;
-  size_t released = 0;
   for (size_t p = at; p < at + n;) {
     size_t h = p / kPagesPerHugePage;
     size_t end = (h + 1) * kPagesPerHugePage < at + n ? (h + 1) * kPagesPerHugePage : at + n;
     used_in_hugepage_[h] = static_cast<uint16_t>(used_in_hugepage_[h] - (end - p));
-    if (used_in_hugepage_[h] == 0 && backed_.Get(h)) {
-      if (source_->Release(HugePageStart(first_ + h), kHugePageSize)) {
-        backed_.ClearRange(h, 1);
-        --backed_count_;
-        ++released;
-        ++released_total_;
-      }
-    }
     p = end;
   }
   longest_free_ = used_.LongestFreeRun(limit);
+}
+
+size_t HugeRegion::ReleaseIdle(bool all) {
+  size_t released = 0;
+  for (size_t h = 0; h < hugepages_; ++h) {
+    if (used_in_hugepage_[h] != 0 || !backed_.Get(h)) continue;
+    if (!all && !idle_.Get(h)) {
+      idle_.SetRange(h, 1);
+      continue;
+    }
+    if (source_->Release(HugePageStart(first_ + h), kHugePageSize)) {
+      backed_.ClearRange(h, 1);
+      idle_.ClearRange(h, 1);
+      --backed_count_;
+      ++released;
+      ++released_total_;
+    }
+  }
   return released;
 }
 

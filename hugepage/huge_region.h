@@ -1,9 +1,11 @@
 // A large run of hugepages carved into pages, for allocations of one
 // hugepage or more that do not end on a hugepage boundary (a few MiB up to a
 // quarter of the region). Packing them back to back wastes no slack per
-// allocation, which a whole-hugepage allocation would. Each hugepage of the
-// region goes back to the OS as soon as no allocation uses any of its pages,
-// and is backed again when one does.
+// allocation, which a whole-hugepage allocation would. A hugepage of the
+// region that no allocation uses any more stays backed for reuse until
+// ReleaseIdle finds it still unused one sweep later (the back-end sweeps once
+// per demand interval), or until memory must be returned; programs that churn
+// large blocks then do not fault the same memory in again and again.
 #ifndef JSMALLOC_HUGEPAGE_HUGE_REGION_H_
 #define JSMALLOC_HUGEPAGE_HUGE_REGION_H_
 
@@ -31,9 +33,12 @@ class HugeRegion : public IntrusiveList<HugeRegion>::Node {
   // n pages, best fit; false if no run fits. *newly_backed: hugepages that
   // had to be backed again for it.
   bool Alloc(Length n, PageId* page, size_t* newly_backed);
-  // Frees a run; releases hugepages that became unused. Returns hugepages
-  // released.
-  size_t Free(PageId page, Length n);
+  // Frees a run. Hugepages it leaves unused stay backed (see ReleaseIdle).
+  void Free(PageId page, Length n);
+  // Releases backed hugepages that no allocation uses: all of them, or
+  // (all == false) those already unused at the previous sweep, marking the
+  // others for the next one. Returns hugepages released.
+  size_t ReleaseIdle(bool all);
 
   bool Contains(PageId p) const {
     return p >= FirstPageOf(first_) && p < FirstPageOf(first_ + hugepages_);
@@ -55,6 +60,7 @@ class HugeRegion : public IntrusiveList<HugeRegion>::Node {
   Bitmap<kMaxPages> used_;
   uint16_t used_in_hugepage_[kMaxHugePages] = {};
   Bitmap<kMaxHugePages> backed_;
+  Bitmap<kMaxHugePages> idle_;  // unused at the last sweep
   size_t used_pages_ = 0;
   size_t backed_count_ = 0;
   size_t longest_free_ = 0;

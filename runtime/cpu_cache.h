@@ -97,6 +97,7 @@ class CpuCacheT {
     size_t total_misses_at_last_pass;
     size_t underflows, overflows, drains;
     int steal_cursor;
+    uint32_t steal_backoff;  // misses to skip stealing after a fruitless try
   };
 
   // Grows (cpu, cl) by up to `want` slots within the budget. Lock held.

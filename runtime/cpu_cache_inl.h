@@ -39,15 +39,23 @@ void CpuCacheT<Env>::SetCapacityLocked(int cpu, CpuState& s, int cl, uint16_t ca
 
 template <typename Env>
 void CpuCacheT<Env>::StealLocked(int cpu, CpuState& s, int except, size_t bytes) {
-  // Looks at a few classes from a rotating cursor, not all of them: a miss
-  // must stay cheap when nothing can be taken (every other class full), and
-  // the periodic resize pass shrinks idle classes anyway.
+  // Takes unused room only from classes that have not missed since the last
+  // resize pass: taking it from a busy class just makes that class miss and
+  // steal it back. Looks at a few classes from a rotating cursor, and after a
+  // fruitless try skips the next misses, so a CPU whose classes are all busy
+  // or full pays almost nothing per miss; the resize pass shrinks idle
+  // classes anyway.
   constexpr int kStealScan = 8;
+  constexpr uint32_t kStealBackoff = 32;
+  if (s.steal_backoff > 0) {
+    --s.steal_backoff;
+    return;
+  }
   size_t freed = 0;
   int cl = s.steal_cursor;
   for (int i = 0; i < kStealScan && freed < bytes; ++i) {
     if (++cl >= kNumClasses) cl = 1;
-    if (cl == except || s.capacity[cl] == 0) continue;
+    if (cl == except || s.capacity[cl] == 0 || s.misses[cl] != s.misses_at_last_pass[cl]) continue;
     uint16_t len = slab_->Length(cpu, cl);
     if (len >= s.capacity[cl]) continue;
     size_t size = SizeMap::ClassSize(cl);
@@ -58,6 +66,7 @@ void CpuCacheT<Env>::StealLocked(int cpu, CpuState& s, int except, size_t bytes)
     freed += take * size;
   }
   s.steal_cursor = cl;
+  if (freed == 0) s.steal_backoff = kStealBackoff;
 }
 
 template <typename Env>
@@ -99,9 +108,12 @@ void* CpuCacheT<Env>::Underflow(int cl) {
   int got = transfer_[cl].RemoveRange(buf, cpu >= 0 ? batch : 1);
   if (got == 0) return nullptr;
   // Keep one for the caller, cache the rest on whatever CPU we now run on.
-  for (int i = 1; i < got; ++i) {
+  // Pushed last to first so that pops hand them out in the order the central
+  // list gave them (ascending addresses for freshly carved objects): objects
+  // allocated one after another then sit next to each other in memory.
+  for (int i = got - 1; i >= 1; --i) {
     if (!env_->Push(slab_, cl, buf[i])) {
-      transfer_[cl].InsertRange(buf + i, got - i);
+      transfer_[cl].InsertRange(buf + 1, i);
       break;
     }
   }

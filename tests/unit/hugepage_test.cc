@@ -151,7 +151,7 @@ TEST(HugeCacheTest, DemandPolicyKeepsRecentPeakAndReleasesTheRest) {
   for (int i = 30; i < 40; ++i) cache.Put(got[static_cast<size_t>(i)], 1, true);
 }
 
-TEST(HugeRegionTest, PacksAndReleasesHugepagesAsTheyEmpty) {
+TEST(HugeRegionTest, PacksAndReleasesHugepagesUnusedForASweep) {
   testing::FakePageSource source;
   HugePageId base = MapHugePages(16);
   HugeRegion* r = new HugeRegion();
@@ -167,10 +167,19 @@ TEST(HugeRegionTest, PacksAndReleasesHugepagesAsTheyEmpty) {
   RegionStats s = r->Stats();
   EXPECT_EQ(s.backed_hugepages, 3u);
   EXPECT_EQ(s.used_pages, 2 * big);
-  EXPECT_EQ(r->Free(a, big), 1u) << "only the first hugepage is wholly unused";
+  r->Free(a, big);
+  EXPECT_EQ(source.released_bytes.load(), 0u) << "unused hugepages stay backed for reuse";
+  EXPECT_EQ(r->ReleaseIdle(false), 0u) << "the first sweep only marks the unused hugepage";
+  EXPECT_EQ(r->ReleaseIdle(false), 1u) << "only the first hugepage is wholly unused";
   EXPECT_EQ(source.released_bytes.load(), kHugePageSize);
-  EXPECT_EQ(r->Free(b, big), 2u);
+  // Reused before the next sweep: not released.
+  ASSERT_TRUE(r->Alloc(big, &a, &nb));
+  EXPECT_EQ(nb, 1u) << "the released hugepage is backed again";
+  r->Free(a, big);
+  r->Free(b, big);
   EXPECT_TRUE(r->empty());
+  EXPECT_EQ(r->ReleaseIdle(true), 3u) << "all unused hugepages when memory must go back";
+  EXPECT_EQ(r->Stats().backed_hugepages, 0u);
   delete r;
 }
 
