@@ -121,6 +121,15 @@ size_t UsableSize(const void* p) {
   return LargeSpanOrDie(p, "malloc_usable_size of pointer not allocated by jsmalloc:")->bytes();
 }
 
+size_t OwnedSize(const void* p) {
+  if (p == nullptr || !Static::inited()) return 0;
+  int cl = g_pagemap.SizeClassOf(p);
+  if (cl != 0) return SizeMap::ClassSize(cl);
+  Span* span = g_pagemap.Get(PageIdOf(p));
+  if (span == nullptr || span->location != Span::kInUse || span->start() != p) return 0;
+  return span->bytes();
+}
+
 void FlushCaches() {
   if (t_state.cache != nullptr) t_state.cache->Flush();
 #if JSMALLOC_HAVE_RSEQ_SLAB

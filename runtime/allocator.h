@@ -36,6 +36,9 @@ void* AllocateLarge(size_t size, size_t alignment) noexcept;
 void FreeSlow(void* p, int cl) noexcept;
 // Usable size of an allocated block; aborts on a pointer we do not own.
 size_t UsableSize(const void* p);
+// Usable size, or 0 if p is not the start of (or inside) a small object or
+// the start of a large block JSMalloc handed out. Never aborts.
+size_t OwnedSize(const void* p);
 // Flushes the calling thread's cache and the transfer caches, then releases
 // all free back-end memory. Returns bytes released.
 size_t TrimAll();

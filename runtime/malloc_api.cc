@@ -262,8 +262,19 @@ JSMALLOC_API int malloc_info(int options, FILE* fp) noexcept {
       .Str("<aspace type=\"total\" size=\"").U(s.system_bytes).Str("\"/>\n")
       .Str("<aspace type=\"mprotect\" size=\"").U(s.system_bytes).Str("\"/>\n")
       .Str("<jsmalloc allocated=\"").U(s.allocated_bytes).Str("\" unmapped=\"").U(s.unmapped_bytes)
-      .Str("\" metadata=\"").U(s.metadata_bytes).Str("\"/>\n")
-      .Str("</malloc>\n");
+      .Str("\" metadata=\"").U(s.metadata_bytes).Str("\"/>\n");
+  // Every numeric property, so the XML carries the same numbers as the
+  // report and jsmalloc_get_numeric_property.
+  const char* names[96];
+  size_t n = jsmalloc::PropertyNames(names, 96);
+  p.Str("<properties>\n");
+  for (size_t i = 0; i < n && i < 96; ++i) {
+    size_t v;
+    if (jsmalloc::GetNumericProperty(names[i], &v)) {
+      p.Str("  <property name=\"").Str(names[i]).Str("\" value=\"").U(v).Str("\"/>\n");
+    }
+  }
+  p.Str("</properties>\n</malloc>\n");
   return fputs(p.data(), fp) < 0 ? -1 : 0;
 }
 
@@ -292,6 +303,30 @@ JSMALLOC_API int jsmalloc_get_span_extent(const void* p, void** start, size_t* b
   if (start != nullptr) *start = s->start();
   if (bytes != nullptr) *bytes = s->bytes();
   return 1;
+}
+
+JSMALLOC_API size_t jsmalloc_get_property_names(const char** names, size_t max) {
+  return jsmalloc::PropertyNames(names, names == nullptr ? 0 : max);
+}
+
+JSMALLOC_API size_t jsmalloc_get_allocated_size(const void* p) { return jsmalloc::OwnedSize(p); }
+
+JSMALLOC_API int jsmalloc_get_ownership(const void* p) { return jsmalloc::OwnedSize(p) != 0 ? 1 : 0; }
+
+namespace jsmalloc {
+void ReleaseThreadCache();  // static_vars.cc
+}
+
+JSMALLOC_API void jsmalloc_mark_thread_idle(void) { jsmalloc::ReleaseThreadCache(); }
+
+// Caches are created on demand, so there is nothing to do: the name exists
+// so that code written against TCMalloc's MarkThreadBusy has its pair.
+JSMALLOC_API void jsmalloc_mark_thread_busy(void) { jsmalloc::Static::InitIfNeeded(); }
+
+JSMALLOC_API size_t jsmalloc_get_background_release_rate(void) {
+  size_t v = 0;
+  jsmalloc::GetNumericProperty("jsmalloc.background_release_rate", &v);
+  return v;
 }
 
 JSMALLOC_API int jsmalloc_start_background_thread(void) {

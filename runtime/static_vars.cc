@@ -216,6 +216,17 @@ void Static::ChildAfterFork() {
   st.registry.UnlockAfterFork(true);
 }
 
+// jsmalloc_mark_thread_idle: gives the calling thread's cache back (its
+// objects to the transfer caches, its budget share to the registry); the next
+// allocation makes a new one.
+void ReleaseThreadCache() {
+  ThreadCache* tc = t_state.cache;
+  if (tc == nullptr || t_state.in_setup) return;
+  t_state.cache = nullptr;
+  if (Static::thread_key_ready()) pthread_setspecific(thread_key, nullptr);
+  S().registry.Destroy(tc);
+}
+
 // Used by the allocator paths to attach a cache to the calling thread.
 ThreadCache* CreateThreadCache() {
   if (t_state.dead || t_state.in_setup || !Static::thread_key_ready()) return nullptr;

@@ -219,6 +219,65 @@ size_t MaxPerCpuCacheBytes() {
   return Static::options().max_per_cpu_cache_bytes;
 }
 
+namespace {
+
+// The names GetNumericProperty answers; tests check that each one resolves.
+constexpr const char* kPropertyNames[] = {
+    "generic.current_allocated_bytes",
+    "generic.heap_size",
+    "generic.physical_memory_used",
+    "generic.virtual_memory_used",
+    "jsmalloc.page_heap_free_bytes",
+    "jsmalloc.page_heap_unmapped_bytes",
+    "jsmalloc.page_heap_in_use_bytes",
+    "jsmalloc.page_heap_released_total_bytes",
+    "jsmalloc.central_cache_free_bytes",
+    "jsmalloc.transfer_cache_free_bytes",
+    "jsmalloc.current_total_thread_cache_bytes",
+    "jsmalloc.max_total_thread_cache_bytes",
+    "jsmalloc.thread_caches",
+    "jsmalloc.metadata_bytes",
+    "jsmalloc.pagemap_bytes",
+    "jsmalloc.spans_in_use",
+    "jsmalloc.page_size",
+    "jsmalloc.num_size_classes",
+    "jsmalloc.max_size",
+    "jsmalloc.per_cpu_caches_active",
+    "jsmalloc.cpu_cache_free_bytes",
+    "jsmalloc.max_per_cpu_cache_bytes",
+    "jsmalloc.hugepage_aware_active",
+    "jsmalloc.hugepage_coverage",
+    "jsmalloc.hugepage_coverage_exact",
+    "jsmalloc.hugepage.filler_hugepages",
+    "jsmalloc.hugepage.filler_broken",
+    "jsmalloc.hugepage.filler_used_pages",
+    "jsmalloc.hugepage.filler_free_pages",
+    "jsmalloc.hugepage.filler_released_pages",
+    "jsmalloc.hugepage.cache_backed_free",
+    "jsmalloc.hugepage.cache_unbacked_free",
+    "jsmalloc.hugepage.cache_mapped",
+    "jsmalloc.hugepage.cache_released_total",
+    "jsmalloc.hugepage.regions",
+    "jsmalloc.hugepage.region_backed",
+    "jsmalloc.hugepage.large",
+    "jsmalloc.hugepage.collapses",
+    "jsmalloc.memory_limit",
+    "jsmalloc.memory_limit_hard",
+    "jsmalloc.memory_limit_hits",
+    "jsmalloc.background_thread_running",
+    "jsmalloc.background_release_rate",
+    "jsmalloc.background_io_uring",
+    "jsmalloc.background_released_bytes",
+};
+
+}  // namespace
+
+size_t PropertyNames(const char** out, size_t max) {
+  constexpr size_t n = sizeof(kPropertyNames) / sizeof(kPropertyNames[0]);
+  for (size_t i = 0; i < n && i < max; ++i) out[i] = kPropertyNames[i];
+  return n;
+}
+
 bool GetNumericProperty(const char* name, size_t* value) {
   if (name == nullptr || value == nullptr) return false;
   Static::InitIfNeeded();

@@ -32,6 +32,9 @@ void PrintStatsReport(Printer* out);
 // The report's first line (library, version, front-end, back-end, page size).
 void PrintBanner(Printer* out);
 bool GetNumericProperty(const char* name, size_t* value);
+// Every name GetNumericProperty knows, in report order: stores up to `max`
+// of them in out[] and returns how many there are.
+size_t PropertyNames(const char** out, size_t max);
 // Writes the report to stderr (at exit, malloc_stats).
 void DumpStatsToStderr();
 // Appends the report to a file (JSMALLOC_STATS_ON_EXIT=/path).

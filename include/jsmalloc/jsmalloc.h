@@ -56,6 +56,28 @@ JSMALLOC_EXPORT size_t jsmalloc_get_memory_limit(int *hard);
  * stay resident. */
 JSMALLOC_EXPORT int jsmalloc_get_span_extent(const void *p, void **start, size_t *bytes);
 
+/* The names jsmalloc_get_numeric_property knows: stores up to `max` of them
+ * in names[] (static strings) and returns how many there are. */
+JSMALLOC_EXPORT size_t jsmalloc_get_property_names(const char **names, size_t max);
+
+/* Usable bytes of the block at p (malloc_usable_size), or 0 if p is not a
+ * block JSMalloc handed out: any byte of a small object, or the first byte
+ * of a large block (> 256 KiB). Never aborts, unlike malloc_usable_size. */
+JSMALLOC_EXPORT size_t jsmalloc_get_allocated_size(const void *p);
+/* 1 if p is owned by JSMalloc in the sense above, 0 otherwise. */
+JSMALLOC_EXPORT int jsmalloc_get_ownership(const void *p);
+
+/* The calling thread will not allocate for a while: its per-thread cache (if
+ * any) goes back to the shared caches. Per-CPU caches are not per thread, so
+ * in per-CPU mode only the thread's fallback cache is affected. */
+JSMALLOC_EXPORT void jsmalloc_mark_thread_idle(void);
+/* The thread is allocating again; caches are made on demand, so this only
+ * makes sure the allocator is initialised. */
+JSMALLOC_EXPORT void jsmalloc_mark_thread_busy(void);
+
+/* Bytes per second the background thread releases (0 if never set). */
+JSMALLOC_EXPORT size_t jsmalloc_get_background_release_rate(void);
+
 /* Version string, e.g. "0.1.0". */
 JSMALLOC_EXPORT const char *jsmalloc_version(void);
 
