@@ -128,6 +128,12 @@ struct RseqCpuEnv {
   bool Push(PerCpuSlab* slab, int cl, void* p) {
     return os::RseqSlabPush(slab->base(), static_cast<size_t>(cl), p);
   }
+  size_t PopBatch(PerCpuSlab* slab, int cl, void** out, size_t n) {
+    return os::RseqSlabPopBatch(slab->base(), static_cast<size_t>(cl), out, n);
+  }
+  size_t PushBatch(PerCpuSlab* slab, int cl, void* const* in, size_t n) {
+    return os::RseqSlabPushBatch(slab->base(), static_cast<size_t>(cl), in, n);
+  }
   bool FenceAvailable() { return os::RseqFenceAvailable(); }
   bool Fence(int cpu) { return os::RseqFenceCpu(cpu); }
   uint64_t Now();

@@ -107,15 +107,19 @@ void* CpuCacheT<Env>::Underflow(int cl) {
   }
   int got = transfer_[cl].RemoveRange(buf, cpu >= 0 ? batch : 1);
   if (got == 0) return nullptr;
-  // Keep one for the caller, cache the rest on whatever CPU we now run on.
-  // Pushed last to first so that pops hand them out in the order the central
-  // list gave them (ascending addresses for freshly carved objects): objects
-  // allocated one after another then sit next to each other in memory.
-  for (int i = got - 1; i >= 1; --i) {
-    if (!env_->Push(slab_, cl, buf[i])) {
-      transfer_[cl].InsertRange(buf + 1, i);
-      break;
-    }
+  // Keep one for the caller, cache the rest on whatever CPU we now run on,
+  // in one critical section. Reversed so that pops hand them out in the order
+  // the central list gave them (ascending addresses for freshly carved
+  // objects): objects allocated one after another sit next to each other.
+  int rest = got - 1;
+  for (int i = 0; i < rest / 2; ++i) {
+    void* t = buf[1 + i];
+    buf[1 + i] = buf[got - 1 - i];
+    buf[got - 1 - i] = t;
+  }
+  size_t pushed = rest > 0 ? env_->PushBatch(slab_, cl, buf + 1, static_cast<size_t>(rest)) : 0;
+  if (pushed < static_cast<size_t>(rest)) {
+    transfer_[cl].InsertRange(buf + 1 + pushed, rest - static_cast<int>(pushed));
   }
   return buf[0];
 }
@@ -140,15 +144,11 @@ void CpuCacheT<Env>::Overflow(void* p, int cl) {
     grown = GrowLocked(cpu, s, cl, batch);
   }
   if (grown && env_->Push(slab_, cl, p)) return;
-  // Still full: hand a batch from this CPU to the transfer cache, then retry.
+  // Still full: hand a batch from this CPU to the transfer cache (one
+  // critical section), then retry.
   void* buf[64];
-  int n = 0;
-  while (n < batch) {
-    void* q = env_->Pop(slab_, cl);
-    if (q == nullptr) break;
-    buf[n++] = q;
-  }
-  if (n > 0) transfer_[cl].InsertRange(buf, n);
+  size_t n = env_->PopBatch(slab_, cl, buf, static_cast<size_t>(batch));
+  if (n > 0) transfer_[cl].InsertRange(buf, static_cast<int>(n));
   if (!env_->Push(slab_, cl, p)) transfer_[cl].InsertRange(&p, 1);
 }
 

@@ -12,7 +12,7 @@ struct Options {
   bool stats_on_exit = false;                       // JSMALLOC_STATS_ON_EXIT=1 or =/path
   char stats_path[256] = {};                        // report appended here instead of stderr
   int per_cpu = -1;                                 // JSMALLOC_PER_CPU: -1 auto, 0 off, 1 on
-  size_t max_per_cpu_cache_bytes = 1536 << 10;      // JSMALLOC_MAX_PER_CPU_CACHE_BYTES
+  size_t max_per_cpu_cache_bytes = 3 << 20;         // JSMALLOC_MAX_PER_CPU_CACHE_BYTES
   size_t max_total_thread_cache_bytes = 32 << 20;   // JSMALLOC_MAX_TOTAL_THREAD_CACHE_BYTES
   size_t page_heap_keep_free_bytes = 32 << 20;      // JSMALLOC_PAGE_HEAP_KEEP_FREE_BYTES
   bool legacy_page_heap = false;                    // JSMALLOC_BACKEND=legacy|hugepage

@@ -179,6 +179,124 @@ __attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t c
       : "rax", "rcx", "memory");
   return pushed;
 }
+
+// Batch forms, used when a cache misses: one critical section moves up to n
+// objects. The copy runs inside the sequence, so an abort leaves nothing
+// half-done (the slots above `current` and the caller's buffer are scratch
+// until the commit store).
+//
+// Pops up to n objects of class cl from the current CPU into out[0..k) and
+// returns k (0 when empty, stopped or unregistered). out[k-1] was the top.
+__attribute__((always_inline)) inline size_t RseqSlabPopBatch(uintptr_t base, size_t cl, void** out,
+                                                              size_t n) {
+  uintptr_t region, cur, i, k, slots, tmp;
+  asm volatile(
+      ".pushsection __rseq_cs, \"aw?\"\n\t"
+      ".balign 32\n\t"
+      "3:\n\t"
+      ".long 0x0, 0x0\n\t"
+      ".quad 4f, (5f - 4f), 6f\n\t"
+      ".popsection\n\t"
+      "2:\n\t"
+      "leaq 3b(%%rip), %[region]\n\t"
+      "movq %[region], %%fs:8(%[rseq])\n\t"
+      "4:\n\t"
+      "xorl %k[k], %k[k]\n\t"
+      "movslq %%fs:4(%[rseq]), %[region]\n\t"
+      "testq %[region], %[region]\n\t"
+      "js 5f\n\t"
+      "shlq $" JSMALLOC_PER_CPU_SHIFT_STR ", %[region]\n\t"
+      "addq %[base], %[region]\n\t"
+      "movzwl (%[region],%[cl],8), %k[cur]\n\t"
+      "movzwl 4(%[region],%[cl],8), %k[i]\n\t"
+      "cmpl %k[i], %k[cur]\n\t"
+      "jbe 5f\n\t"  // empty, or stopped (begin = 0xffff)
+      "movl %k[cur], %k[tmp]\n\t"
+      "subl %k[i], %k[tmp]\n\t"
+      "cmpq %[n], %[tmp]\n\t"
+      "cmovaq %[n], %[tmp]\n\t"
+      "subl %k[tmp], %k[cur]\n\t"  // the new current
+      "leaq (%[region],%[cur],8), %[slots]\n\t"
+      "xorl %k[i], %k[i]\n\t"
+      "7:\n\t"
+      "cmpq %[tmp], %[i]\n\t"
+      "jae 8f\n\t"
+      "movq (%[slots],%[i],8), %[k]\n\t"
+      "movq %[k], (%[out],%[i],8)\n\t"
+      "incq %[i]\n\t"
+      "jmp 7b\n\t"
+      "8:\n\t"
+      "movq %[tmp], %[k]\n\t"
+      "movw %w[cur], (%[region],%[cl],8)\n\t"
+      "5:\n\t"
+      ".pushsection __rseq_failure, \"ax?\"\n\t"
+      ".long 0x53053053\n\t"
+      "6:\n\t"
+      "jmp 2b\n\t"
+      ".popsection\n\t"
+      : [region] "=&r"(region), [cur] "=&r"(cur), [i] "=&r"(i), [k] "=&r"(k),
+        [slots] "=&r"(slots), [tmp] "=&r"(tmp)
+      : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "r"(cl), [out] "r"(out), [n] "r"(n)
+      : "memory", "cc");
+  for (size_t j = 0; j < k; ++j) SlabObjectAcquired(out[j]);
+  return k;
+}
+
+// Pushes up to n objects in[0..k) on class cl of the current CPU (in[k-1]
+// ends on top) and returns k (0 when full, stopped or unregistered).
+__attribute__((always_inline)) inline size_t RseqSlabPushBatch(uintptr_t base, size_t cl, void* const* in,
+                                                               size_t n) {
+  for (size_t j = 0; j < n; ++j) SlabObjectReleased(in[j]);
+  uintptr_t region, cur, i, k, slots, tmp;
+  asm volatile(
+      ".pushsection __rseq_cs, \"aw?\"\n\t"
+      ".balign 32\n\t"
+      "3:\n\t"
+      ".long 0x0, 0x0\n\t"
+      ".quad 4f, (5f - 4f), 6f\n\t"
+      ".popsection\n\t"
+      "2:\n\t"
+      "leaq 3b(%%rip), %[region]\n\t"
+      "movq %[region], %%fs:8(%[rseq])\n\t"
+      "4:\n\t"
+      "xorl %k[k], %k[k]\n\t"
+      "movslq %%fs:4(%[rseq]), %[region]\n\t"
+      "testq %[region], %[region]\n\t"
+      "js 5f\n\t"
+      "shlq $" JSMALLOC_PER_CPU_SHIFT_STR ", %[region]\n\t"
+      "addq %[base], %[region]\n\t"
+      "movzwl (%[region],%[cl],8), %k[cur]\n\t"
+      "movzwl 2(%[region],%[cl],8), %k[tmp]\n\t"
+      "cmpl %k[tmp], %k[cur]\n\t"
+      "jae 5f\n\t"  // full, or stopped (end = 0)
+      "subl %k[cur], %k[tmp]\n\t"
+      "cmpq %[n], %[tmp]\n\t"
+      "cmovaq %[n], %[tmp]\n\t"
+      "leaq (%[region],%[cur],8), %[slots]\n\t"
+      "xorl %k[i], %k[i]\n\t"
+      "7:\n\t"
+      "cmpq %[tmp], %[i]\n\t"
+      "jae 8f\n\t"
+      "movq (%[in],%[i],8), %[k]\n\t"
+      "movq %[k], (%[slots],%[i],8)\n\t"
+      "incq %[i]\n\t"
+      "jmp 7b\n\t"
+      "8:\n\t"
+      "addl %k[tmp], %k[cur]\n\t"
+      "movq %[tmp], %[k]\n\t"
+      "movw %w[cur], (%[region],%[cl],8)\n\t"
+      "5:\n\t"
+      ".pushsection __rseq_failure, \"ax?\"\n\t"
+      ".long 0x53053053\n\t"
+      "6:\n\t"
+      "jmp 2b\n\t"
+      ".popsection\n\t"
+      : [region] "=&r"(region), [cur] "=&r"(cur), [i] "=&r"(i), [k] "=&r"(k),
+        [slots] "=&r"(slots), [tmp] "=&r"(tmp)
+      : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "r"(cl), [in] "r"(in), [n] "r"(n)
+      : "memory", "cc");
+  return k;
+}
 #else
 #define JSMALLOC_HAVE_RSEQ_SLAB 0
 #endif

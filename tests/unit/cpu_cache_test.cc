@@ -39,6 +39,18 @@ struct FakeCpuEnv {
   bool EnsureRegistered() { return true; }
   void* Pop(PerCpuSlab* s, int cl) { return s->PopOn(cpu, cl); }
   bool Push(PerCpuSlab* s, int cl, void* p) { return s->PushOn(cpu, cl, p); }
+  size_t PopBatch(PerCpuSlab* s, int cl, void** out, size_t n) {
+    // Same contract as the rseq form: out[k-1] was the top.
+    size_t k = 0;
+    while (k < n && s->Length(cpu, cl) > k) ++k;
+    for (size_t i = k; i > 0; --i) out[i - 1] = s->PopOn(cpu, cl);
+    return k;
+  }
+  size_t PushBatch(PerCpuSlab* s, int cl, void* const* in, size_t n) {
+    size_t k = 0;
+    while (k < n && s->PushOn(cpu, cl, in[k])) ++k;
+    return k;
+  }
   bool FenceAvailable() { return fence_ok; }
   bool Fence(int) {
     ++fences;
@@ -217,6 +229,45 @@ TEST(CpuCacheTest, ResizePassShrinksIdleClassesAndDrainsIdleCpus) {
 // The real critical sections: threads pinned to CPUs that they leave and
 // rejoin, allocating and freeing through the rseq push/pop, with every object
 // tagged so a lost or doubled object is caught.
+// The batch critical sections on the real CPU: counts, order and limits.
+TEST(RseqSlabTest, BatchPushAndPopMoveWholeRunsInOrder) {
+  if (os::RseqInit() == os::RseqMode::kUnavailable) {
+    GTEST_SKIP() << "rseq unavailable: " << os::RseqUnavailableReason();
+  }
+  // Pinned, so every critical section runs on the same CPU.
+  cpu_set_t old_set;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(old_set), &old_set), 0);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  ASSERT_TRUE(os::RseqEnsureThreadRegistered());
+  int ncpu = os::PossibleCpuCount();
+  Fixture<RseqCpuEnv> f(ncpu, 256 * 1024);
+  const int cl = 5;
+  uint16_t cap = f.slab.MaxCapacity(0, cl) < 40 ? f.slab.MaxCapacity(0, cl) : 40;
+  f.slab.SetCapacity(0, cl, cap);
+  void* in[64];
+  for (int i = 0; i < 64; ++i) in[i] = reinterpret_cast<void*>(uintptr_t{0x10000} + 16 * i);
+  RseqCpuEnv env;
+  EXPECT_EQ(env.PushBatch(&f.slab, cl, in, 25), 25u);
+  EXPECT_EQ(f.slab.Length(0, cl), 25);
+  EXPECT_EQ(env.PushBatch(&f.slab, cl, in + 25, 39), static_cast<size_t>(cap - 25)) << "stops at capacity";
+  EXPECT_EQ(f.slab.Length(0, cl), cap);
+  EXPECT_EQ(env.PushBatch(&f.slab, cl, in, 5), 0u) << "full";
+  EXPECT_EQ(env.Pop(&f.slab, cl), in[cap - 1]) << "the last pushed is on top";
+  void* out[64];
+  size_t k = env.PopBatch(&f.slab, cl, out, 10);
+  ASSERT_EQ(k, 10u);
+  for (size_t i = 0; i < k; ++i) EXPECT_EQ(out[i], in[cap - 11 + static_cast<int>(i)]) << i;
+  k = env.PopBatch(&f.slab, cl, out, 64);
+  EXPECT_EQ(k, static_cast<size_t>(cap - 11)) << "the rest";
+  for (size_t i = 0; i < k; ++i) EXPECT_EQ(out[i], in[i]);
+  EXPECT_EQ(env.PopBatch(&f.slab, cl, out, 8), 0u) << "empty";
+  EXPECT_EQ(f.slab.Length(0, cl), 0);
+  sched_setaffinity(0, sizeof(old_set), &old_set);
+}
+
 TEST(RseqSlabTest, MigratingThreadsNeverLoseOrDuplicateObjects) {
   if (os::RseqInit() == os::RseqMode::kUnavailable) {
     GTEST_SKIP() << "rseq unavailable: " << os::RseqUnavailableReason();
