@@ -1,6 +1,7 @@
 #include "hugepage/huge_page_aware_allocator.h"
 
 #include "os/linux/os_memory.h"
+#include "probes/jsmalloc_probes.h"
 
 namespace jsmalloc {
 
@@ -27,6 +28,13 @@ void RecordSpan(PageMap* pagemap, PageId first, Length n, Span* s) {
   } else {
     pagemap->Set(first, s);
     pagemap->Set(first + n - 1, s);
+  }
+}
+
+// Hugepages handed out unbacked will be faulted in from the OS.
+void ProbeTaken(HugePageId first, size_t count, bool backed) {
+  if (!backed) {
+    JSMALLOC_PROBE(hugepage_taken, ProbeAddr(HugePageStart(first)), count, kProbeNumaNode);
   }
 }
 
@@ -67,6 +75,7 @@ Span* HugePageAwareAllocator::AllocSmall(Length n) {
     return nullptr;
   }
   t->Init(h, false);
+  ProbeTaken(h, 1, backed);
   page = filler_.AllocFromNew(t, n);
   return MakeSpan(page, n, Span::kFromFiller);
 }
@@ -75,11 +84,14 @@ Span* HugePageAwareAllocator::AllocSmall(Length n) {
 // hugepage again if the kernel collapses it.
 void HugePageAwareAllocator::MaybeCollapse(PageTracker* t) {
   if (!options_.collapse || !t->broken()) return;
-  if (source_->Collapse(HugePageStart(t->hugepage()), kHugePageSize)) {
+  bool ok = source_->Collapse(HugePageStart(t->hugepage()), kHugePageSize);
+  if (ok) {
     ++collapses_;
   } else {
     ++collapse_failures_;
   }
+  JSMALLOC_PROBE(hugepage_collapsed, ProbeAddr(HugePageStart(t->hugepage())), static_cast<int>(ok),
+                 kProbeNumaNode);
   // Either way, stop trying for this hugepage until it is subreleased again.
   t->MarkWhole();
 }
@@ -96,6 +108,7 @@ Span* HugePageAwareAllocator::AllocWhole(Length n) {
   }
   large_hugepages_ += count;
   large_spans_.PushFront(s);
+  ProbeTaken(h, count, backed);
   return s;
 }
 
@@ -122,6 +135,7 @@ Span* HugePageAwareAllocator::AllocDonating(Length n) {
   large_hugepages_ += count - 1;
   ++donated_large_;
   large_spans_.PushFront(s);
+  ProbeTaken(h, count, backed);
   return s;
 }
 
@@ -145,10 +159,14 @@ Span* HugePageAwareAllocator::AllocRegion(Length n) {
     }
     // Whatever the cache had backed there is released first, so the region's
     // own accounting of backed hugepages is exact.
-    if (backed) source_->Release(HugePageStart(h), hps * kHugePageSize);
+    if (backed) {
+      source_->Release(HugePageStart(h), hps * kHugePageSize);
+      JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(h)), hps, kProbeNumaNode);
+    }
     best->Init(h, hps, source_);
     regions_.PushFront(best);
     ++region_count_;
+    JSMALLOC_PROBE(region_created, ProbeAddr(HugePageStart(h)), hps, kProbeNumaNode);
   }
   if (!best->Alloc(n, &page, &newly_backed)) return nullptr;
   Span* s = MakeSpan(page, n, Span::kFromRegion);
@@ -211,6 +229,7 @@ Span* HugePageAwareAllocator::NewAligned(Length n, Length align_pages) {
   }
   large_hugepages_ += need;
   large_spans_.PushFront(s);
+  ProbeTaken(aligned, need, backed);
   return s;
 }
 
@@ -219,7 +238,10 @@ void HugePageAwareAllocator::ReturnTracker(PageTracker* t) {
   // A hugepage that was partly released goes back unbacked as a whole: its
   // transparent hugepage is gone anyway.
   bool backed = t->released() == 0;
-  if (!backed) source_->Release(HugePageStart(h), kHugePageSize);
+  if (!backed) {
+    source_->Release(HugePageStart(h), kHugePageSize);
+    JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(h)), 1, kProbeNumaNode);
+  }
   trackers_.Set(h, nullptr);
   tracker_pool_.Delete(t);
   cache_.Put(h, 1, backed);
@@ -270,6 +292,8 @@ void HugePageAwareAllocator::Delete(Span* span) {
         stats_.released_total += r->ReleaseIdle(true) * kHugePageSize;
         IntrusiveList<HugeRegion>::Remove(r);
         --region_count_;
+        JSMALLOC_PROBE(region_freed, ProbeAddr(HugePageStart(r->first_hugepage())), r->hugepages(),
+                       kProbeNumaNode);
         cache_.Put(r->first_hugepage(), r->hugepages(), false);
         region_pool_.Delete(r);
       }
@@ -282,6 +306,8 @@ void HugePageAwareAllocator::Delete(Span* span) {
 }
 
 size_t HugePageAwareAllocator::ReleaseExcessLocked() {
+  size_t released = 0;
+  ProbeReleaseScope probe(kProbeReleaseDemand, 0, &released);
   size_t hps = cache_.ReleaseExcess();
   // Region hugepages unused for a whole sweep interval go back too.
   uint64_t now = options_.clock();
@@ -290,7 +316,8 @@ size_t HugePageAwareAllocator::ReleaseExcessLocked() {
     regions_.ForEach([&](HugeRegion* r) { hps += r->ReleaseIdle(false); });
   }
   stats_.released_total += hps * kHugePageSize;
-  return hps * kHugePageSize;
+  released = hps * kHugePageSize;
+  return released;
 }
 
 size_t HugePageAwareAllocator::ReleaseExcess() {
@@ -300,21 +327,25 @@ size_t HugePageAwareAllocator::ReleaseExcess() {
 }
 
 size_t HugePageAwareAllocator::SubRelease(size_t bytes) {
+  size_t got = 0;
+  ProbeReleaseScope probe(kProbeReleaseSubrelease, bytes, &got);  // fires after the unlock
   SpinLockHolder hold(&lock_);
   FlushReleasesOnExit flush(source_);
   Length pages = (bytes >> kPageShift) + ((bytes & (kPageSize - 1)) != 0);
-  size_t got = filler_.SubRelease(pages) << kPageShift;
+  got = filler_.SubRelease(pages) << kPageShift;
   stats_.released_total += got;
   return got;
 }
 
 size_t HugePageAwareAllocator::ReleaseAtLeast(size_t bytes) {
+  size_t got = 0;
+  ProbeReleaseScope probe(kProbeReleaseForced, bytes, &got);  // fires after the unlock
   SpinLockHolder hold(&lock_);
   FlushReleasesOnExit flush(source_);
   // Whole free hugepages first (no hugepage in use is broken), then
   // subrelease inside partly used ones.
   size_t hps = bytes / kHugePageSize + (bytes % kHugePageSize != 0);
-  size_t got = cache_.ReleaseAtLeast(hps) * kHugePageSize;
+  got = cache_.ReleaseAtLeast(hps) * kHugePageSize;
   if (got < bytes) {
     regions_.ForEach([&](HugeRegion* r) {
       if (got < bytes) got += r->ReleaseIdle(true) * kHugePageSize;

@@ -1,5 +1,7 @@
 #include "hugepage/huge_page_filler.h"
 
+#include "probes/jsmalloc_probes.h"
+
 namespace jsmalloc {
 
 void HugePageFiller::Insert(PageTracker* t) {
@@ -28,6 +30,10 @@ PageTracker* HugePageFiller::TryAlloc(Length n, PageId* page, Length* was_releas
       PageTracker* t = lists_[g][c][l].first();
       Remove(t);
       Length idx = t->Alloc(n, was_released);
+      if (t->full()) {
+        JSMALLOC_PROBE(hugepage_filled, ProbeAddr(HugePageStart(t->hugepage())), t->broken(),
+                       kProbeNumaNode);
+      }
       used_pages_ += n;
       free_backed_pages_ -= n - *was_released;
       released_pages_ -= *was_released;
@@ -89,9 +95,14 @@ Length HugePageFiller::SubRelease(Length desired) {
         for (int i = 0; i < k && done < desired; ++i) {
           PageTracker* t = batch[i];
           Remove(t);
+          bool was_broken = t->broken();
           Length got = t->ReleaseFree([&](Length index, Length len) {
             source_->Release(PageStart(FirstPageOf(t->hugepage()) + index), len << kPageShift);
           });
+          if (got > 0) {
+            JSMALLOC_PROBE(hugepage_broken, ProbeAddr(HugePageStart(t->hugepage())), t->used(), got,
+                           kPagesPerHugePage, !was_broken, kProbeNumaNode);
+          }
           free_backed_pages_ -= got;
           released_pages_ += got;
           subreleased_total_ += got;

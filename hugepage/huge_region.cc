@@ -1,5 +1,7 @@
 #include "hugepage/huge_region.h"
 
+#include "probes/jsmalloc_probes.h"
+
 namespace jsmalloc {
 
 void HugeRegion::Init(HugePageId first, size_t hugepages, PageSource* source) {
@@ -31,6 +33,7 @@ bool HugeRegion::Alloc(Length n, PageId* page, size_t* newly_backed) {
       backed_.SetRange(h, 1);
       ++backed_count_;
       ++backed;
+      JSMALLOC_PROBE(hugepage_taken, ProbeAddr(HugePageStart(first_ + h)), 1, kProbeNumaNode);
     }
     idle_.ClearRange(h, 1);
     used_in_hugepage_[h] = static_cast<uint16_t>(used_in_hugepage_[h] + (end - p));
@@ -70,6 +73,7 @@ size_t HugeRegion::ReleaseIdle(bool all) {
       --backed_count_;
       ++released;
       ++released_total_;
+      JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(first_ + h)), 1, kProbeNumaNode);
     }
   }
   return released;

@@ -9,6 +9,7 @@
 #include <atomic>
 
 #include "hugepage/page_allocator.h"
+#include "probes/jsmalloc_probes.h"
 
 namespace jsmalloc {
 
@@ -49,6 +50,7 @@ class MemoryLimiter final : public PageAllocator {
     size_t backed = inner_->BackedBytes();
     if (backed <= limit) return span;
     hits_.fetch_add(1, std::memory_order_relaxed);
+    const size_t requested = span->bytes();
     inner_->ReleaseAtLeast(backed - limit);
     if (inner_->BackedBytes() > limit && flush_caches_ != nullptr) {
       // No allocator lock is held here (callers grow the heap unlocked).
@@ -60,8 +62,10 @@ class MemoryLimiter final : public PageAllocator {
       failures_.fetch_add(1, std::memory_order_relaxed);
       inner_->Delete(span);
       inner_->ReleaseAtLeast(inner_->BackedBytes() > limit ? inner_->BackedBytes() - limit : 0);
+      JSMALLOC_PROBE(memory_limit_hit, limit, requested, 1, backed, 1);
       return nullptr;
     }
+    JSMALLOC_PROBE(memory_limit_hit, limit, requested, static_cast<int>(hard()), backed, 0);
     return span;
   }
 

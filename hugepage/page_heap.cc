@@ -1,6 +1,7 @@
 #include "hugepage/page_heap.h"
 
 #include "os/linux/os_memory.h"
+#include "probes/jsmalloc_probes.h"
 
 namespace jsmalloc {
 
@@ -202,7 +203,11 @@ void PageHeap::Delete(Span* span) {
 void PageHeap::MaybeReleaseExcess() {
   size_t keep = stats_.in_use_bytes / options_.keep_free_divisor;
   if (keep < options_.keep_free_min_bytes) keep = options_.keep_free_min_bytes;
-  if (stats_.free_bytes > keep) ReleaseAtLeastLocked(stats_.free_bytes - keep / 2);
+  if (stats_.free_bytes > keep) {
+    size_t released = 0;
+    ProbeReleaseScope probe(kProbeReleaseDemand, stats_.free_bytes - keep / 2, &released);
+    released = ReleaseAtLeastLocked(stats_.free_bytes - keep / 2);
+  }
 }
 
 bool PageHeap::Grow(Length n) {
@@ -269,9 +274,12 @@ size_t PageHeap::ReleaseAtLeastLocked(size_t bytes) {
 }
 
 size_t PageHeap::ReleaseAtLeast(size_t bytes) {
+  size_t released = 0;
+  ProbeReleaseScope probe(kProbeReleaseForced, bytes, &released);  // fires after the unlock
   SpinLockHolder h(&lock_);
   FlushReleasesOnExit flush(source_);
-  return ReleaseAtLeastLocked(bytes);
+  released = ReleaseAtLeastLocked(bytes);
+  return released;
 }
 
 size_t PageHeap::BackedBytes() {

@@ -3,10 +3,11 @@
 #include <errno.h>
 
 #include "os/linux/os_memory.h"
+#include "runtime/sampler.h"
 
 namespace jsmalloc {
 
-__thread ThreadState t_state __attribute__((tls_model("initial-exec"))) = {nullptr, false, false};
+__thread ThreadState t_state __attribute__((tls_model("initial-exec"))) = {};
 
 ThreadCache* CreateThreadCache();  // static_vars.cc
 
@@ -65,6 +66,10 @@ void* AllocateSlow(size_t size) noexcept {
 void* AllocateLarge(size_t size, size_t alignment) noexcept {
   Static::InitIfNeeded();
   if (size > kMaxRequest || alignment > kMaxRequest) {
+    // Nothing was allocated: the bytes go back to the sampling countdown
+    // (which an impossible size may have wrapped).
+    t_state.bytes_until_sample =
+        static_cast<int64_t>(static_cast<uint64_t>(t_state.bytes_until_sample) + size);
     errno = ENOMEM;
     return nullptr;
   }
@@ -111,6 +116,7 @@ void FreeSlow(void* p, int cl) noexcept {
     return;
   }
   Span* span = LargeSpanOrDie(p, "invalid free of pointer not allocated by jsmalloc:");
+  if (span->sample != nullptr && FreeSampled(span)) return;  // kept for the next sample
   Static::backend()->Delete(span);
 }
 
@@ -118,7 +124,8 @@ size_t UsableSize(const void* p) {
   if (p == nullptr) return 0;
   int cl = g_pagemap.SizeClassOf(p);
   if (cl != 0) return SizeMap::ClassSize(cl);
-  return LargeSpanOrDie(p, "malloc_usable_size of pointer not allocated by jsmalloc:")->bytes();
+  Span* span = LargeSpanOrDie(p, "malloc_usable_size of pointer not allocated by jsmalloc:");
+  return span->sample != nullptr ? SampledAllocatedSize(span) : span->bytes();
 }
 
 size_t OwnedSize(const void* p) {
@@ -126,8 +133,15 @@ size_t OwnedSize(const void* p) {
   int cl = g_pagemap.SizeClassOf(p);
   if (cl != 0) return SizeMap::ClassSize(cl);
   Span* span = g_pagemap.Get(PageIdOf(p));
-  if (span == nullptr || span->location != Span::kInUse || span->start() != p) return 0;
-  return span->bytes();
+  if (span == nullptr || span->location != Span::kInUse) return 0;
+  if (span->sample != nullptr) {
+    // A sampled allocation: a small one is owned at any of its bytes.
+    size_t size = SampledAllocatedSize(span);
+    size_t offset = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(span->start());
+    if (offset == 0 || (size <= kMaxSize && offset < size)) return size;
+    return 0;
+  }
+  return span->start() == p ? span->bytes() : 0;
 }
 
 void FlushCaches() {
@@ -136,6 +150,7 @@ void FlushCaches() {
   if (Static::front_end() == FrontEnd::kPerCpu) Static::cpu_cache().DrainAll();
 #endif
   for (int cl = 1; cl < kNumClasses; ++cl) Static::transfer()[cl].Drain();
+  ReleaseKeptSampleSpans();
 }
 
 size_t TrimAll() {

@@ -4,6 +4,7 @@
 #define JSMALLOC_RUNTIME_ALLOCATOR_H_
 
 #include <cstddef>
+#include <cstdint>
 
 #include "os/linux/rseq.h"
 #include "runtime/size_map.h"
@@ -16,6 +17,13 @@ struct ThreadState {
   ThreadCache* cache;  // null until the thread's first allocation
   bool in_setup;       // creating the cache (calls that may re-enter malloc)
   bool dead;           // cache destroyed at thread exit; use the middle-end
+  // Heap sampling (runtime/sampler.h). Bytes left before the next sample;
+  // below zero sends the allocation to AllocateSampleSlow. Zero in a new
+  // thread, so that its first allocation draws the first interval.
+  int64_t bytes_until_sample;
+  uint64_t sample_rng;  // the thread's generator (0: not seeded yet)
+  bool sample_armed;    // bytes_until_sample leads to a sample point
+  bool in_sampler;      // taking a sample or writing a profile: not sampled
 };
 
 extern __thread ThreadState t_state __attribute__((tls_model("initial-exec")));
@@ -34,6 +42,9 @@ void* CpuAllocateMiss(int cl) noexcept;
 void CpuFreeMiss(void* p, int cl) noexcept;
 void* AllocateLarge(size_t size, size_t alignment) noexcept;
 void FreeSlow(void* p, int cl) noexcept;
+// The allocation ran the thread's sampling countdown out (alignment 0:
+// malloc's). Samples it or not, and allocates.
+void* AllocateSampleSlow(size_t size, size_t alignment) noexcept;
 // Usable size of an allocated block; aborts on a pointer we do not own.
 size_t UsableSize(const void* p);
 // Usable size, or 0 if p is not the start of (or inside) a small object or
@@ -79,8 +90,17 @@ JSMALLOC_ALWAYS_INLINE void* AllocateClass(int cl) {
   return AllocateClassSlow(cl);
 }
 
+// Counts `size` bytes against the thread's sampling countdown; true when it
+// runs out. Unsigned arithmetic: an impossible size wraps instead of
+// overflowing (AllocateLarge gives it back).
+JSMALLOC_ALWAYS_INLINE bool SampleCountdownExpired(size_t size) {
+  int64_t left = static_cast<int64_t>(static_cast<uint64_t>(t_state.bytes_until_sample) - size);
+  t_state.bytes_until_sample = left;
+  return JSMALLOC_UNLIKELY(left < 0);
+}
+
 // Sets errno to ENOMEM and returns null on failure.
-JSMALLOC_ALWAYS_INLINE void* Allocate(size_t size) {
+JSMALLOC_ALWAYS_INLINE void* AllocateUnsampled(size_t size) {
   uintptr_t base;
   if (JSMALLOC_LIKELY(size <= kMaxSize && PerCpuActive(&base))) {
     return CpuPopOrMiss(base, SizeMap::ClassFor(size));
@@ -95,13 +115,23 @@ JSMALLOC_ALWAYS_INLINE void* Allocate(size_t size) {
   return AllocateSlow(size);
 }
 
+JSMALLOC_ALWAYS_INLINE void* Allocate(size_t size) {
+  if (SampleCountdownExpired(size)) return AllocateSampleSlow(size, 0);
+  return AllocateUnsampled(size);
+}
+
 // alignment: a power of two.
-inline void* AllocateAligned(size_t size, size_t alignment) {
+inline void* AllocateAlignedUnsampled(size_t size, size_t alignment) {
   if (alignment <= kPageSize && size <= kMaxSize) {
     int cl = SizeMap::ClassForAligned(size, alignment);
     if (cl != 0) return AllocateClass(cl);
   }
   return AllocateLarge(size, alignment);
+}
+
+inline void* AllocateAligned(size_t size, size_t alignment) {
+  if (SampleCountdownExpired(size)) return AllocateSampleSlow(size, alignment);
+  return AllocateAlignedUnsampled(size, alignment);
 }
 
 JSMALLOC_ALWAYS_INLINE void Free(void* p) {

@@ -9,6 +9,7 @@
 #include "hugepage/huge_page_aware_allocator.h"
 #include "os/linux/clock.h"
 #include "os/linux/madvise_batcher.h"
+#include "probes/jsmalloc_probes.h"
 #include "runtime/static_vars.h"
 
 namespace jsmalloc {
@@ -40,6 +41,7 @@ void* ThreadMain(void*) {
 
 void BackgroundCycle(uint64_t now_ns, uint64_t elapsed_ns) {
   Static::InitIfNeeded();
+  uint64_t t0 = JSMALLOC_PROBE_ENABLED(background_cycle) ? ProbeNowNs() : 0;
   cycles.fetch_add(1, std::memory_order_relaxed);
 #if JSMALLOC_HAVE_RSEQ_SLAB
   if (Static::front_end() == FrontEnd::kPerCpu) Static::cpu_cache().ResizePass(now_ns);
@@ -61,6 +63,7 @@ void BackgroundCycle(uint64_t now_ns, uint64_t elapsed_ns) {
     }
   }
   released.fetch_add(got, std::memory_order_relaxed);
+  if (t0 != 0) JSMALLOC_PROBE(background_cycle, got, ProbeNowNs() - t0);
 }
 
 bool StartBackgroundThread() {

@@ -1,6 +1,7 @@
 #include "runtime/central_free_list.h"
 
 #include "os/linux/os_memory.h"
+#include "probes/jsmalloc_probes.h"
 
 namespace jsmalloc {
 
@@ -31,6 +32,8 @@ Span* CentralFreeList::Populate() {
   span->carved = 0;
   // Publish the class before any object of the span can reach free().
   pagemap_->SetSizeClass(span->first_page, span->num_pages, static_cast<uint8_t>(sizeclass_));
+  JSMALLOC_PROBE(span_alloc, sizeclass_, span->num_pages, ProbeAddr(span->start()),
+                 objects_per_span_, kProbeNumaNode);
   return span;
 }
 
@@ -70,12 +73,14 @@ int CentralFreeList::RemoveRange(void** batch, int n) {
   }
   live_objects_ += static_cast<size_t>(got);
   lock_.Unlock();
+  JSMALLOC_PROBE(central_refill, sizeclass_, n, got);
   return got;
 }
 
 void CentralFreeList::InsertRange(void* const* batch, int n) {
   Span* empty[64];
   int num_empty = 0;
+  int spans_returned = 0;
   int i = 0;
   while (i < n) {
     lock_.Lock();
@@ -117,10 +122,14 @@ void CentralFreeList::InsertRange(void* const* batch, int n) {
     // Empty spans go back to the back-end outside our lock.
     for (int k = 0; k < num_empty; ++k) {
       pagemap_->SetSizeClass(empty[k]->first_page, empty[k]->num_pages, 0);
+      JSMALLOC_PROBE(span_return, sizeclass_, empty[k]->num_pages, ProbeAddr(empty[k]->start()),
+                     kProbeNumaNode);
       pages_->Delete(empty[k]);
     }
+    spans_returned += num_empty;
     num_empty = 0;
   }
+  JSMALLOC_PROBE(central_return, sizeclass_, n, spans_returned);
 }
 
 CentralStats CentralFreeList::Stats() {

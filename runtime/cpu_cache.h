@@ -19,6 +19,7 @@
 #include <cstddef>
 
 #include "os/linux/rseq.h"
+#include "probes/jsmalloc_probes.h"
 #include "runtime/arena.h"
 #include "runtime/per_cpu_slab.h"
 #include "runtime/size_map.h"

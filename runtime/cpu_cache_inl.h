@@ -33,6 +33,7 @@ void CpuCacheT<Env>::SetCapacityLocked(int cpu, CpuState& s, int cl, uint16_t ca
   size_t size = SizeMap::ClassSize(cl);
   s.capacity_bytes -= s.capacity[cl] * size;
   s.capacity_bytes += cap * size;
+  if (cap != s.capacity[cl]) ProbeCpuCacheResize(cpu, cl, s.capacity[cl], cap);
   s.capacity[cl] = cap;
   slab_->SetCapacity(cpu, cl, cap);
 }

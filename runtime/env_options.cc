@@ -72,6 +72,21 @@ void GetSize(const char* name, size_t* v) {
   }
 }
 
+// A file path (non-empty, shorter than `len`), copied into out[].
+void GetPath(const char* name, char* out, size_t len) {
+  const char* s = os::GetEnv(name);
+  if (s == nullptr) return;
+  size_t n = strlen(s);
+  if (n == 0 || n >= len) {
+    char expected[64];
+    Printer p(expected, sizeof(expected));
+    p.Str("a file path shorter than ").U(len).Str(" bytes");
+    WarnLine(name, s, expected, "(none)");
+    return;
+  }
+  memcpy(out, s, n + 1);
+}
+
 // A two-way choice: `first` sets *second_chosen = false, `second` true.
 void GetChoice(const char* name, const char* first, const char* second, bool* second_chosen) {
   const char* s = os::GetEnv(name);
@@ -116,6 +131,21 @@ void ParseOptions(Options* out) {
   GetBool("JSMALLOC_IO_URING", &out->io_uring);
   GetSize("JSMALLOC_MEMORY_LIMIT", &out->memory_limit);
   GetBool("JSMALLOC_MEMORY_LIMIT_HARD", &out->memory_limit_hard);
+  GetSize("JSMALLOC_SAMPLE_INTERVAL", &out->sample_interval);
+  GetPath("JSMALLOC_HEAP_PROFILE_ON_EXIT", out->heap_profile_on_exit, sizeof(out->heap_profile_on_exit));
+  GetPath("JSMALLOC_HEAP_PROFILE_PREFIX", out->heap_profile_prefix, sizeof(out->heap_profile_prefix));
+  const char* sig = os::GetEnv("JSMALLOC_HEAP_PROFILE_SIGNAL");
+  if (sig != nullptr) {
+    // A catchable signal's number: 1 to 64, not SIGKILL (9) or SIGSTOP (19).
+    int v = 0;
+    const char* c = sig;
+    while (*c >= '0' && *c <= '9' && v <= 64) v = v * 10 + (*c++ - '0');
+    if (c != sig && *c == '\0' && v >= 1 && v <= 64 && v != 9 && v != 19) {
+      out->heap_profile_signal = v;
+    } else {
+      WarnLine("JSMALLOC_HEAP_PROFILE_SIGNAL", sig, "a signal number such as 12 (SIGUSR2)", "(none)");
+    }
+  }
 }
 
 }  // namespace jsmalloc

@@ -23,6 +23,10 @@ struct Options {
   bool io_uring = true;                             // JSMALLOC_IO_URING
   size_t memory_limit = 0;                          // JSMALLOC_MEMORY_LIMIT (0: none)
   bool memory_limit_hard = false;                   // JSMALLOC_MEMORY_LIMIT_HARD
+  size_t sample_interval = 2 << 20;                 // JSMALLOC_SAMPLE_INTERVAL (0: off)
+  char heap_profile_on_exit[256] = {};              // JSMALLOC_HEAP_PROFILE_ON_EXIT (path)
+  int heap_profile_signal = 0;                      // JSMALLOC_HEAP_PROFILE_SIGNAL (0: none)
+  char heap_profile_prefix[256] = {};               // JSMALLOC_HEAP_PROFILE_PREFIX (signal dumps)
 };
 
 // Parses the environment into *out (which holds the defaults on entry).

@@ -11,13 +11,17 @@
 #include "hugepage/memory_limiter.h"
 #include "runtime/allocator.h"
 #include "runtime/background.h"
+#include "runtime/sampler.h"
+#include "runtime/stack_trace.h"
 #include "runtime/stats.h"
 
 using jsmalloc::Allocate;
 using jsmalloc::AllocateAligned;
 using jsmalloc::Free;
 
-#define JSMALLOC_API extern "C" __attribute__((visibility("default")))
+// In the entry section: stack traces of sampled allocations start at the
+// caller of these functions (runtime/stack_trace.h).
+#define JSMALLOC_API extern "C" __attribute__((visibility("default"))) JSMALLOC_ENTRY_SECTION
 
 namespace {
 
@@ -25,7 +29,7 @@ bool IsPowerOfTwo(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
 size_t SystemPage() { return jsmalloc::os::SystemPageSize(); }
 
-void* Realloc(void* old, size_t size) {
+JSMALLOC_ENTRY_SECTION void* Realloc(void* old, size_t size) {
   if (old == nullptr) return Allocate(size);
   if (size == 0) {  // glibc frees and returns NULL
     Free(old);
@@ -374,6 +378,26 @@ JSMALLOC_API size_t jsmalloc_get_max_per_cpu_cache_bytes(void) {
   return v;
 }
 
+JSMALLOC_API void jsmalloc_set_sample_interval(size_t bytes) { jsmalloc::SetSampleInterval(bytes); }
+
+JSMALLOC_API size_t jsmalloc_get_sample_interval(void) { return jsmalloc::GetSampleInterval(); }
+
+JSMALLOC_API int jsmalloc_dump_heap_profile(const char* path) {
+  return jsmalloc::DumpHeapProfile(path) ? 1 : 0;
+}
+
+JSMALLOC_API int jsmalloc_dump_peak_heap_profile(const char* path) {
+  return jsmalloc::DumpPeakHeapProfile(path) ? 1 : 0;
+}
+
+JSMALLOC_API int jsmalloc_start_allocation_profile(void) {
+  return jsmalloc::StartAllocationProfile() ? 1 : 0;
+}
+
+JSMALLOC_API int jsmalloc_stop_allocation_profile(const char* path) {
+  return jsmalloc::StopAllocationProfile(path) ? 1 : 0;
+}
+
 namespace {
 
 // Initialise as early as the loader lets us, and print the report at exit
@@ -381,6 +405,7 @@ namespace {
 __attribute__((constructor)) void JsmallocOnLoad() { jsmalloc::Static::InitIfNeeded(); }
 
 __attribute__((destructor)) void JsmallocOnExit() {
+  jsmalloc::HeapProfileAtExit();
   if (jsmalloc::Static::inited() && jsmalloc::Static::options().stats_on_exit) {
     const char* path = jsmalloc::Static::options().stats_path;
     if (path[0] != '\0') jsmalloc::DumpStatsToFile(path);

@@ -5,17 +5,20 @@
 #include <new>
 
 #include "runtime/allocator.h"
+#include "runtime/stack_trace.h"
 
 using jsmalloc::Allocate;
 using jsmalloc::AllocateAligned;
 using jsmalloc::Free;
 
-#define JSMALLOC_API __attribute__((visibility("default")))
+// In the entry section: stack traces of sampled allocations start at the
+// caller of these functions (runtime/stack_trace.h).
+#define JSMALLOC_API __attribute__((visibility("default"))) JSMALLOC_ENTRY_SECTION
 
 namespace {
 
 // Out of line: keeps the exception machinery off the fast path.
-__attribute__((noinline)) void* NewFailed(size_t size, size_t align, bool nothrow) {
+JSMALLOC_ENTRY_SECTION __attribute__((noinline)) void* NewFailed(size_t size, size_t align, bool nothrow) {
   for (;;) {
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) {
@@ -36,13 +39,13 @@ __attribute__((noinline)) void* NewFailed(size_t size, size_t align, bool nothro
   }
 }
 
-inline void* New(size_t size) {
+JSMALLOC_ENTRY_SECTION inline void* New(size_t size) {
   void* p = Allocate(size);
   if (__builtin_expect(p != nullptr, 1)) return p;
   return NewFailed(size, 0, false);
 }
 
-inline void* NewNothrow(size_t size) noexcept {
+JSMALLOC_ENTRY_SECTION inline void* NewNothrow(size_t size) noexcept {
   void* p = Allocate(size);
   if (__builtin_expect(p != nullptr, 1)) return p;
   try {
@@ -52,14 +55,14 @@ inline void* NewNothrow(size_t size) noexcept {
   }
 }
 
-inline void* NewAligned(size_t size, std::align_val_t al) {
+JSMALLOC_ENTRY_SECTION inline void* NewAligned(size_t size, std::align_val_t al) {
   size_t align = static_cast<size_t>(al);
   void* p = AllocateAligned(size, align);
   if (__builtin_expect(p != nullptr, 1)) return p;
   return NewFailed(size, align, false);
 }
 
-inline void* NewAlignedNothrow(size_t size, std::align_val_t al) noexcept {
+JSMALLOC_ENTRY_SECTION inline void* NewAlignedNothrow(size_t size, std::align_val_t al) noexcept {
   size_t align = static_cast<size_t>(al);
   void* p = AllocateAligned(size, align);
   if (__builtin_expect(p != nullptr, 1)) return p;

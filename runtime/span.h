@@ -10,6 +10,8 @@
 
 namespace jsmalloc {
 
+struct SampledAllocation;  // runtime/sampler.cc
+
 struct Span {
   enum Location : uint8_t { kInUse = 0, kOnNormalFreelist = 1, kOnReturnedFreelist = 2 };
 
@@ -32,6 +34,10 @@ struct Span {
   // Hugepage-aware back-end: which component the pages came from.
   enum Origin : uint8_t { kFromFiller = 0, kFromRegion = 1, kFromCache = 2, kFromCacheDonated = 3 };
   Origin origin = kFromFiller;
+  // Non-null while the span holds one sampled allocation (its record): the
+  // sampler gives every sampled allocation a span of its own, and FreeSlow
+  // hands the record back before the span returns to the back-end.
+  SampledAllocation* sample = nullptr;
 
   void* start() const { return PageStart(first_page); }
   PageId last_page() const { return first_page + num_pages - 1; }

@@ -11,6 +11,7 @@
 #include "runtime/background.h"
 #include "os/linux/os_memory.h"
 #include "runtime/allocator.h"
+#include "runtime/sampler.h"
 
 namespace jsmalloc {
 
@@ -155,6 +156,7 @@ void Static::Init() {
     }
     st->registry.Init(st->transfer, arena, st->options.max_total_thread_cache_bytes);
     InitFrontEnd(st);
+    InitSampling(st->options);
     inited_.store(true, std::memory_order_release);
   }
   RegisterThreadHooks();
@@ -172,13 +174,15 @@ void Static::RegisterThreadHooks() {
   }
   hooks_state.store(2);
   if (S().options.background) StartBackgroundThread();
+  InstallHeapProfileSignal();
 }
 
-// Lock order everywhere: registry -> per-CPU cache locks -> transfer caches
+// Lock order everywhere: sampler -> registry -> per-CPU cache locks -> transfer caches
 // -> central lists -> back-end -> metadata arena. No path takes them in another order.
 void Static::PrepareFork() {
   if (!inited()) return;
   State& st = S();
+  SamplerLockForFork();
   st.registry.LockForFork();
 #if JSMALLOC_HAVE_RSEQ_SLAB
   if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.LockForFork();
@@ -200,6 +204,7 @@ void Static::ParentAfterFork() {
   if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.UnlockAfterFork(false);
 #endif
   st.registry.UnlockAfterFork(false);
+  SamplerUnlockAfterFork(false);
 }
 
 void Static::ChildAfterFork() {
@@ -214,6 +219,7 @@ void Static::ChildAfterFork() {
   if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.UnlockAfterFork(true);
 #endif
   st.registry.UnlockAfterFork(true);
+  SamplerUnlockAfterFork(true);
 }
 
 // jsmalloc_mark_thread_idle: gives the calling thread's cache back (its

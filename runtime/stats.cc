@@ -13,6 +13,7 @@
 #include "runtime/allocator.h"
 #include "runtime/background.h"
 #include "runtime/hugepage_coverage.h"
+#include "runtime/sampler.h"
 #include "runtime/static_vars.h"
 
 namespace jsmalloc {
@@ -176,6 +177,7 @@ void PrintStatsReport(Printer* out) {
   }
   Static::backend()->Print(out);
   PrintHugepageSection(out);
+  PrintSamplingSection(out);
 }
 
 size_t WriteStatsReport(char* buf, size_t len) {
@@ -268,6 +270,14 @@ constexpr const char* kPropertyNames[] = {
     "jsmalloc.background_release_rate",
     "jsmalloc.background_io_uring",
     "jsmalloc.background_released_bytes",
+    "jsmalloc.sampling.interval",
+    "jsmalloc.sampling.samples_total",
+    "jsmalloc.sampling.live_samples",
+    "jsmalloc.sampling.live_bytes_estimate",
+    "jsmalloc.sampling.live_objects_estimate",
+    "jsmalloc.sampling.peak_bytes_estimate",
+    "jsmalloc.sampling.allocation_profile_active",
+    "jsmalloc.sampling.kept_span_bytes",
 };
 
 }  // namespace
@@ -287,6 +297,7 @@ bool GetNumericProperty(const char* name, size_t* value) {
     *value = name[sizeof("jsmalloc.hugepage_coverage") - 1] == '\0' ? c.ppm : (c.exact ? 1 : 0);
     return true;
   }
+  if (strncmp(name, "jsmalloc.sampling.", 18) == 0) return GetSamplingProperty(name, value);
   if (strncmp(name, "jsmalloc.hugepage.", 18) == 0 && Static::hugepage_allocator() != nullptr) {
     HugePageStats h = Static::hugepage_allocator()->HugeStats();
     const struct {

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "probes/jsmalloc_probes.h"
+
 namespace jsmalloc {
 
 int TransferCache::DefaultCapacity(size_t object_size, int batch) {
@@ -30,6 +32,7 @@ void TransferCache::InsertRange(void* const* batch, int n) {
   }
   ++insert_misses_;
   lock_.Unlock();
+  JSMALLOC_PROBE(transfer_overflow, central_->sizeclass(), n, used, capacity_);
   central_->InsertRange(batch, n);
 }
 

@@ -17,6 +17,11 @@ ANALYSIS_END = "<!-- analysis:end -->"
 TIME_TARGET = 0.95   # geomean wall time, JSMalloc / best peer
 RSS_TARGET = 1.00    # geomean peak RSS, JSMalloc / best peer
 COVERAGE_TARGET = 0.95
+# Heap sampling at its default interval: geomean wall time with sampling on /
+# off (jsmalloc / jsmalloc-nosample) at most this.
+SAMPLING_TARGET = 1.01
+SAMPLING_OFF = "jsmalloc-nosample"
+SAMPLING_64K = "jsmalloc-sample64k"
 STEADY_WORKLOADS = ("steady_churn",)
 
 WORKLOAD_NOTES = {
@@ -143,6 +148,41 @@ class Report:
         rows.append(geo)
         return headers, rows
 
+    # ------------------------------------------------------- sampling cost --
+
+    def has_sampling(self):
+        return SAMPLING_OFF in self.allocs and ("jsmalloc" in self.allocs or SAMPLING_64K in self.allocs)
+
+    def sampling_ratio(self, wl, alloc, key):
+        v, off = self.value(wl, alloc, key), self.value(wl, SAMPLING_OFF, key)
+        if v is None or off is None or off <= 0:
+            return None
+        return v / off
+
+    def sampling_geo(self, alloc, key):
+        return geomean([self.sampling_ratio(wl, alloc, key) for wl in self.workloads])
+
+    def sampling_table(self):
+        """Wall and CPU time with sampling off, at the default interval (2 MiB)
+        and at 64 KiB, and the ratios to off; a geomean row."""
+        headers = ["workload", "off: wall s", "2 MiB: wall s", "64 KiB: wall s",
+                   "2 MiB / off (wall)", "64 KiB / off (wall)", "2 MiB / off (cpu)", "64 KiB / off (cpu)"]
+        rows = []
+        for wl in self.workloads:
+            row = [wl]
+            for a in (SAMPLING_OFF, "jsmalloc", SAMPLING_64K):
+                row.append(fnum(self.value(wl, a, "wall_s"), ".2f"))
+            for key in ("wall_s", "cpu_s"):
+                for a in ("jsmalloc", SAMPLING_64K):
+                    row.append(fnum(self.sampling_ratio(wl, a, key), ".3f"))
+            rows.append(row)
+        geo = ["geomean", "", "", ""]
+        for key in ("wall_s", "cpu_s"):
+            for a in ("jsmalloc", SAMPLING_64K):
+                geo.append(fnum(self.sampling_geo(a, key), ".3f"))
+        rows.append(geo)
+        return headers, rows
+
     def has_coverage(self):
         return any(wl in self.workloads for wl in ("steady_churn", "fragmentation"))
 
@@ -214,6 +254,13 @@ class Report:
         else:
             out.append(("instructions per pair", "JSMalloc <= fewest peer (callgrind, malloc(64)+free)",
                         "not measured in this run", None))
+        if self.has_sampling():
+            g = self.sampling_geo("jsmalloc", "wall_s")
+            g64 = self.sampling_geo(SAMPLING_64K, "wall_s")
+            out.append(("sampling overhead",
+                        f"geomean wall time, sampling at 2 MiB / off <= {SAMPLING_TARGET:.2f}",
+                        f"{fnum(g, '.3f')} (64 KiB: {fnum(g64, '.3f')}) over {len(self.workloads)} workloads",
+                        None if g is None else g <= SAMPLING_TARGET))
         for wl in STEADY_WORKLOADS:
             c = self.value(wl, "jsmalloc", "thp_cov")
             pc = [(p, self.value(wl, p, "thp_cov")) for p in self.peers]
@@ -280,6 +327,10 @@ class Report:
         if self.has_coverage():
             h, r = self.coverage_table()
             out += ["", "Hugepage coverage (AnonHugePages / Anonymous)", text_table(h, r)]
+        if self.has_sampling():
+            h, r = self.sampling_table()
+            out += ["", "Heap sampling overhead (JSMALLOC_SAMPLE_INTERVAL: off, 2 MiB, 64 KiB)",
+                    text_table(h, r)]
         mt = self.micro_table()
         if mt:
             out += ["", "Micro-benchmarks (ns per item)", text_table(*mt)]
@@ -463,6 +514,8 @@ plot {plots}
              mach["preload"].get("jsmalloc", "not run")],
             ["jsmalloc-perthread", "same library", "as jsmalloc", mach["preload"].get("jsmalloc-perthread", "not run")],
             ["jsmalloc-legacy", "same library", "as jsmalloc", mach["preload"].get("jsmalloc-legacy", "not run")],
+            ["jsmalloc-nosample", "same library", "as jsmalloc", mach["preload"].get(SAMPLING_OFF, "not run")],
+            ["jsmalloc-sample64k", "same library", "as jsmalloc", mach["preload"].get(SAMPLING_64K, "not run")],
         ], right_from=9))
         L.append("")
         if mach["js_heads"]:
@@ -500,9 +553,11 @@ plot {plots}
         L.append(
             "- Ratios compare `jsmalloc` (default: per-CPU front-end, hugepage-aware back-end) with "
             "the best of the peers (glibc, jemalloc, tcmalloc, mimalloc) on each workload; "
-            "`jsmalloc-perthread` (`JSMALLOC_PER_CPU=0`) and `jsmalloc-legacy` "
-            "(`JSMALLOC_BACKEND=legacy`) are shown but are not peers. Geomean rows are geometric "
-            "means over the workloads of each column's ratio to the best peer.")
+            "`jsmalloc-perthread` (`JSMALLOC_PER_CPU=0`), `jsmalloc-legacy` "
+            "(`JSMALLOC_BACKEND=legacy`), `jsmalloc-nosample` (`JSMALLOC_SAMPLE_INTERVAL=0`) and "
+            "`jsmalloc-sample64k` (`JSMALLOC_SAMPLE_INTERVAL=65536`) are shown but are not peers. "
+            "Geomean rows are geometric means over the workloads of each column's ratio to the "
+            "best peer. `jsmalloc` samples the heap at its default interval (2 MiB).")
         L.append(
             "- Hugepage coverage = `AnonHugePages / Anonymous` from `/proc/self/smaps_rollup`, read "
             "by the workload itself: for `steady_churn` at the end of the steady state (working set "
@@ -552,6 +607,18 @@ plot {plots}
         if "rss_over_time" in charts:
             L.append(f"![steady_churn RSS over time]({os.path.relpath(charts['rss_over_time'], doc_dir)})")
             L.append("")
+        L.append("## Heap sampling overhead")
+        L.append("")
+        if self.has_sampling():
+            L.append(f"The same library with heap sampling off (`jsmalloc-nosample`), at the default "
+                     f"interval of 2 MiB (`jsmalloc`) and at 64 KiB (`jsmalloc-sample64k`); ratios to "
+                     f"sampling off (median of the runs; below 1 is noise). Target: geomean wall-time "
+                     f"ratio at the default <= {SAMPLING_TARGET:.2f}.")
+            L.append("")
+            L.append(md_table(*self.sampling_table()))
+        else:
+            L.append("Not measured: the run did not include `jsmalloc-nosample` and `jsmalloc`.")
+        L.append("")
         mt = self.micro_table()
         L.append("## Micro-benchmarks")
         L.append("")

@@ -78,6 +78,39 @@ JSMALLOC_EXPORT void jsmalloc_mark_thread_busy(void);
 /* Bytes per second the background thread releases (0 if never set). */
 JSMALLOC_EXPORT size_t jsmalloc_get_background_release_rate(void);
 
+/* ---- Heap sampling and profiles --------------------------------------------
+ * On average one allocation per `interval` bytes allocated is sampled
+ * (exponentially distributed intervals, counted per thread): its size,
+ * alignment, time and stack are recorded until it is freed. The profiles below
+ * are written in the legacy gperftools heap-profile format (heap_v2, with
+ * /proc/self/maps appended), which `google-pprof --text PROGRAM FILE` reads;
+ * pprof scales each sample back to an unbiased estimate of all allocations.
+ * Functions returning int return 1 on success and 0 on failure (errno set).
+ * See docs/tuning.md. */
+
+/* Mean sampling interval in bytes; 0 turns sampling off (the default is
+ * JSMALLOC_SAMPLE_INTERVAL, or 2 MiB). The calling thread switches at once;
+ * other threads when their current interval runs out (within 16 MiB of their
+ * allocations if sampling was off). */
+JSMALLOC_EXPORT void jsmalloc_set_sample_interval(size_t bytes);
+JSMALLOC_EXPORT size_t jsmalloc_get_sample_interval(void);
+
+/* Writes a profile of the sampled allocations that are live now to `path`
+ * (created or truncated). */
+JSMALLOC_EXPORT int jsmalloc_dump_heap_profile(const char *path);
+
+/* Writes the peak-heap profile to `path`: the sampled allocations that were
+ * live when the estimated live heap was at its highest so far. */
+JSMALLOC_EXPORT int jsmalloc_dump_peak_heap_profile(const char *path);
+
+/* Starts an allocation profile: every allocation sampled from now until the
+ * stop call is counted, whether it is freed or not. Returns 0 if one is
+ * already running (it goes on). */
+JSMALLOC_EXPORT int jsmalloc_start_allocation_profile(void);
+/* Ends the allocation profile and writes it to `path`. Returns 0 (errno
+ * EINVAL) if none was running. */
+JSMALLOC_EXPORT int jsmalloc_stop_allocation_profile(const char *path);
+
 /* Version string, e.g. "0.1.0". */
 JSMALLOC_EXPORT const char *jsmalloc_version(void);
 

@@ -31,6 +31,12 @@
 #pragma weak jsmalloc_mark_thread_idle
 #pragma weak jsmalloc_mark_thread_busy
 #pragma weak jsmalloc_version
+#pragma weak jsmalloc_set_sample_interval
+#pragma weak jsmalloc_get_sample_interval
+#pragma weak jsmalloc_dump_heap_profile
+#pragma weak jsmalloc_dump_peak_heap_profile
+#pragma weak jsmalloc_start_allocation_profile
+#pragma weak jsmalloc_stop_allocation_profile
 
 namespace jsmalloc {
 
@@ -150,6 +156,35 @@ class MallocExtension {
   }
   static void MarkThreadBusy() {
     if (&jsmalloc_mark_thread_busy != nullptr) jsmalloc_mark_thread_busy();
+  }
+
+  // Heap sampling: the mean interval in bytes between samples (0: off).
+  static size_t GetProfileSamplingInterval() {
+    return &jsmalloc_get_sample_interval != nullptr ? jsmalloc_get_sample_interval() : 0;
+  }
+  static void SetProfileSamplingInterval(size_t bytes) {
+    if (&jsmalloc_set_sample_interval != nullptr) jsmalloc_set_sample_interval(bytes);
+  }
+
+  // Profiles in the format google-pprof reads (see jsmalloc.h); false when
+  // the file could not be written (errno set) or JSMalloc is absent.
+  // The live heap now:
+  static bool DumpHeapProfile(const std::string& path) {
+    return &jsmalloc_dump_heap_profile != nullptr && jsmalloc_dump_heap_profile(path.c_str()) != 0;
+  }
+  // The live heap at its highest point so far:
+  static bool DumpPeakHeapProfile(const std::string& path) {
+    return &jsmalloc_dump_peak_heap_profile != nullptr &&
+           jsmalloc_dump_peak_heap_profile(path.c_str()) != 0;
+  }
+  // Every sampled allocation between the two calls (false from Start if a
+  // profile is already running, from Stop if none is).
+  static bool StartAllocationProfile() {
+    return &jsmalloc_start_allocation_profile != nullptr && jsmalloc_start_allocation_profile() != 0;
+  }
+  static bool StopAllocationProfile(const std::string& path) {
+    return &jsmalloc_stop_allocation_profile != nullptr &&
+           jsmalloc_stop_allocation_profile(path.c_str()) != 0;
   }
 };
 

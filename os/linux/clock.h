@@ -15,6 +15,13 @@ inline uint64_t MonotonicNanosCoarse() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+// Precise monotonic time (vDSO), for measuring short durations (probes).
+inline uint64_t MonotonicNanos() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 // Sleeps for about `ns` nanoseconds (the background thread's period).
 inline void SleepNanos(uint64_t ns) {
   struct timespec ts;

@@ -1,0 +1,60 @@
+// Stack traces of sampled allocations, without calling the system malloc.
+//
+// The allocator's entry points (malloc, operator new, ...) and the sampler's
+// own functions are placed in the section "jsmalloc_entry"; the linker
+// brackets it with __start_jsmalloc_entry / __stop_jsmalloc_entry. A captured
+// stack drops its leading frames while they lie in that section, so it starts
+// at the caller of malloc (or new) whichever entry point was used and whether
+// or not the entry point reached the sampler by a tail call.
+#ifndef JSMALLOC_RUNTIME_STACK_TRACE_H_
+#define JSMALLOC_RUNTIME_STACK_TRACE_H_
+
+#include <cstdint>
+
+// Marks a function as part of the allocator's entry path (see above).
+#define JSMALLOC_ENTRY_SECTION __attribute__((section("jsmalloc_entry")))
+
+namespace jsmalloc {
+
+// Writes up to `max` return addresses of the calling thread's stack into
+// out[], the allocator's own frames removed, innermost first; returns how
+// many. Unwinds with the call frame information (.eh_frame) through a cache
+// of per-PC rules, falling back to libgcc's _Unwind_Backtrace for frames the
+// cache cannot describe; neither allocates through malloc on the paths taken
+// for code with PT_GNU_EH_FRAME (the caller still guards against reentry:
+// see ThreadState::in_sampler).
+int CaptureStack(void** out, int max);
+
+// True if pc lies in the allocator's entry section.
+bool InAllocatorEntry(uintptr_t pc);
+
+// The two ways CaptureStack works, for tests: libgcc's _Unwind_Backtrace,
+// and (x86-64) a walk that caches each PC's unwind rule, computed from the
+// same call frame information; it returns -1 when a frame needs libgcc.
+int CaptureStackWithLibgcc(void** out, int max);
+int CaptureStackCached(void** out, int max);
+
+// Where a cached walk starts: a PC in the calling function and the stack
+// and frame pointers there. Taking it inline lets a caller (the sampler)
+// start the walk at its own frame, not two calls deeper.
+struct UnwindStart {
+  uintptr_t pc, sp, fp;
+};
+__attribute__((always_inline)) inline UnwindStart UnwindStartHere() {
+  UnwindStart s = {0, 0, 0};
+#if defined(__x86_64__)
+  asm volatile(
+      "leaq 0(%%rip), %0\n\t"
+      "movq %%rsp, %1\n\t"
+      "movq %%rbp, %2\n\t"
+      : "=&r"(s.pc), "=&r"(s.sp), "=&r"(s.fp));
+#endif
+  return s;
+}
+// The cached walk from `start` (which must be in a frame still on the
+// stack); -1 when a frame needs libgcc, or off x86-64.
+int CaptureStackFrom(const UnwindStart& start, void** out, int max);
+
+}  // namespace jsmalloc
+
+#endif  // JSMALLOC_RUNTIME_STACK_TRACE_H_
