@@ -158,7 +158,8 @@ void PrintStatsReport(Printer* out) {
   if (Static::front_end() == FrontEnd::kPerCpu) Static::cpu_cache().ClassStats(cpu_classes);
 #endif
   out->Str("class   size pages objs/span  spans     live  central_free  transfer  thread_cache"
-           "  cpu_cache  cpu_capacity  cpu_misses  transfer_hit%  cumulative_spans\n");
+           "  cpu_cache  cpu_capacity  cpu_misses  transfer_hit%  cumulative_spans"
+           "  live_KiB  central_KiB  transfer_KiB  thread_KiB  cpu_KiB\n");
   for (int cl = 1; cl < kNumClasses; ++cl) {
     CentralStats c = Static::central(cl).Stats();
     TransferStats tr = Static::transfer()[cl].Stats();
@@ -173,7 +174,11 @@ void PrintStatsReport(Printer* out) {
         .UW(tr.objects, 10).UW(tc_objs, 14).UW(cpu_classes[cl].objects, 11)
         .UW(cpu_classes[cl].capacity, 14).UW(cpu_classes[cl].misses, 12)
         .UW(total ? hits * 100 / total : 0, 15)
-        .UW(c.spans_created, 18).Char('\n');
+        .UW(c.spans_created, 18)
+        // The same counts in KiB: what each cache level holds of this class.
+        .UW(live * SizeMap::ClassSize(cl) >> 10, 10).UW(c.free_objects * SizeMap::ClassSize(cl) >> 10, 13)
+        .UW(tr.objects * SizeMap::ClassSize(cl) >> 10, 14).UW(tc_objs * SizeMap::ClassSize(cl) >> 10, 12)
+        .UW(cpu_classes[cl].objects * SizeMap::ClassSize(cl) >> 10, 9).Char('\n');
   }
   Static::backend()->Print(out);
   PrintHugepageSection(out);
