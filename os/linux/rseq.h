@@ -90,6 +90,7 @@ inline void SlabObjectReleased(void*) {}
 // that class is empty there (or the thread has no rseq registration).
 __attribute__((always_inline)) inline bool RseqSlabTryPop(uintptr_t base, size_t cl, void** out) {
   void* result;
+  uintptr_t region;
   bool popped;
   // Flags at label 5: "above" (CF=0, ZF=0) only after the successful compare
   // of current with begin; btl leaves CF=1 for an unregistered thread
@@ -103,29 +104,31 @@ __attribute__((always_inline)) inline bool RseqSlabTryPop(uintptr_t base, size_t
       ".quad 4f, (5f - 4f), 6f\n\t"
       ".popsection\n\t"
       "2:\n\t"
-      "leaq 3b(%%rip), %%rax\n\t"
-      "movq %%rax, %%fs:8(%[rseq])\n\t"
+      "leaq 3b(%%rip), %[region]\n\t"
+      "movq %[region], %%fs:8(%[rseq])\n\t"
       "4:\n\t"
-      "movslq %%fs:4(%[rseq]), %%rax\n\t"
-      "btl $31, %%eax\n\t"
+      "movslq %%fs:4(%[rseq]), %[region]\n\t"
+      "btl $31, %k[region]\n\t"
       "jc 5f\n\t"
-      "shlq $" JSMALLOC_PER_CPU_SHIFT_STR ", %%rax\n\t"
-      "addq %[base], %%rax\n\t"
-      "movzwl (%%rax,%[cl],8), %%ecx\n\t"
-      "cmpw 4(%%rax,%[cl],8), %%cx\n\t"
+      "shlq $" JSMALLOC_PER_CPU_SHIFT_STR ", %[region]\n\t"
+      "addq %[base], %[region]\n\t"
+      "movzwl (%[region],%[cl],8), %%ecx\n\t"
+      "cmpw 4(%[region],%[cl],8), %%cx\n\t"
       "jbe 5f\n\t"
-      "movq -8(%%rax,%%rcx,8), %[result]\n\t"
+      "movq -8(%[region],%%rcx,8), %[result]\n\t"
       "leal -1(%%rcx), %%ecx\n\t"
-      "movw %%cx, (%%rax,%[cl],8)\n\t"
+      "movw %%cx, (%[region],%[cl],8)\n\t"
       "5:\n\t"
       ".pushsection __rseq_failure, \"ax?\"\n\t"
       ".long 0x53053053\n\t"
       "6:\n\t"
       "jmp 2b\n\t"
       ".popsection\n\t"
-      : [result] "=&r"(result), "=@cca"(popped)
-      : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "r"(cl)
-      : "rax", "rcx", "memory");
+      // The result in rax, where malloc returns it: no move on the way out.
+      // The class in rdi, where the miss path (a tail call) takes it.
+      : [result] "=&a"(result), [region] "=&r"(region), "=@cca"(popped)
+      : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "D"(cl)
+      : "rcx", "memory");
   if (!popped) return false;
   SlabObjectAcquired(result);
   *out = result;
