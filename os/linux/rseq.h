@@ -77,6 +77,32 @@ inline void SlabObjectReleased(void*) {}
 #if defined(__x86_64__)
 #define JSMALLOC_HAVE_RSEQ_SLAB 1
 
+// Every critical section below has the same frame: a 32-byte-aligned
+// struct rseq_cs descriptor (label 3) for the range [4, 5) with abort handler
+// 6; label 2 arms rseq_cs (using the scratch register named) and is where the
+// abort handler jumps back to (the kernel clears rseq_cs on abort), and the
+// handler is preceded by the signature the kernel checks. The section's own
+// code goes between BEGIN (which ends at label 4) and END (label 5, the
+// first instruction after the commit).
+#define JSMALLOC_RSEQ_CS_BEGIN(scratch)          \
+  ".pushsection __rseq_cs, \"aw?\"\n\t"          \
+  ".balign 32\n\t"                                \
+  "3:\n\t"                                        \
+  ".long 0x0, 0x0\n\t"                            \
+  ".quad 4f, (5f - 4f), 6f\n\t"                   \
+  ".popsection\n\t"                               \
+  "2:\n\t"                                        \
+  "leaq 3b(%%rip), " scratch "\n\t"              \
+  "movq " scratch ", %%fs:8(%[rseq])\n\t"        \
+  "4:\n\t"
+#define JSMALLOC_RSEQ_CS_END                       \
+  "5:\n\t"                                        \
+  ".pushsection __rseq_failure, \"ax?\"\n\t"     \
+  ".long 0x53053053\n\t"                          \
+  "6:\n\t"                                        \
+  "jmp 2b\n\t"                                    \
+  ".popsection\n\t"
+
 // The critical sections below are plain asm statements, not `asm goto`: an
 // earlier `asm goto` version with an output operand gave wrong pointers with
 // GCC 12 in some inlining contexts (TSan builds, and a release build once a
@@ -97,16 +123,7 @@ __attribute__((always_inline)) inline bool RseqSlabTryPop(uintptr_t base, size_t
   // (negative cpu_id), jbe leaves CF=1 or ZF=1 for an empty class, and lea,
   // mov and movw do not touch the flags.
   asm volatile(
-      ".pushsection __rseq_cs, \"aw?\"\n\t"
-      ".balign 32\n\t"
-      "3:\n\t"
-      ".long 0x0, 0x0\n\t"
-      ".quad 4f, (5f - 4f), 6f\n\t"
-      ".popsection\n\t"
-      "2:\n\t"
-      "leaq 3b(%%rip), %[region]\n\t"
-      "movq %[region], %%fs:8(%[rseq])\n\t"
-      "4:\n\t"
+      JSMALLOC_RSEQ_CS_BEGIN("%[region]")
       "movslq %%fs:4(%[rseq]), %[region]\n\t"
       "btl $31, %k[region]\n\t"
       "jc 5f\n\t"
@@ -118,12 +135,7 @@ __attribute__((always_inline)) inline bool RseqSlabTryPop(uintptr_t base, size_t
       "movq -8(%[region],%%rcx,8), %[result]\n\t"
       "leal -1(%%rcx), %%ecx\n\t"
       "movw %%cx, (%[region],%[cl],8)\n\t"
-      "5:\n\t"
-      ".pushsection __rseq_failure, \"ax?\"\n\t"
-      ".long 0x53053053\n\t"
-      "6:\n\t"
-      "jmp 2b\n\t"
-      ".popsection\n\t"
+      JSMALLOC_RSEQ_CS_END
       // The result in rax, where malloc returns it: no move on the way out.
       // The class in rdi, where the miss path (a tail call) takes it.
       : [result] "=&a"(result), [region] "=&r"(region), "=@cca"(popped)
@@ -150,16 +162,7 @@ __attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t c
   // end; testq clears CF for an unregistered thread, jae leaves CF=0 for a
   // full class, and mov, inc and movw do not touch CF.
   asm volatile(
-      ".pushsection __rseq_cs, \"aw?\"\n\t"
-      ".balign 32\n\t"
-      "3:\n\t"
-      ".long 0x0, 0x0\n\t"
-      ".quad 4f, (5f - 4f), 6f\n\t"
-      ".popsection\n\t"
-      "2:\n\t"
-      "leaq 3b(%%rip), %%rax\n\t"
-      "movq %%rax, %%fs:8(%[rseq])\n\t"
-      "4:\n\t"
+      JSMALLOC_RSEQ_CS_BEGIN("%%rax")
       "movslq %%fs:4(%[rseq]), %%rax\n\t"
       "testq %%rax, %%rax\n\t"
       "js 5f\n\t"
@@ -171,12 +174,7 @@ __attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t c
       "movq %[p], (%%rax,%%rcx,8)\n\t"
       "incl %%ecx\n\t"
       "movw %%cx, (%%rax,%[cl],8)\n\t"
-      "5:\n\t"
-      ".pushsection __rseq_failure, \"ax?\"\n\t"
-      ".long 0x53053053\n\t"
-      "6:\n\t"
-      "jmp 2b\n\t"
-      ".popsection\n\t"
+      JSMALLOC_RSEQ_CS_END
       : "=@ccb"(pushed)
       : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "r"(cl), [p] "r"(p)
       : "rax", "rcx", "memory");
@@ -194,16 +192,7 @@ __attribute__((always_inline)) inline size_t RseqSlabPopBatch(uintptr_t base, si
                                                               size_t n) {
   uintptr_t region, cur, i, k, slots, tmp;
   asm volatile(
-      ".pushsection __rseq_cs, \"aw?\"\n\t"
-      ".balign 32\n\t"
-      "3:\n\t"
-      ".long 0x0, 0x0\n\t"
-      ".quad 4f, (5f - 4f), 6f\n\t"
-      ".popsection\n\t"
-      "2:\n\t"
-      "leaq 3b(%%rip), %[region]\n\t"
-      "movq %[region], %%fs:8(%[rseq])\n\t"
-      "4:\n\t"
+      JSMALLOC_RSEQ_CS_BEGIN("%[region]")
       "xorl %k[k], %k[k]\n\t"
       "movslq %%fs:4(%[rseq]), %[region]\n\t"
       "testq %[region], %[region]\n\t"
@@ -231,12 +220,7 @@ __attribute__((always_inline)) inline size_t RseqSlabPopBatch(uintptr_t base, si
       "8:\n\t"
       "movq %[tmp], %[k]\n\t"
       "movw %w[cur], (%[region],%[cl],8)\n\t"
-      "5:\n\t"
-      ".pushsection __rseq_failure, \"ax?\"\n\t"
-      ".long 0x53053053\n\t"
-      "6:\n\t"
-      "jmp 2b\n\t"
-      ".popsection\n\t"
+      JSMALLOC_RSEQ_CS_END
       : [region] "=&r"(region), [cur] "=&r"(cur), [i] "=&r"(i), [k] "=&r"(k),
         [slots] "=&r"(slots), [tmp] "=&r"(tmp)
       : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "r"(cl), [out] "r"(out), [n] "r"(n)
@@ -252,16 +236,7 @@ __attribute__((always_inline)) inline size_t RseqSlabPushBatch(uintptr_t base, s
   for (size_t j = 0; j < n; ++j) SlabObjectReleased(in[j]);
   uintptr_t region, cur, i, k, slots, tmp;
   asm volatile(
-      ".pushsection __rseq_cs, \"aw?\"\n\t"
-      ".balign 32\n\t"
-      "3:\n\t"
-      ".long 0x0, 0x0\n\t"
-      ".quad 4f, (5f - 4f), 6f\n\t"
-      ".popsection\n\t"
-      "2:\n\t"
-      "leaq 3b(%%rip), %[region]\n\t"
-      "movq %[region], %%fs:8(%[rseq])\n\t"
-      "4:\n\t"
+      JSMALLOC_RSEQ_CS_BEGIN("%[region]")
       "xorl %k[k], %k[k]\n\t"
       "movslq %%fs:4(%[rseq]), %[region]\n\t"
       "testq %[region], %[region]\n\t"
@@ -288,12 +263,7 @@ __attribute__((always_inline)) inline size_t RseqSlabPushBatch(uintptr_t base, s
       "addl %k[tmp], %k[cur]\n\t"
       "movq %[tmp], %[k]\n\t"
       "movw %w[cur], (%[region],%[cl],8)\n\t"
-      "5:\n\t"
-      ".pushsection __rseq_failure, \"ax?\"\n\t"
-      ".long 0x53053053\n\t"
-      "6:\n\t"
-      "jmp 2b\n\t"
-      ".popsection\n\t"
+      JSMALLOC_RSEQ_CS_END
       : [region] "=&r"(region), [cur] "=&r"(cur), [i] "=&r"(i), [k] "=&r"(k),
         [slots] "=&r"(slots), [tmp] "=&r"(tmp)
       : [rseq] "r"(g_rseq_offset), [base] "r"(base), [cl] "r"(cl), [in] "r"(in), [n] "r"(n)
