@@ -81,11 +81,11 @@ bool HugeCache::Get(size_t count, HugePageId* first, bool* backed) {
   if (r.backed) {
     backed_free_ -= count;
     ++hits_;
-    JSMALLOC_PROBE(hugecache_hit, ProbeAddr(HugePageStart(start)), count, kProbeNumaNode);
+    JSMALLOC_PROBE(hugecache_hit, ProbeAddr(HugePageStart(start)), count, ProbeNumaNode());
   } else {
     unbacked_free_ -= count;
     ++misses_;
-    JSMALLOC_PROBE(hugecache_miss, ProbeAddr(HugePageStart(start)), count, kProbeNumaNode);
+    JSMALLOC_PROBE(hugecache_miss, ProbeAddr(HugePageStart(start)), count, ProbeNumaNode());
   }
   in_use_ += count;
   NoteDemand();
@@ -110,8 +110,8 @@ size_t HugeCache::ReleaseRange(RangeMap::iterator it, size_t max) {
   size_t take = count < max ? count : max;
   HugePageId rel = start + count - take;
   if (!source_->Release(HugePageStart(rel), take * kHugePageSize)) return 0;
-  JSMALLOC_PROBE(hugecache_release, ProbeAddr(HugePageStart(rel)), take, kProbeNumaNode);
-  JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(rel)), take, kProbeNumaNode);
+  JSMALLOC_PROBE(hugecache_release, ProbeAddr(HugePageStart(rel)), take, ProbeNumaNode());
+  JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(rel)), take, ProbeNumaNode());
   free_.erase(it);
   if (take < count) free_.emplace(start, Range{count - take, true});
   backed_free_ -= take;

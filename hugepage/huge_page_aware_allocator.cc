@@ -34,7 +34,7 @@ void RecordSpan(PageMap* pagemap, PageId first, Length n, Span* s) {
 // Hugepages handed out unbacked will be faulted in from the OS.
 void ProbeTaken(HugePageId first, size_t count, bool backed) {
   if (!backed) {
-    JSMALLOC_PROBE(hugepage_taken, ProbeAddr(HugePageStart(first)), count, kProbeNumaNode);
+    JSMALLOC_PROBE(hugepage_taken, ProbeAddr(HugePageStart(first)), count, ProbeNumaNode());
   }
 }
 
@@ -47,6 +47,7 @@ Span* HugePageAwareAllocator::MakeSpan(PageId first, Length n, Span::Origin orig
   s->num_pages = n;
   s->location = Span::kInUse;
   s->origin = origin;
+  s->partition = options_.partition;
   if (!pagemap_->Ensure(first, n)) {
     span_pool_.Delete(s);
     return nullptr;
@@ -91,7 +92,7 @@ void HugePageAwareAllocator::MaybeCollapse(PageTracker* t) {
     ++collapse_failures_;
   }
   JSMALLOC_PROBE(hugepage_collapsed, ProbeAddr(HugePageStart(t->hugepage())), static_cast<int>(ok),
-                 kProbeNumaNode);
+                 ProbeNumaNode());
   // Either way, stop trying for this hugepage until it is subreleased again.
   t->MarkWhole();
 }
@@ -161,12 +162,12 @@ Span* HugePageAwareAllocator::AllocRegion(Length n) {
     // own accounting of backed hugepages is exact.
     if (backed) {
       source_->Release(HugePageStart(h), hps * kHugePageSize);
-      JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(h)), hps, kProbeNumaNode);
+      JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(h)), hps, ProbeNumaNode());
     }
     best->Init(h, hps, source_);
     regions_.PushFront(best);
     ++region_count_;
-    JSMALLOC_PROBE(region_created, ProbeAddr(HugePageStart(h)), hps, kProbeNumaNode);
+    JSMALLOC_PROBE(region_created, ProbeAddr(HugePageStart(h)), hps, ProbeNumaNode());
   }
   if (!best->Alloc(n, &page, &newly_backed)) return nullptr;
   Span* s = MakeSpan(page, n, Span::kFromRegion);
@@ -240,7 +241,7 @@ void HugePageAwareAllocator::ReturnTracker(PageTracker* t) {
   bool backed = t->released() == 0;
   if (!backed) {
     source_->Release(HugePageStart(h), kHugePageSize);
-    JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(h)), 1, kProbeNumaNode);
+    JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(h)), 1, ProbeNumaNode());
   }
   trackers_.Set(h, nullptr);
   tracker_pool_.Delete(t);
@@ -293,7 +294,7 @@ void HugePageAwareAllocator::Delete(Span* span) {
         IntrusiveList<HugeRegion>::Remove(r);
         --region_count_;
         JSMALLOC_PROBE(region_freed, ProbeAddr(HugePageStart(r->first_hugepage())), r->hugepages(),
-                       kProbeNumaNode);
+                       ProbeNumaNode());
         cache_.Put(r->first_hugepage(), r->hugepages(), false);
         region_pool_.Delete(r);
       }

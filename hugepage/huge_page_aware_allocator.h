@@ -29,6 +29,7 @@ struct HugePageAwareOptions {
   uint64_t demand_epoch_ns = 1000000000;
   size_t region_hugepages = HugeRegion::kMaxHugePages;
   bool collapse = false;               // MADV_COLLAPSE hugepages refilled after subrelease
+  uint8_t partition = 0;               // NUMA partition stamped on every span
 };
 
 // Hugepage accounting for the stats report and the coverage property.

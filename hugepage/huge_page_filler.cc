@@ -32,7 +32,7 @@ PageTracker* HugePageFiller::TryAlloc(Length n, PageId* page, Length* was_releas
       Length idx = t->Alloc(n, was_released);
       if (t->full()) {
         JSMALLOC_PROBE(hugepage_filled, ProbeAddr(HugePageStart(t->hugepage())), t->broken(),
-                       kProbeNumaNode);
+                       ProbeNumaNode());
       }
       used_pages_ += n;
       free_backed_pages_ -= n - *was_released;
@@ -101,7 +101,7 @@ Length HugePageFiller::SubRelease(Length desired) {
           });
           if (got > 0) {
             JSMALLOC_PROBE(hugepage_broken, ProbeAddr(HugePageStart(t->hugepage())), t->used(), got,
-                           kPagesPerHugePage, !was_broken, kProbeNumaNode);
+                           kPagesPerHugePage, !was_broken, ProbeNumaNode());
           }
           free_backed_pages_ -= got;
           released_pages_ += got;

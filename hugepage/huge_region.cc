@@ -33,7 +33,7 @@ bool HugeRegion::Alloc(Length n, PageId* page, size_t* newly_backed) {
       backed_.SetRange(h, 1);
       ++backed_count_;
       ++backed;
-      JSMALLOC_PROBE(hugepage_taken, ProbeAddr(HugePageStart(first_ + h)), 1, kProbeNumaNode);
+      JSMALLOC_PROBE(hugepage_taken, ProbeAddr(HugePageStart(first_ + h)), 1, ProbeNumaNode());
     }
     idle_.ClearRange(h, 1);
     used_in_hugepage_[h] = static_cast<uint16_t>(used_in_hugepage_[h] + (end - p));
@@ -73,7 +73,7 @@ size_t HugeRegion::ReleaseIdle(bool all) {
       --backed_count_;
       ++released;
       ++released_total_;
-      JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(first_ + h)), 1, kProbeNumaNode);
+      JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(first_ + h)), 1, ProbeNumaNode());
     }
   }
   return released;

@@ -32,6 +32,10 @@ class MemoryLimiter final : public PageAllocator {
   size_t limit_failures() const { return failures_.load(std::memory_order_relaxed); }
   PageAllocator* inner() const { return inner_; }
 
+  // Applies the limit to a span some part of the back-end (a NUMA partition)
+  // just made; returns it, or nullptr after giving it back.
+  Span* Admit(Span* span) { return Check(span); }
+
   Span* New(Length n) override { return Check(inner_->New(n)); }
   Span* NewAligned(Length n, Length align) override { return Check(inner_->NewAligned(n, align)); }
   void Delete(Span* span) override { inner_->Delete(span); }

@@ -21,6 +21,19 @@ struct BackendStats {
   size_t free_runs = 0;       // free runs (normal + returned)
   size_t released_total = 0;  // bytes released to the OS, cumulative
   size_t grow_calls = 0;      // times the heap asked the OS for memory
+
+  // Sums (several NUMA partitions' back-ends).
+  BackendStats& operator+=(const BackendStats& o) {
+    system_bytes += o.system_bytes;
+    free_bytes += o.free_bytes;
+    unmapped_bytes += o.unmapped_bytes;
+    in_use_bytes += o.in_use_bytes;
+    spans_in_use += o.spans_in_use;
+    free_runs += o.free_runs;
+    released_total += o.released_total;
+    grow_calls += o.grow_calls;
+    return *this;
+  }
 };
 
 // Where a back-end gets its address space. Injected so unit tests can hand

@@ -16,6 +16,7 @@ Span* PageHeap::NewSpan(PageId first, Length n) {
   if (s == nullptr) return nullptr;
   s->first_page = first;
   s->num_pages = n;
+  s->partition = options_.partition;
   return s;
 }
 
@@ -166,7 +167,9 @@ void PageHeap::MergeIntoFreeLists(Span* span) {
   Span::Location loc = span->location;
   if (span->first_page > 0) {
     Span* prev = pagemap_->Get(span->first_page - 1);
-    if (prev != nullptr && prev->location == loc && prev->last_page() == span->first_page - 1) {
+    // Another partition's heap may own the neighbouring mapping.
+    if (prev != nullptr && prev->location == loc && prev->last_page() == span->first_page - 1 &&
+        prev->partition == options_.partition) {
       RemoveFree(prev);
       span->first_page = prev->first_page;
       span->num_pages += prev->num_pages;
@@ -174,7 +177,8 @@ void PageHeap::MergeIntoFreeLists(Span* span) {
     }
   }
   Span* next = pagemap_->Get(span->last_page() + 1);
-  if (next != nullptr && next->location == loc && next->first_page == span->last_page() + 1) {
+  if (next != nullptr && next->location == loc && next->first_page == span->last_page() + 1 &&
+      next->partition == options_.partition) {
     RemoveFree(next);
     span->num_pages += next->num_pages;
     DeleteSpan(next);
@@ -331,10 +335,12 @@ bool PageHeap::CheckInvariants() {
     if (s->location != loc) return false;
     if (pagemap_->Get(s->first_page) != s || pagemap_->Get(s->last_page()) != s) return false;
     Span* prev = s->first_page > 0 ? pagemap_->Get(s->first_page - 1) : nullptr;
-    if (prev != nullptr && prev != s && prev->location == loc && prev->last_page() == s->first_page - 1)
+    if (prev != nullptr && prev != s && prev->location == loc && prev->last_page() == s->first_page - 1 &&
+        prev->partition == s->partition)
       return false;  // uncoalesced neighbour
     Span* next = pagemap_->Get(s->last_page() + 1);
-    if (next != nullptr && next != s && next->location == loc && next->first_page == s->last_page() + 1)
+    if (next != nullptr && next != s && next->location == loc && next->first_page == s->last_page() + 1 &&
+        next->partition == s->partition)
       return false;
     if (loc == Span::kOnNormalFreelist) free_bytes += s->bytes();
     else unmapped += s->bytes();

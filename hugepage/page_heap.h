@@ -20,6 +20,8 @@ struct PageHeapOptions {
   size_t keep_free_divisor = 4;
   // Smallest growth request to the OS.
   size_t min_grow_bytes = kHugePageSize;
+  // NUMA partition stamped on every span (several heaps share one pagemap).
+  uint8_t partition = 0;
 };
 
 class PageHeap final : public PageAllocator {

@@ -13,7 +13,7 @@ void* SystemPageSource::Map(size_t bytes, size_t align, void* hint) {
   if (p != nullptr && advise_hugepages_ && !os::AdviseHugePages(p, bytes)) {
     advise_failures_.fetch_add(1, std::memory_order_relaxed);
   }
-  if (p != nullptr) JSMALLOC_PROBE(backend_grow, bytes, ProbeAddr(p), kProbeNumaNode);
+  if (p != nullptr) JSMALLOC_PROBE(backend_grow, bytes, ProbeAddr(p), ProbeNumaNode());
   return p;
 }
 

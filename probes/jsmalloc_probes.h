@@ -83,9 +83,26 @@ JSMALLOC_PROBE_LIST(JSMALLOC_PROBE_DECLARE_SEMAPHORE_)
 
 namespace jsmalloc {
 
-// The NUMA node argument of back-end probes. One node for now; issue 7
-// (NUMA-aware back-ends) passes each back-end's node instead.
-inline constexpr int kProbeNumaNode = 0;
+// The NUMA node argument of back-end probes: the node of the partition whose
+// back-end is working. A thread-local override (node + 1, 0 for none) set
+// around each call into a partition, so the components under it need not
+// know their node; otherwise the process's single node.
+extern __thread int t_probe_numa_node __attribute__((tls_model("initial-exec")));
+extern int g_probe_default_numa_node;
+inline int ProbeNumaNode() {
+  int n = t_probe_numa_node;
+  return n != 0 ? n - 1 : g_probe_default_numa_node;
+}
+class ProbeNumaNodeScope {
+ public:
+  explicit ProbeNumaNodeScope(int node) : saved_(t_probe_numa_node) { t_probe_numa_node = node + 1; }
+  ~ProbeNumaNodeScope() { t_probe_numa_node = saved_; }
+  ProbeNumaNodeScope(const ProbeNumaNodeScope&) = delete;
+  ProbeNumaNodeScope& operator=(const ProbeNumaNodeScope&) = delete;
+
+ private:
+  int saved_;
+};
 
 // Precise monotonic nanoseconds, for durations that probes report. Call it
 // only under JSMALLOC_PROBE_ENABLED: it is a clock read.

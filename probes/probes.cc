@@ -16,12 +16,15 @@ JSMALLOC_PROBE_LIST(JSMALLOC_PROBE_DEFINE_SEMAPHORE_)
 
 namespace jsmalloc {
 
+__thread int t_probe_numa_node __attribute__((tls_model("initial-exec"))) = 0;
+constinit int g_probe_default_numa_node = 0;
+
 uint64_t ProbeNowNs() { return os::MonotonicNanos(); }
 
 void ProbeReleaseScope::Fire() const {
   if (kind_ == kProbeReleaseDemand && *released_ == 0) return;
   uint64_t ns = ProbeNowNs() - t0_;
-  JSMALLOC_PROBE(release, kind_, requested_, *released_, ns, kProbeNumaNode);
+  JSMALLOC_PROBE(release, kind_, requested_, *released_, ns, ProbeNumaNode());
 }
 
 // Sets up a frame pointer in the (leaf) helper on the traced path: GCC

@@ -20,7 +20,38 @@ ThreadCache* GetCache() {
 
 void* AllocateUncached(int cl) {
   void* p = nullptr;
-  return Static::transfer()[cl].RemoveRange(&p, 1) == 1 ? p : nullptr;
+  return Static::transfer(Static::CurrentPartition())[cl].RemoveRange(&p, 1) == 1 ? p : nullptr;
+}
+
+// Several NUMA partitions: the free fast paths are off, and every small free
+// comes here. An object goes to the caller's cache only if it belongs to the
+// caller's node; otherwise straight back to its home partition.
+JSMALLOC_ALWAYS_INLINE void FreePartitioned(void* p, int cl) {
+  Span* span = g_pagemap.Get(PageIdOf(p));
+  if (JSMALLOC_UNLIKELY(span == nullptr)) os::FatalError("invalid free of pointer not allocated by jsmalloc:", p);
+  const int home = span->partition;
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (Static::front_end() == FrontEnd::kPerCpu) {
+    int cpu = os::RseqCurrentCpuInline();
+    // A thread that has only freed so far may not be registered with rseq yet.
+    if (JSMALLOC_UNLIKELY(cpu < 0) && os::RseqEnsureThreadRegistered()) cpu = os::RseqCurrentCpu();
+    if (JSMALLOC_LIKELY(cpu >= 0 && cpu < g_numa_cpus && g_numa_cpu_partition[cpu] == home)) {
+      // A migration between the check and the push can still leave the
+      // object on another node's CPU; the central list sends it home later.
+      if (!os::RseqSlabPush(g_percpu_base, static_cast<size_t>(cl), p)) CpuFreeMiss(p, cl);
+      return;
+    }
+  } else
+#endif
+  {
+    ThreadCache* tc = GetCache();
+    if (tc != nullptr && tc->partition() == home) {
+      tc->Deallocate(p, cl);
+      return;
+    }
+  }
+  Static::CountRemoteFree(home);
+  Static::transfer(home)[cl].InsertRange(&p, 1);
 }
 
 }  // namespace
@@ -39,7 +70,7 @@ void CpuFreeMiss(void* p, int cl) noexcept {
 #if JSMALLOC_HAVE_RSEQ_SLAB
   Static::cpu_cache().Overflow(p, cl);
 #else
-  Static::transfer()[cl].InsertRange(&p, 1);
+  Static::transfer(Static::CurrentPartition())[cl].InsertRange(&p, 1);
 #endif
 }
 
@@ -53,6 +84,11 @@ void* AllocateClassSlow(int cl) noexcept {
 }
 
 void* AllocateMiss(ThreadCache* tc, int cl) noexcept {
+  if (Static::num_partitions() > 1) {
+    // The thread's cache serves the node it runs on: follow a move.
+    int part = Static::CurrentPartition();
+    if (part != tc->partition()) tc->Rebind(part, Static::transfer(part));
+  }
   void* p = tc->FetchFromTransfer(cl);
   if (JSMALLOC_UNLIKELY(p == nullptr)) errno = ENOMEM;
   return p;
@@ -98,6 +134,10 @@ Span* LargeSpanOrDie(const void* p, const char* what) {
 }  // namespace
 
 void FreeSlow(void* p, int cl) noexcept {
+  if (cl != 0 && g_numa_cpu_partition != nullptr) {
+    FreePartitioned(p, cl);  // cl != 0: p is not null
+    return;
+  }
   if (p == nullptr) return;
   if (cl != 0) {
     if (Static::front_end() == FrontEnd::kPerCpu) {
@@ -111,7 +151,7 @@ void FreeSlow(void* p, int cl) noexcept {
     if (tc != nullptr) {
       tc->Deallocate(p, cl);
     } else {
-      Static::transfer()[cl].InsertRange(&p, 1);
+      Static::transfer(0)[cl].InsertRange(&p, 1);
     }
     return;
   }
@@ -149,7 +189,9 @@ void FlushCaches() {
 #if JSMALLOC_HAVE_RSEQ_SLAB
   if (Static::front_end() == FrontEnd::kPerCpu) Static::cpu_cache().DrainAll();
 #endif
-  for (int cl = 1; cl < kNumClasses; ++cl) Static::transfer()[cl].Drain();
+  for (int p = 0; p < Static::num_partitions(); ++p) {
+    for (int cl = 1; cl < kNumClasses; ++cl) Static::transfer(p)[cl].Drain();
+  }
   ReleaseKeptSampleSpans();
 }
 

@@ -15,6 +15,9 @@ namespace jsmalloc {
 
 struct ThreadState {
   ThreadCache* cache;  // null until the thread's first allocation
+  // The cache free() may push to directly: `cache`, except with several NUMA
+  // partitions, where a free must first find the object's home (FreeSlow).
+  ThreadCache* free_cache;
   bool in_setup;       // creating the cache (calls that may re-enter malloc)
   bool dead;           // cache destroyed at thread exit; use the middle-end
   // Heap sampling (runtime/sampler.h). Bytes left before the next sample;
@@ -63,6 +66,18 @@ JSMALLOC_ALWAYS_INLINE bool PerCpuActive(uintptr_t* base) {
   // Acquire (a plain load on x86) so that the rseq offset and slab layout
   // published before the base are seen by the critical section that uses it.
   *base = __atomic_load_n(&g_percpu_base, __ATOMIC_ACQUIRE);
+  return *base != 0;
+#else
+  *base = 0;
+  return false;
+#endif
+}
+
+// The free fast path's switch: the slab base, or 0 when frees go through
+// FreeSlow (several NUMA partitions: an object may belong to another node).
+JSMALLOC_ALWAYS_INLINE bool PerCpuFreeActive(uintptr_t* base) {
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  *base = __atomic_load_n(&g_percpu_free_base, __ATOMIC_ACQUIRE);
   return *base != 0;
 #else
   *base = 0;
@@ -138,13 +153,13 @@ JSMALLOC_ALWAYS_INLINE void Free(void* p) {
   int cl = g_pagemap.SizeClassOf(p);
 #if JSMALLOC_HAVE_RSEQ_SLAB
   uintptr_t base;
-  if (JSMALLOC_LIKELY(cl != 0 && PerCpuActive(&base))) {
+  if (JSMALLOC_LIKELY(cl != 0 && PerCpuFreeActive(&base))) {
     if (JSMALLOC_LIKELY(os::RseqSlabPush(base, static_cast<size_t>(cl), p))) return;
     CpuFreeMiss(p, cl);
     return;
   }
 #endif
-  ThreadCache* tc = t_state.cache;
+  ThreadCache* tc = t_state.free_cache;
   if (JSMALLOC_LIKELY(cl != 0 && tc != nullptr)) {
     tc->Deallocate(p, cl);
     return;

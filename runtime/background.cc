@@ -47,7 +47,12 @@ void BackgroundCycle(uint64_t now_ns, uint64_t elapsed_ns) {
   if (Static::front_end() == FrontEnd::kPerCpu) Static::cpu_cache().ResizePass(now_ns);
 #endif
   size_t got = 0;
-  if (HugePageAwareAllocator* h = Static::hugepage_allocator()) got += h->ReleaseExcess();
+  for (int p = 0; p < Static::num_partitions(); ++p) {
+    if (HugePageAwareAllocator* h = Static::hugepage_allocator(p)) {
+      ProbeNumaNodeScope node(Static::numa_plan().partition_node[p]);
+      got += h->ReleaseExcess();
+    }
+  }
   // The release rate: credit accrues with time, capped at one second's worth
   // so an idle period does not turn into a burst.
   size_t r = rate.load(std::memory_order_relaxed);

@@ -33,7 +33,7 @@ Span* CentralFreeList::Populate() {
   // Publish the class before any object of the span can reach free().
   pagemap_->SetSizeClass(span->first_page, span->num_pages, static_cast<uint8_t>(sizeclass_));
   JSMALLOC_PROBE(span_alloc, sizeclass_, span->num_pages, ProbeAddr(span->start()),
-                 objects_per_span_, kProbeNumaNode);
+                 objects_per_span_, home_ != nullptr ? node_ : ProbeNumaNode());
   return span;
 }
 
@@ -80,16 +80,22 @@ int CentralFreeList::RemoveRange(void** batch, int n) {
 void CentralFreeList::InsertRange(void* const* batch, int n) {
   Span* empty[64];
   int num_empty = 0;
+  void* strays[64];
+  int num_strays = 0;
   int spans_returned = 0;
   int i = 0;
   while (i < n) {
     lock_.Lock();
-    for (; i < n && num_empty < 64; ++i) {
+    for (; i < n && num_empty < 64 && num_strays < 64; ++i) {
       void* obj = batch[i];
       Span* span = pagemap_->Get(PageIdOf(obj));
       if (span == nullptr || span->sizeclass != sizeclass_ || span->location != Span::kInUse) {
         lock_.Unlock();
         os::FatalError("invalid free of pointer not allocated by jsmalloc:", obj);
+      }
+      if (JSMALLOC_UNLIKELY(span->partition != partition_) && home_ != nullptr) {
+        strays[num_strays++] = obj;
+        continue;
       }
       size_t offset = static_cast<size_t>(static_cast<char*>(obj) - static_cast<char*>(span->start()));
       if (offset % object_size_ != 0 || offset / object_size_ >= span->carved) {
@@ -123,11 +129,22 @@ void CentralFreeList::InsertRange(void* const* batch, int n) {
     for (int k = 0; k < num_empty; ++k) {
       pagemap_->SetSizeClass(empty[k]->first_page, empty[k]->num_pages, 0);
       JSMALLOC_PROBE(span_return, sizeclass_, empty[k]->num_pages, ProbeAddr(empty[k]->start()),
-                     kProbeNumaNode);
+                     home_ != nullptr ? node_ : ProbeNumaNode());
       pages_->Delete(empty[k]);
     }
     spans_returned += num_empty;
     num_empty = 0;
+    // The span's partition cannot change while its object is live.
+    for (int k = 0; k < num_strays; ++k) {
+      Span* span = pagemap_->Get(PageIdOf(strays[k]));
+      home_(span->partition, sizeclass_)->InsertRange(&strays[k], 1);
+    }
+    if (num_strays > 0) {
+      lock_.Lock();
+      objects_rehomed_ += static_cast<size_t>(num_strays);
+      lock_.Unlock();
+    }
+    num_strays = 0;
   }
   JSMALLOC_PROBE(central_return, sizeclass_, n, spans_returned);
 }
@@ -141,6 +158,7 @@ CentralStats CentralFreeList::Stats() {
   s.free_bytes = s.free_objects * object_size_ + num_spans_ * span_tail_bytes_;
   s.spans_created = spans_created_;
   s.spans_released = spans_released_;
+  s.objects_rehomed = objects_rehomed_;
   return s;
 }
 

@@ -19,6 +19,19 @@ struct CentralStats {
   size_t free_bytes = 0;      // free_objects * size + unusable span tails
   size_t spans_created = 0;   // cumulative
   size_t spans_released = 0;  // cumulative
+  size_t objects_rehomed = 0;  // objects of another partition passed home
+
+  // Sums (a class over NUMA partitions).
+  CentralStats& operator+=(const CentralStats& o) {
+    spans += o.spans;
+    live_objects += o.live_objects;
+    free_objects += o.free_objects;
+    free_bytes += o.free_bytes;
+    spans_created += o.spans_created;
+    spans_released += o.spans_released;
+    objects_rehomed += o.objects_rehomed;
+    return *this;
+  }
 };
 
 class CentralFreeList {
@@ -33,6 +46,15 @@ class CentralFreeList {
 
   void Init(int sizeclass, size_t object_size, Length pages_per_span, PageAllocator* pages,
             PageMap* pagemap);
+  // NUMA partitions: this list serves partition `partition`; an object of
+  // another partition's span that reaches it (a thread moved between nodes
+  // mid-operation) is passed on to home(its partition, class).
+  using HomeFn = CentralFreeList* (*)(int partition, int sizeclass);
+  void SetPartition(int partition, int node, HomeFn home) {
+    partition_ = static_cast<uint8_t>(partition);
+    node_ = node;
+    home_ = home;
+  }
 
   // Fills batch with up to n objects; returns how many (0 only when the
   // back-end is out of memory).
@@ -71,6 +93,10 @@ class CentralFreeList {
   size_t live_objects_ = 0;
   size_t spans_created_ = 0;
   size_t spans_released_ = 0;
+  size_t objects_rehomed_ = 0;
+  uint8_t partition_ = 0;
+  HomeFn home_ = nullptr;
+  int node_ = 0;  // for probes, with partitions
 };
 
 }  // namespace jsmalloc

@@ -53,6 +53,16 @@ class CpuCacheT {
   void Init(Env* env, PerCpuSlab* slab, TransferCache* transfer, MetadataArena* arena,
             size_t max_bytes_per_cpu);
 
+  // NUMA partitions: CPU c fills from and drains to
+  // transfer_by_partition[cpu_partition[c]] (both arrays outlive the cache).
+  void SetPartitions(TransferCache* const* transfer_by_partition, const uint8_t* cpu_partition,
+                     int partitions) {
+    for (int p = 0; p < partitions && p < kMaxCachePartitions; ++p) {
+      partition_transfer_[p] = transfer_by_partition[p];
+    }
+    cpu_partition_ = cpu_partition;
+  }
+
   // Called when the pop fast path found the class empty. Returns an object
   // (nullptr only when memory is exhausted).
   void* Underflow(int cl);
@@ -111,9 +121,16 @@ class CpuCacheT {
   // The calling thread's CPU, registering with rseq if needed; -1 if none.
   int CurrentCpu();
 
+  static constexpr int kMaxCachePartitions = 8;
+  TransferCache* TransferFor(int cpu) const {
+    return cpu_partition_ != nullptr && cpu >= 0 ? partition_transfer_[cpu_partition_[cpu]] : transfer_;
+  }
+
   Env* env_ = nullptr;
   PerCpuSlab* slab_ = nullptr;
   TransferCache* transfer_ = nullptr;
+  TransferCache* partition_transfer_[kMaxCachePartitions] = {};
+  const uint8_t* cpu_partition_ = nullptr;
   CpuState* cpus_ = nullptr;
   std::atomic<size_t> max_bytes_{0};
   std::atomic<uint64_t> last_resize_ns_{0};

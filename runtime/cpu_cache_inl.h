@@ -106,7 +106,8 @@ void* CpuCacheT<Env>::Underflow(int cl) {
     ++s.underflows;
     GrowLocked(cpu, s, cl, batch);
   }
-  int got = transfer_[cl].RemoveRange(buf, cpu >= 0 ? batch : 1);
+  TransferCache* transfer = TransferFor(cpu);
+  int got = transfer[cl].RemoveRange(buf, cpu >= 0 ? batch : 1);
   if (got == 0) return nullptr;
   // Keep one for the caller, cache the rest on whatever CPU we now run on,
   // in one critical section. Reversed so that pops hand them out in the order
@@ -120,7 +121,7 @@ void* CpuCacheT<Env>::Underflow(int cl) {
   }
   size_t pushed = rest > 0 ? env_->PushBatch(slab_, cl, buf + 1, static_cast<size_t>(rest)) : 0;
   if (pushed < static_cast<size_t>(rest)) {
-    transfer_[cl].InsertRange(buf + 1 + pushed, rest - static_cast<int>(pushed));
+    transfer[cl].InsertRange(buf + 1 + pushed, rest - static_cast<int>(pushed));
   }
   return buf[0];
 }
@@ -149,8 +150,9 @@ void CpuCacheT<Env>::Overflow(void* p, int cl) {
   // critical section), then retry.
   void* buf[64];
   size_t n = env_->PopBatch(slab_, cl, buf, static_cast<size_t>(batch));
-  if (n > 0) transfer_[cl].InsertRange(buf, static_cast<int>(n));
-  if (!env_->Push(slab_, cl, p)) transfer_[cl].InsertRange(&p, 1);
+  TransferCache* transfer = TransferFor(cpu);
+  if (n > 0) transfer[cl].InsertRange(buf, static_cast<int>(n));
+  if (!env_->Push(slab_, cl, p)) transfer[cl].InsertRange(&p, 1);
 }
 
 template <typename Env>
@@ -171,7 +173,7 @@ size_t CpuCacheT<Env>::DrainCpu(int cpu) {
     const size_t batch = static_cast<size_t>(SizeMap::BatchSize(cl));
     for (size_t i = 0; i < count; i += batch) {
       size_t k = count - i < batch ? count - i : batch;
-      transfer_[cl].InsertRange(objs + i, static_cast<int>(k));
+      TransferFor(cpu)[cl].InsertRange(objs + i, static_cast<int>(k));
     }
     bytes += count * SizeMap::ClassSize(cl);
     s.capacity[cl] = 0;

@@ -55,6 +55,14 @@ void WarnLine(const char* name, const char* value, const char* expected, const c
   os::WriteStderr(p.data(), p.written());
 }
 
+}  // namespace
+
+void WarnBadOption(const char* name, const char* value, const char* expected, const char* dflt) {
+  WarnLine(name, value, expected, dflt);
+}
+
+namespace {
+
 void GetBool(const char* name, bool* v) {
   const char* s = os::GetEnv(name);
   if (s == nullptr) return;
@@ -134,6 +142,15 @@ void ParseOptions(Options* out) {
   GetSize("JSMALLOC_SAMPLE_INTERVAL", &out->sample_interval);
   GetPath("JSMALLOC_HEAP_PROFILE_ON_EXIT", out->heap_profile_on_exit, sizeof(out->heap_profile_on_exit));
   GetPath("JSMALLOC_HEAP_PROFILE_PREFIX", out->heap_profile_prefix, sizeof(out->heap_profile_prefix));
+  GetBool("JSMALLOC_NUMA_AWARE", &out->numa_aware);
+  if (const char* b = os::GetEnv("JSMALLOC_NUMA_BIND")) {
+    if (strcmp(b, "none") == 0) out->numa_bind = 0;
+    else if (strcmp(b, "preferred") == 0) out->numa_bind = 1;
+    else if (strcmp(b, "strict") == 0) out->numa_bind = 2;
+    else WarnLine("JSMALLOC_NUMA_BIND", b, "none, preferred or strict", "preferred");
+  }
+  // Checked against the topology parser at initialisation (static_vars.cc).
+  GetPath("JSMALLOC_NUMA_TOPOLOGY", out->numa_topology, sizeof(out->numa_topology));
   const char* sig = os::GetEnv("JSMALLOC_HEAP_PROFILE_SIGNAL");
   if (sig != nullptr) {
     // A catchable signal's number: 1 to 64, not SIGKILL (9) or SIGSTOP (19).

@@ -5,6 +5,13 @@
 #define JSMALLOC_RUNTIME_ENV_OPTIONS_H_
 
 #include <cstddef>
+#include <cstdint>
+
+// The CMake option JSMALLOC_NUMA_AWARE_DEFAULT makes NUMA-aware mode the
+// default of a build.
+#ifndef JSMALLOC_NUMA_AWARE_DEFAULT
+#define JSMALLOC_NUMA_AWARE_DEFAULT 0
+#endif
 
 namespace jsmalloc {
 
@@ -27,10 +34,16 @@ struct Options {
   char heap_profile_on_exit[256] = {};              // JSMALLOC_HEAP_PROFILE_ON_EXIT (path)
   int heap_profile_signal = 0;                      // JSMALLOC_HEAP_PROFILE_SIGNAL (0: none)
   char heap_profile_prefix[256] = {};               // JSMALLOC_HEAP_PROFILE_PREFIX (signal dumps)
+  bool numa_aware = JSMALLOC_NUMA_AWARE_DEFAULT != 0;  // JSMALLOC_NUMA_AWARE
+  uint8_t numa_bind = 1;                            // JSMALLOC_NUMA_BIND: 0 none, 1 preferred, 2 strict
+  char numa_topology[256] = {};                     // JSMALLOC_NUMA_TOPOLOGY (injected, "0-1;2-3")
 };
 
 // Parses the environment into *out (which holds the defaults on entry).
 void ParseOptions(Options* out);
+
+// Prints the one warning line of a malformed setting.
+void WarnBadOption(const char* name, const char* value, const char* expected, const char* dflt);
 
 // Parsers shared with tests. Return false (leaving *out alone) on bad input.
 bool ParseBool(const char* s, bool* out);

@@ -26,16 +26,30 @@ size_t Ppm(size_t part, size_t whole) {
 
 HugepageCoverage ComputeHugepageCoverage() {
   Static::InitIfNeeded();
+  HugepageCoverage total;
+  total.exact = true;
+  for (int p = 0; p < Static::num_partitions(); ++p) {
+    HugepageCoverage c = ComputePartitionHugepageCoverage(p);
+    total.in_use_bytes += c.in_use_bytes;
+    total.covered_bytes += c.covered_bytes;
+    total.exact = total.exact && c.exact;
+  }
+  total.ppm = Ppm(total.covered_bytes, total.in_use_bytes);
+  return total;
+}
+
+HugepageCoverage ComputePartitionHugepageCoverage(int partition) {
+  Static::InitIfNeeded();
   HugepageCoverage c;
-  HugePageAwareAllocator* h = Static::hugepage_allocator();
+  HugePageAwareAllocator* h = Static::hugepage_allocator(partition);
   if (h == nullptr) {
     // Legacy page heap: no per-hugepage bookkeeping. Estimate from the
     // kernel's counters over the whole heap: in use x (THP share of RSS).
-    BackendStats b = Static::backend()->Stats();
+    BackendStats b = Static::partition_backend(partition)->Stats();
     c.in_use_bytes = b.in_use_bytes;
     uintptr_t lo, hi;
     size_t anon_huge = 0, rss = 0;
-    if (Static::legacy_heap_range(&lo, &hi) && hi > lo &&
+    if (Static::legacy_heap_range(partition, &lo, &hi) && hi > lo &&
         os::ThpBytesInRange(reinterpret_cast<void*>(lo), hi - lo, &anon_huge, &rss) && rss > 0) {
       double share = static_cast<double>(anon_huge) / static_cast<double>(rss);
       if (share > 1) share = 1;

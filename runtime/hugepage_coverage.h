@@ -16,7 +16,9 @@ struct HugepageCoverage {
   bool exact = false;
 };
 
+// Over every NUMA partition, and for one.
 HugepageCoverage ComputeHugepageCoverage();
+HugepageCoverage ComputePartitionHugepageCoverage(int partition);
 
 }  // namespace jsmalloc
 

@@ -239,9 +239,11 @@ JSMALLOC_API int malloc_info(int options, FILE* fp) noexcept {
   const size_t cached_bytes =
       s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes + s.cpu_cache_bytes;
   for (int cl = 1; cl < jsmalloc::kNumClasses; ++cl) {
-    jsmalloc::CentralStats c = jsmalloc::Static::central(cl).Stats();
-    size_t cached = jsmalloc::Static::transfer()[cl].objects();
-    size_t count = c.free_objects + cached;
+    size_t count = 0;
+    for (int part = 0; part < jsmalloc::Static::num_partitions(); ++part) {
+      count += jsmalloc::Static::central(part, cl).Stats().free_objects +
+               jsmalloc::Static::transfer(part)[cl].objects();
+    }
     if (count == 0) continue;
     size_t size = jsmalloc::SizeMap::ClassSize(cl);
     size_t from = cl > 1 ? jsmalloc::SizeMap::ClassSize(cl - 1) + 1 : 1;
@@ -316,6 +318,13 @@ JSMALLOC_API size_t jsmalloc_get_property_names(const char** names, size_t max) 
 JSMALLOC_API size_t jsmalloc_get_allocated_size(const void* p) { return jsmalloc::OwnedSize(p); }
 
 JSMALLOC_API int jsmalloc_get_ownership(const void* p) { return jsmalloc::OwnedSize(p) != 0 ? 1 : 0; }
+
+JSMALLOC_API int jsmalloc_get_numa_node(const void* p) {
+  if (jsmalloc::OwnedSize(p) == 0) return -1;
+  jsmalloc::Span* span = jsmalloc::g_pagemap.Get(jsmalloc::PageIdOf(p));
+  if (span == nullptr) return -1;
+  return jsmalloc::Static::numa_plan().partition_node[span->partition];
+}
 
 namespace jsmalloc {
 void ReleaseThreadCache();  // static_vars.cc

@@ -15,6 +15,7 @@
 #include "runtime/arena.h"
 #include "runtime/config.h"
 #include "runtime/span.h"
+#include "runtime/spinlock.h"
 
 namespace jsmalloc {
 
@@ -56,8 +57,10 @@ class PageMap {
   }
 
   // Makes sure leaves exist for [start, start+n). Returns false when the
-  // metadata arena is exhausted. Callers serialise (page heap lock).
+  // metadata arena is exhausted. Locked: the back-ends of several NUMA
+  // partitions share the map, and two creating one leaf would lose entries.
   bool Ensure(PageId start, Length n) {
+    SpinLockHolder h(&ensure_lock_);
     for (PageId key = start >> kLeafBits; key <= (start + n - 1) >> kLeafBits; ++key) {
       if ((key >> kRootBits) != 0) return false;
       if (root_[key].load(std::memory_order_relaxed) == nullptr) {
@@ -85,6 +88,7 @@ class PageMap {
   Leaf* LeafFor(PageId id) const { return root_[id >> kLeafBits].load(std::memory_order_relaxed); }
 
   MetadataArena* arena_ = nullptr;
+  SpinLock ensure_lock_;
   size_t leaf_bytes_ = 0;
   std::atomic<Leaf*> root_[kRootLength] = {};
 };

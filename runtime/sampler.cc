@@ -257,9 +257,10 @@ JSMALLOC_ENTRY_SECTION __attribute__((noinline)) void* TakeSample(size_t size, s
   st.lock.Lock();
   if (allocated <= kMaxSize && align_pages == 1) {
     // A kept span of the right length (it starts on a page, which is all
-    // the alignment asked for).
+    // the alignment asked for) and of the caller's NUMA partition.
+    const int partition = Static::CurrentPartition();
     for (int i = 0; i < st.kept_count; ++i) {
-      if (st.kept[i]->num_pages == pages) {
+      if (st.kept[i]->num_pages == pages && st.kept[i]->partition == partition) {
         span = st.kept[i];
         st.kept[i] = st.kept[--st.kept_count];
         st.kept_bytes -= span->bytes();

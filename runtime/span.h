@@ -34,6 +34,9 @@ struct Span {
   // Hugepage-aware back-end: which component the pages came from.
   enum Origin : uint8_t { kFromFiller = 0, kFromRegion = 1, kFromCache = 2, kFromCacheDonated = 3 };
   Origin origin = kFromFiller;
+  // NUMA partition whose back-end owns the pages (0 without partitions): a
+  // free goes home to it, and a page heap never coalesces across it.
+  uint8_t partition = 0;
   // Non-null while the span holds one sampled allocation (its record): the
   // sampler gives every sampled allocation a span of its own, and FreeSlow
   // hands the record back before the span returns to the back-end.

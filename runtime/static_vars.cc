@@ -4,9 +4,12 @@
 
 #include <new>
 
+#include "hugepage/bound_page_source.h"
 #include "hugepage/huge_page_aware_allocator.h"
 #include "hugepage/memory_limiter.h"
 #include "hugepage/page_heap.h"
+#include "hugepage/partitioned_backend.h"
+#include "os/linux/numa.h"
 #include "os/linux/clock.h"
 #include "runtime/background.h"
 #include "os/linux/os_memory.h"
@@ -17,19 +20,41 @@ namespace jsmalloc {
 
 constinit PageMap g_pagemap;
 constinit uintptr_t g_percpu_base = 0;
+constinit uintptr_t g_percpu_free_base = 0;
+constinit const uint8_t* g_numa_cpu_partition = nullptr;
+constinit int g_numa_cpus = 0;
 constinit std::atomic<bool> Static::inited_{false};
 constinit std::atomic<bool> Static::key_ready_{false};
 
 namespace {
 
+// One NUMA partition: a back-end and the middle-end over it. Without
+// NUMA-aware mode (or on one node) there is only partition 0.
+struct Partition {
+  CentralFreeList central[kMaxClasses];
+  TransferCache transfer[kMaxClasses];
+  BoundPageSource source;             // places fresh memory on the partition's nodes
+  PageAllocator* raw = nullptr;       // page heap or hugepage-aware
+  HugePageAwareAllocator* hpaa = nullptr;
+  PartitionView view;                 // what the central lists allocate from
+  std::atomic<size_t> remote_frees{0};  // objects freed home from another node's CPU
+  alignas(64) char backend_storage[sizeof(PageHeap) > sizeof(HugePageAwareAllocator)
+                                        ? sizeof(PageHeap)
+                                        : sizeof(HugePageAwareAllocator)];
+};
+
 struct State {
   Options options;
   SystemPageSource source;
-  PageAllocator* raw_backend = nullptr;  // page heap or hugepage-aware
-  HugePageAwareAllocator* hpaa = nullptr;
+  Partition first;  // partition 0 lives here; the others come from the arena
+  Partition* parts[kMaxNumaPartitions] = {};
+  int num_parts = 1;
+  NumaPlan plan;
+  os::NumaTopology topology;
+  const char* topology_source = "";  // "" when not read (NUMA-aware mode off)
+  PartitionedBackend partitioned;
+  PageAllocator* raw_backend = nullptr;  // partition 0's, or the partitioned one
   MemoryLimiter* limiter = nullptr;
-  CentralFreeList central[kMaxClasses];
-  TransferCache transfer[kMaxClasses];
   ThreadCacheRegistry registry;
   const char* per_cpu_off_reason = "";
 #if JSMALLOC_HAVE_RSEQ_SLAB
@@ -40,9 +65,6 @@ struct State {
 };
 
 alignas(64) constinit char state_storage[sizeof(State)] = {};
-alignas(64) constinit char heap_storage[sizeof(PageHeap) > sizeof(HugePageAwareAllocator)
-                                             ? sizeof(PageHeap)
-                                             : sizeof(HugePageAwareAllocator)] = {};
 alignas(64) constinit char limiter_storage[sizeof(MemoryLimiter)] = {};
 
 uint64_t Clock() { return os::MonotonicNanosCoarse(); }
@@ -57,23 +79,41 @@ void DestroyThreadCache(void* arg) {
   // Anything this thread allocates from now on (later TLS destructors) goes
   // straight to the middle-end.
   t_state.cache = nullptr;
+  t_state.free_cache = nullptr;
   t_state.dead = true;
   S().registry.Destroy(tc);
 }
 
+CentralFreeList* HomeCentral(int partition, int cl) { return &S().parts[partition]->central[cl]; }
+
 }  // namespace
 
 PageAllocator* Static::backend() { return S().limiter; }
-HugePageAwareAllocator* Static::hugepage_allocator() { return S().hpaa; }
+HugePageAwareAllocator* Static::hugepage_allocator() { return S().parts[0]->hpaa; }
+HugePageAwareAllocator* Static::hugepage_allocator(int p) { return S().parts[p]->hpaa; }
+PageAllocator* Static::partition_backend(int p) { return S().parts[p]->raw; }
+const BoundPageSource& Static::partition_source(int p) { return S().parts[p]->source; }
+size_t Static::partition_remote_frees(int p) {
+  return S().parts[p]->remote_frees.load(std::memory_order_relaxed);
+}
+void Static::CountRemoteFree(int home) {
+  S().parts[home]->remote_frees.fetch_add(1, std::memory_order_relaxed);
+}
+int Static::num_partitions() { return S().num_parts; }
+const NumaPlan& Static::numa_plan() { return S().plan; }
+const os::NumaTopology* Static::numa_topology() {
+  return S().topology_source[0] != '\0' ? &S().topology : nullptr;
+}
+const char* Static::numa_topology_source() { return S().topology_source; }
 MemoryLimiter* Static::memory_limiter() { return S().limiter; }
 SystemPageSource* Static::system_page_source() { return &S().source; }
-bool Static::legacy_heap_range(uintptr_t* lo, uintptr_t* hi) {
-  if (S().hpaa != nullptr) return false;
-  static_cast<PageHeap*>(S().raw_backend)->AddressRange(lo, hi);
+bool Static::legacy_heap_range(int p, uintptr_t* lo, uintptr_t* hi) {
+  if (S().parts[p]->hpaa != nullptr) return false;
+  static_cast<PageHeap*>(S().parts[p]->raw)->AddressRange(lo, hi);
   return true;
 }
-CentralFreeList& Static::central(int cl) { return S().central[cl]; }
-TransferCache* Static::transfer() { return S().transfer; }
+CentralFreeList& Static::central(int p, int cl) { return S().parts[p]->central[cl]; }
+TransferCache* Static::transfer(int p) { return S().parts[p]->transfer; }
 ThreadCacheRegistry& Static::registry() { return S().registry; }
 const Options& Static::options() { return S().options; }
 MetadataArena* Static::arena() { return GlobalArena(); }
@@ -82,7 +122,21 @@ const char* Static::per_cpu_off_reason() { return S().per_cpu_off_reason; }
 CpuCache& Static::cpu_cache() { return S().cpu_cache; }
 #endif
 
+int Static::CurrentPartition() {
+  State& st = S();
+  if (st.num_parts == 1) return 0;
+  // rseq's CPU id is one TLS load, but only once rseq is set up (per-CPU mode).
+  int cpu = -1;
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (front_end() == FrontEnd::kPerCpu) cpu = os::RseqCurrentCpu();
+#endif
+  if (cpu < 0) cpu = os::CurrentCpuSlow();
+  return st.plan.PartitionOfCpu(cpu);
+}
+
 namespace {
+
+int CurrentPartitionFn() { return Static::CurrentPartition(); }
 
 // Chooses the front-end: per-CPU caches wherever rseq works, unless
 // JSMALLOC_PER_CPU=0. Called under the init lock.
@@ -104,8 +158,17 @@ void InitFrontEnd(State* st) {
       uint16_t caps[kMaxClasses];
       PerCpuSlab::ComputeMaxCapacities(caps);
       st->slab.Init(mem, cpus, caps);
-      st->cpu_cache.Init(&st->cpu_env, &st->slab, st->transfer, GlobalArena(),
+      st->cpu_cache.Init(&st->cpu_env, &st->slab, st->parts[0]->transfer, GlobalArena(),
                          st->options.max_per_cpu_cache_bytes);
+      uintptr_t free_base = st->slab.base();
+      if (st->num_parts > 1) {
+        TransferCache* transfers[kMaxNumaPartitions];
+        for (int p = 0; p < st->num_parts; ++p) transfers[p] = st->parts[p]->transfer;
+        st->cpu_cache.SetPartitions(transfers, st->plan.cpu_partition, st->num_parts);
+        // Frees must find the object's home first: through FreeSlow.
+        free_base = 0;
+      }
+      __atomic_store_n(&g_percpu_free_base, free_base, __ATOMIC_RELEASE);
       __atomic_store_n(&g_percpu_base, st->slab.base(), __ATOMIC_RELEASE);
       return;
     }
@@ -116,6 +179,84 @@ void InitFrontEnd(State* st) {
   if (st->options.per_cpu == 1) {
     static const char kMsg[] = "jsmalloc: JSMALLOC_PER_CPU=1 but per-CPU caches are unavailable; using per-thread caches\n";
     os::WriteStderr(kMsg, sizeof(kMsg) - 1);
+  }
+}
+
+// Reads the topology (or the injected one) and plans the partitions. Only in
+// NUMA-aware mode: otherwise nothing is read and there is one partition.
+void InitNuma(State* st) {
+  if (!st->options.numa_aware) {
+    PlanNumaPartitions(st->topology, false, NumaBind::kNone, &st->plan);
+    return;
+  }
+  bool injected = false;
+  if (st->options.numa_topology[0] != '\0') {
+    // '/' may stand for ';', which shells and CTest treat specially.
+    for (char* c = st->options.numa_topology; *c != '\0'; ++c) {
+      if (*c == '/') *c = ';';
+    }
+    injected = os::ParseNumaTopologySpec(st->options.numa_topology, &st->topology);
+    if (!injected) {
+      WarnBadOption("JSMALLOC_NUMA_TOPOLOGY", st->options.numa_topology,
+                    "CPU lists per node separated by ';', such as 0-3;4-7", "(the machine's)");
+    }
+  }
+  if (injected) {
+    st->topology_source = "injected (JSMALLOC_NUMA_TOPOLOGY)";
+  } else {
+    os::ReadNumaTopology("/sys/devices/system/node", &st->topology);
+    os::ReadProcessNumaState(&st->topology);
+    st->topology_source = "/sys/devices/system/node";
+  }
+  PlanNumaPartitions(st->topology, true, static_cast<NumaBind>(st->options.numa_bind), &st->plan);
+  // The per-CPU caches index the plan by CPU: a machine with more CPUs than
+  // it describes keeps one partition rather than read beyond it.
+  if (os::PossibleCpuCount() > os::kMaxTopologyCpus && st->plan.partitions > 1) {
+    st->plan.partitions = 1;
+    st->plan.placement = "more CPUs than the topology table holds: one partition";
+  }
+  g_probe_default_numa_node = st->plan.partition_node[0];
+}
+
+// Builds partition p's back-end and middle-end.
+bool InitPartition(State* st, int p, MetadataArena* arena) {
+  Partition* part = p == 0 ? &st->first : static_cast<Partition*>(arena->Alloc(sizeof(Partition), 64));
+  if (part == nullptr) return false;
+  if (p != 0) new (part) Partition();
+  st->parts[p] = part;
+  part->source.Init(&st->source, st->plan.place_mode[p], st->plan.place_nodes[p]);
+  if (st->options.legacy_page_heap) {
+    PageHeapOptions heap_options;
+    heap_options.keep_free_min_bytes = st->options.page_heap_keep_free_bytes;
+    heap_options.partition = static_cast<uint8_t>(p);
+    part->raw = new (part->backend_storage) PageHeap(&g_pagemap, &part->source, arena, heap_options);
+  } else {
+    HugePageAwareOptions hp;
+    hp.clock = &Clock;
+    hp.collapse = st->options.collapse;
+    hp.partition = static_cast<uint8_t>(p);
+    part->hpaa = new (part->backend_storage)
+        HugePageAwareAllocator(&g_pagemap, &part->source, arena, hp);
+    part->raw = part->hpaa;
+  }
+  return true;
+}
+
+void InitMiddleEnd(State* st, int p, MetadataArena* arena) {
+  Partition* part = st->parts[p];
+  PageAllocator* pages = st->limiter;
+  if (st->num_parts > 1) {
+    part->view.Init(st->limiter, part->raw, st->plan.partition_node[p]);
+    pages = &part->view;
+  }
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    size_t size = SizeMap::ClassSize(cl);
+    part->central[cl].Init(cl, size, SizeMap::ClassPages(cl), pages, &g_pagemap);
+    if (st->num_parts > 1) part->central[cl].SetPartition(p, st->plan.partition_node[p], &HomeCentral);
+    int cap = TransferCache::DefaultCapacity(size, SizeMap::BatchSize(cl));
+    void** slots = static_cast<void**>(arena->Alloc(sizeof(void*) * static_cast<size_t>(cap), 64));
+    if (slots == nullptr) cap = 0;
+    part->transfer[cl].Init(&part->central[cl], slots, cap);
   }
 }
 
@@ -130,31 +271,40 @@ void Static::Init() {
     MetadataArena* arena = GlobalArena();
     g_pagemap.Init(arena);
     st->source.Configure(!st->options.legacy_page_heap, st->options.release_with_madv_free);
-    if (st->options.legacy_page_heap) {
-      PageHeapOptions heap_options;
-      heap_options.keep_free_min_bytes = st->options.page_heap_keep_free_bytes;
-      st->raw_backend = new (heap_storage) PageHeap(&g_pagemap, &st->source, arena, heap_options);
+    InitNuma(st);
+    st->num_parts = st->plan.partitions;
+    for (int p = 0; p < st->num_parts; ++p) {
+      if (!InitPartition(st, p, arena)) {
+        // No metadata for another partition: the ones built serve everything.
+        st->num_parts = p;
+        st->plan.partitions = p;
+        for (int c = 0; c < st->plan.num_cpus; ++c) {
+          if (st->plan.cpu_partition[c] >= p) st->plan.cpu_partition[c] = 0;
+        }
+        break;
+      }
+    }
+    if (st->num_parts > 1) {
+      PageAllocator* raws[kMaxNumaPartitions];
+      for (int p = 0; p < st->num_parts; ++p) raws[p] = st->parts[p]->raw;
+      st->partitioned.Init(raws, st->plan.partition_node, st->num_parts, &CurrentPartitionFn);
+      st->raw_backend = &st->partitioned;
     } else {
-      HugePageAwareOptions hp;
-      hp.clock = &Clock;
-      hp.collapse = st->options.collapse;
-      st->hpaa = new (heap_storage) HugePageAwareAllocator(&g_pagemap, &st->source, arena, hp);
-      st->raw_backend = st->hpaa;
+      st->raw_backend = st->parts[0]->raw;
     }
     st->limiter = new (limiter_storage) MemoryLimiter(st->raw_backend);
     st->limiter->SetFlushCaches(&FlushCaches);
     if (st->options.memory_limit != 0) {
       st->limiter->SetLimit(st->options.memory_limit, st->options.memory_limit_hard);
     }
-    for (int cl = 1; cl < kNumClasses; ++cl) {
-      size_t size = SizeMap::ClassSize(cl);
-      st->central[cl].Init(cl, size, SizeMap::ClassPages(cl), st->limiter, &g_pagemap);
-      int cap = TransferCache::DefaultCapacity(size, SizeMap::BatchSize(cl));
-      void** slots = static_cast<void**>(arena->Alloc(sizeof(void*) * static_cast<size_t>(cap), 64));
-      if (slots == nullptr) cap = 0;
-      st->transfer[cl].Init(&st->central[cl], slots, cap);
+    for (int p = 0; p < st->num_parts; ++p) InitMiddleEnd(st, p, arena);
+    st->registry.Init(st->parts[0]->transfer, arena, st->options.max_total_thread_cache_bytes);
+    if (st->num_parts > 1) {
+      // The whole table: CPUs the topology did not list read partition 0,
+      // as they do for the per-CPU cache.
+      g_numa_cpus = os::kMaxTopologyCpus;
+      g_numa_cpu_partition = st->plan.cpu_partition;
     }
-    st->registry.Init(st->transfer, arena, st->options.max_total_thread_cache_bytes);
     InitFrontEnd(st);
     InitSampling(st->options);
     inited_.store(true, std::memory_order_release);
@@ -187,8 +337,12 @@ void Static::PrepareFork() {
 #if JSMALLOC_HAVE_RSEQ_SLAB
   if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.LockForFork();
 #endif
-  for (int cl = 1; cl < kNumClasses; ++cl) st.transfer[cl].LockForFork();
-  for (int cl = 1; cl < kNumClasses; ++cl) st.central[cl].LockForFork();
+  for (int p = 0; p < st.num_parts; ++p) {
+    for (int cl = 1; cl < kNumClasses; ++cl) st.parts[p]->transfer[cl].LockForFork();
+  }
+  for (int p = 0; p < st.num_parts; ++p) {
+    for (int cl = 1; cl < kNumClasses; ++cl) st.parts[p]->central[cl].LockForFork();
+  }
   st.limiter->LockForFork();
   GlobalArena()->lock()->Lock();
 }
@@ -198,8 +352,12 @@ void Static::ParentAfterFork() {
   State& st = S();
   GlobalArena()->lock()->Unlock();
   st.limiter->UnlockAfterFork(false);
-  for (int cl = 1; cl < kNumClasses; ++cl) st.central[cl].UnlockAfterFork(false);
-  for (int cl = 1; cl < kNumClasses; ++cl) st.transfer[cl].UnlockAfterFork(false);
+  for (int p = 0; p < st.num_parts; ++p) {
+    for (int cl = 1; cl < kNumClasses; ++cl) st.parts[p]->central[cl].UnlockAfterFork(false);
+  }
+  for (int p = 0; p < st.num_parts; ++p) {
+    for (int cl = 1; cl < kNumClasses; ++cl) st.parts[p]->transfer[cl].UnlockAfterFork(false);
+  }
 #if JSMALLOC_HAVE_RSEQ_SLAB
   if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.UnlockAfterFork(false);
 #endif
@@ -213,8 +371,12 @@ void Static::ChildAfterFork() {
   GlobalArena()->lock()->ResetAfterFork();
   st.limiter->UnlockAfterFork(true);
   BackgroundAfterForkChild();
-  for (int cl = 1; cl < kNumClasses; ++cl) st.central[cl].UnlockAfterFork(true);
-  for (int cl = 1; cl < kNumClasses; ++cl) st.transfer[cl].UnlockAfterFork(true);
+  for (int p = 0; p < st.num_parts; ++p) {
+    for (int cl = 1; cl < kNumClasses; ++cl) st.parts[p]->central[cl].UnlockAfterFork(true);
+  }
+  for (int p = 0; p < st.num_parts; ++p) {
+    for (int cl = 1; cl < kNumClasses; ++cl) st.parts[p]->transfer[cl].UnlockAfterFork(true);
+  }
 #if JSMALLOC_HAVE_RSEQ_SLAB
   if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.UnlockAfterFork(true);
 #endif
@@ -229,6 +391,7 @@ void ReleaseThreadCache() {
   ThreadCache* tc = t_state.cache;
   if (tc == nullptr || t_state.in_setup) return;
   t_state.cache = nullptr;
+  t_state.free_cache = nullptr;
   if (Static::thread_key_ready()) pthread_setspecific(thread_key, nullptr);
   S().registry.Destroy(tc);
 }
@@ -237,9 +400,12 @@ void ReleaseThreadCache() {
 ThreadCache* CreateThreadCache() {
   if (t_state.dead || t_state.in_setup || !Static::thread_key_ready()) return nullptr;
   t_state.in_setup = true;
-  ThreadCache* tc = S().registry.Create();
+  int p = Static::CurrentPartition();
+  ThreadCache* tc = S().registry.Create(S().parts[p]->transfer, p);
   if (tc != nullptr) {
     t_state.cache = tc;
+    // With partitions every free checks the object's home first (FreeSlow).
+    t_state.free_cache = S().num_parts > 1 ? nullptr : tc;
     // May allocate (keys beyond the first 32); that allocation sees the cache.
     pthread_setspecific(thread_key, tc);
   }

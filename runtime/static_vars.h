@@ -10,6 +10,7 @@
 #include "runtime/cpu_cache.h"
 #include "runtime/central_free_list.h"
 #include "runtime/env_options.h"
+#include "runtime/numa_partitions.h"
 #include "runtime/pagemap.h"
 #include "runtime/thread_cache.h"
 #include "runtime/transfer_cache.h"
@@ -22,6 +23,15 @@ extern constinit PageMap g_pagemap __attribute__((visibility("hidden")));
 // Base of the per-CPU slab when the per-CPU front-end is active, else 0.
 // Read on every malloc/free to choose the front-end.
 extern constinit uintptr_t g_percpu_base __attribute__((visibility("hidden")));
+
+// The same base for free(), or 0 when frees take the slow path to find their
+// NUMA partition. Next to g_percpu_base: one cache line for both.
+extern constinit uintptr_t g_percpu_free_base __attribute__((visibility("hidden")));
+
+// With several NUMA partitions: the partition of each CPU (g_numa_cpus
+// entries), read by every free; null with one partition.
+extern constinit const uint8_t* g_numa_cpu_partition __attribute__((visibility("hidden")));
+extern constinit int g_numa_cpus __attribute__((visibility("hidden")));
 
 enum class FrontEnd { kPerThread, kPerCpu };
 
@@ -37,14 +47,32 @@ class Static {
   // The back-end as the rest of the allocator sees it (behind the memory
   // limiter).
   static PageAllocator* backend();
-  // The hugepage-aware back-end when it is the one in use, else nullptr.
+  // The hugepage-aware back-end when it is the one in use, else nullptr:
+  // partition 0's, or partition p's.
   static class HugePageAwareAllocator* hugepage_allocator();
+  static class HugePageAwareAllocator* hugepage_allocator(int p);
   static class MemoryLimiter* memory_limiter();
   static SystemPageSource* system_page_source();
-  // The legacy page heap's address range; false with the hugepage back-end.
-  static bool legacy_heap_range(uintptr_t* lo, uintptr_t* hi);
-  static CentralFreeList& central(int cl);
-  static TransferCache* transfer();  // indexed by size class
+  // Partition p's legacy page heap address range; false with the hugepage back-end.
+  static bool legacy_heap_range(int p, uintptr_t* lo, uintptr_t* hi);
+
+  // NUMA partitions (runtime/numa_partitions.h); 1 unless NUMA-aware mode
+  // found the process's CPUs on several nodes.
+  static int num_partitions();
+  // The partition of the CPU the caller runs on (0 with one partition).
+  static int CurrentPartition();
+  static const NumaPlan& numa_plan();
+  // The topology read or injected; nullptr when NUMA-aware mode is off.
+  static const os::NumaTopology* numa_topology();
+  static const char* numa_topology_source();
+  // Partition p's back-end (without the memory limit) and its page source.
+  static PageAllocator* partition_backend(int p);
+  static const class BoundPageSource& partition_source(int p);
+  static size_t partition_remote_frees(int p);
+  static void CountRemoteFree(int home);
+
+  static CentralFreeList& central(int p, int cl);
+  static TransferCache* transfer(int p);  // partition p's, indexed by size class
   static ThreadCacheRegistry& registry();
   static FrontEnd front_end() { return g_percpu_base != 0 ? FrontEnd::kPerCpu : FrontEnd::kPerThread; }
 #if JSMALLOC_HAVE_RSEQ_SLAB

@@ -13,6 +13,7 @@
 #include "runtime/allocator.h"
 #include "runtime/background.h"
 #include "runtime/hugepage_coverage.h"
+#include "runtime/numa_stats.h"
 #include "runtime/sampler.h"
 #include "runtime/static_vars.h"
 
@@ -27,9 +28,11 @@ Summary GetSummary() {
   s.backend_free_bytes = b.free_bytes;
   s.unmapped_bytes = b.unmapped_bytes;
   s.spans_in_use = b.spans_in_use;
-  for (int cl = 1; cl < kNumClasses; ++cl) {
-    s.central_free_bytes += Static::central(cl).Stats().free_bytes;
-    s.transfer_free_bytes += Static::transfer()[cl].objects() * SizeMap::ClassSize(cl);
+  for (int p = 0; p < Static::num_partitions(); ++p) {
+    for (int cl = 1; cl < kNumClasses; ++cl) {
+      s.central_free_bytes += Static::central(p, cl).Stats().free_bytes;
+      s.transfer_free_bytes += Static::transfer(p)[cl].objects() * SizeMap::ClassSize(cl);
+    }
   }
   ThreadCacheStats t = Static::registry().Stats();
   s.thread_cache_bytes = t.bytes;
@@ -161,8 +164,13 @@ void PrintStatsReport(Printer* out) {
            "  cpu_cache  cpu_capacity  cpu_misses  transfer_hit%  cumulative_spans"
            "  live_KiB  central_KiB  transfer_KiB  thread_KiB  cpu_KiB\n");
   for (int cl = 1; cl < kNumClasses; ++cl) {
-    CentralStats c = Static::central(cl).Stats();
-    TransferStats tr = Static::transfer()[cl].Stats();
+    CentralStats c = Static::central(0, cl).Stats();
+    TransferStats tr = Static::transfer(0)[cl].Stats();
+    // NUMA partitions: the class's counts summed over them.
+    for (int p = 1; p < Static::num_partitions(); ++p) {
+      c += Static::central(p, cl).Stats();
+      tr += Static::transfer(p)[cl].Stats();
+    }
     size_t tc_objs = t.class_objects[cl];
     size_t hits = tr.insert_hits + tr.remove_hits;
     size_t total = hits + tr.insert_misses + tr.remove_misses;
@@ -182,6 +190,7 @@ void PrintStatsReport(Printer* out) {
   }
   Static::backend()->Print(out);
   PrintHugepageSection(out);
+  PrintNumaSection(out);
   PrintSamplingSection(out);
 }
 
@@ -283,7 +292,25 @@ constexpr const char* kPropertyNames[] = {
     "jsmalloc.sampling.peak_bytes_estimate",
     "jsmalloc.sampling.allocation_profile_active",
     "jsmalloc.sampling.kept_span_bytes",
+    "jsmalloc.numa.aware",
+    "jsmalloc.numa.partitions",
+    "jsmalloc.numa.nodes_online",
+    "jsmalloc.numa.injected_topology",
+    "jsmalloc.numa.process_policy",
+    "jsmalloc.numa.process_policy_nodes",
+#define JSMALLOC_NUMA_PARTITION_PROPERTIES_(p)                                       \
+  "jsmalloc.numa.partition" #p ".nodes", "jsmalloc.numa.partition" #p ".cpus",        \
+      "jsmalloc.numa.partition" #p ".heap_bytes", "jsmalloc.numa.partition" #p ".in_use_bytes", \
+      "jsmalloc.numa.partition" #p ".free_bytes", "jsmalloc.numa.partition" #p ".released_bytes", \
+      "jsmalloc.numa.partition" #p ".bound_bytes", "jsmalloc.numa.partition" #p ".remote_frees", \
+      "jsmalloc.numa.partition" #p ".hugepage_coverage",
+    JSMALLOC_NUMA_PARTITION_PROPERTIES_(0)
+    JSMALLOC_NUMA_PARTITION_PROPERTIES_(1)
+    JSMALLOC_NUMA_PARTITION_PROPERTIES_(2)
+    JSMALLOC_NUMA_PARTITION_PROPERTIES_(3)
+#undef JSMALLOC_NUMA_PARTITION_PROPERTIES_
 };
+static_assert(kMaxNumaPartitions == 4, "list a property block per partition above");
 
 }  // namespace
 
@@ -303,6 +330,7 @@ bool GetNumericProperty(const char* name, size_t* value) {
     return true;
   }
   if (strncmp(name, "jsmalloc.sampling.", 18) == 0) return GetSamplingProperty(name, value);
+  if (strncmp(name, "jsmalloc.numa.", 14) == 0) return GetNumaProperty(name, value);
   if (strncmp(name, "jsmalloc.hugepage.", 18) == 0 && Static::hugepage_allocator() != nullptr) {
     HugePageStats h = Static::hugepage_allocator()->HugeStats();
     const struct {

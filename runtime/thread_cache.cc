@@ -4,6 +4,7 @@ namespace jsmalloc {
 
 void ThreadCache::Init(TransferCache* transfer, ThreadCacheRegistry* registry, size_t max_size) {
   transfer_ = transfer;
+  partition_ = 0;
   registry_ = registry;
   for (int cl = 0; cl < kMaxClasses; ++cl) {
     lists_[cl].head = nullptr;
@@ -116,14 +117,15 @@ void ThreadCacheRegistry::Init(TransferCache* transfer, MetadataArena* arena,
   unclaimed_ = static_cast<int64_t>(overall_budget);
 }
 
-ThreadCache* ThreadCacheRegistry::Create() {
+ThreadCache* ThreadCacheRegistry::Create(TransferCache* transfer, int partition) {
   SpinLockHolder h(&lock_);
   ThreadCache* tc = pool_.New();
   if (tc == nullptr) return nullptr;
   // A new thread starts small and earns more room by missing.
   size_t share = kMinPerThread;
   unclaimed_ -= static_cast<int64_t>(share);
-  tc->Init(transfer_, this, share);
+  tc->Init(transfer != nullptr ? transfer : transfer_, this, share);
+  tc->partition_ = partition;
   tc->next_ = head_;
   tc->prev_ = nullptr;
   if (head_ != nullptr) head_->prev_ = tc;

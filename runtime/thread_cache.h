@@ -63,6 +63,15 @@ class ThreadCache {
   // Returns every cached object to the transfer cache.
   void Flush();
 
+  // NUMA partitions: the cache holds objects of one partition only. Moves it
+  // to another (flushing what it holds back to the old one).
+  void Rebind(int partition, TransferCache* transfer) {
+    Flush();
+    partition_ = partition;
+    transfer_ = transfer;
+  }
+  int partition() const { return partition_; }
+
   size_t size() const { return size_.load(std::memory_order_relaxed); }
   size_t max_size() const { return max_size_.load(std::memory_order_relaxed); }
   uint32_t list_length(int cl) const { return lists_[cl].length; }
@@ -87,6 +96,7 @@ class ThreadCache {
   std::atomic<size_t> size_{0};      // bytes cached; read by stats from other threads
   std::atomic<size_t> max_size_{0};  // this thread's share of the budget
   TransferCache* transfer_ = nullptr;
+  int partition_ = 0;
   ThreadCacheRegistry* registry_ = nullptr;
   ThreadCache* next_ = nullptr;  // registry list, guarded by the registry lock
   ThreadCache* prev_ = nullptr;
@@ -116,7 +126,9 @@ class ThreadCacheRegistry {
 
   // A new cache with an initial share of the budget, or nullptr if metadata
   // memory is exhausted.
-  ThreadCache* Create();
+  // transfer: the caches of the partition the thread starts on (nullptr: the
+  // registry's).
+  ThreadCache* Create(TransferCache* transfer = nullptr, int partition = 0);
   // Flushes and recycles a cache (thread exit).
   void Destroy(ThreadCache* tc);
   // Gives tc more room: from the unclaimed budget, else from another thread.

@@ -18,6 +18,17 @@ struct TransferStats {
   size_t capacity = 0;
   size_t insert_hits = 0, insert_misses = 0;  // misses overflowed to central
   size_t remove_hits = 0, remove_misses = 0;  // misses were fetched from central
+
+  // Sums (a class over NUMA partitions).
+  TransferStats& operator+=(const TransferStats& o) {
+    objects += o.objects;
+    capacity += o.capacity;
+    insert_hits += o.insert_hits;
+    insert_misses += o.insert_misses;
+    remove_hits += o.remove_hits;
+    remove_misses += o.remove_misses;
+    return *this;
+  }
 };
 
 class TransferCache {

@@ -22,6 +22,12 @@ COVERAGE_TARGET = 0.95
 SAMPLING_TARGET = 1.01
 SAMPLING_OFF = "jsmalloc-nosample"
 SAMPLING_64K = "jsmalloc-sample64k"
+# NUMA-aware mode, on the machine's topology and on an injected two-node one,
+# against jsmalloc (NUMA off). Within this band of 1 (geomean wall time) the
+# mode is said to cost no measurable time.
+NUMA_ON = "jsmalloc-numa"
+NUMA_2 = "jsmalloc-numa2"
+NUMA_NOISE = 0.02
 STEADY_WORKLOADS = ("steady_churn",)
 
 WORKLOAD_NOTES = {
@@ -183,6 +189,148 @@ class Report:
         rows.append(geo)
         return headers, rows
 
+    # ----------------------------------------------------- NUMA-aware cost --
+
+    def numa_modes(self):
+        return [a for a in (NUMA_ON, NUMA_2) if a in self.allocs]
+
+    def has_numa(self):
+        return "jsmalloc" in self.allocs and bool(self.numa_modes())
+
+    def numa_ratio(self, wl, alloc, key):
+        v, off = self.value(wl, alloc, key), self.value(wl, "jsmalloc", key)
+        if v is None or off is None or off <= 0:
+            return None
+        return v / off
+
+    def numa_geo(self, alloc, key):
+        return geomean([self.numa_ratio(wl, alloc, key) for wl in self.workloads])
+
+    def numa_table(self):
+        """Wall time and peak RSS of jsmalloc (NUMA off) and the ratios of each
+        NUMA configuration run to it; a geomean row."""
+        modes = self.numa_modes()
+        headers = ["workload", "off: wall s", "off: peak RSS MiB"]
+        headers += [f"{a} / off (wall)" for a in modes] + [f"{a} / off (RSS)" for a in modes]
+        rows = []
+        for wl in self.workloads:
+            rss = self.value(wl, "jsmalloc", "maxrss_kib")
+            row = [wl, fnum(self.value(wl, "jsmalloc", "wall_s"), ".2f"),
+                   fnum(None if rss is None else rss / 1024, ".1f")]
+            for key in ("wall_s", "maxrss_kib"):
+                for a in modes:
+                    row.append(fnum(self.numa_ratio(wl, a, key), ".3f"))
+            rows.append(row)
+        geo = ["geomean", "", ""]
+        for key in ("wall_s", "maxrss_kib"):
+            for a in modes:
+                geo.append(fnum(self.numa_geo(a, key), ".3f"))
+        rows.append(geo)
+        return headers, rows
+
+    def numa_callgrind(self):
+        """{config: {"hot", "mixed"}} of callgrind instructions per pair for
+        jsmalloc and each NUMA configuration measured, or {}."""
+        cg = self.callgrind or {}
+        base = (cg.get("pairs") or {}).get("jsmalloc")
+        numa = cg.get("numa") or {}
+        if not base or base.get("hot") is None or not numa:
+            return {}
+        out = {"jsmalloc": base}
+        for a in (NUMA_ON, NUMA_2):
+            if a in numa:
+                out[a] = numa[a]
+        return out
+
+    def numa_callgrind_table(self):
+        cg = self.numa_callgrind()
+        base = cg["jsmalloc"]
+        headers = ["configuration", "hot 64 B (instr/pair)", "mixed (instr/pair)",
+                   "hot: difference", "mixed: difference"]
+        rows = []
+        for a, v in cg.items():
+            row = [a, fnum(v.get("hot"), ".1f"), fnum(v.get("mixed"), ".1f")]
+            for key in ("hot", "mixed"):
+                if a == "jsmalloc":
+                    row.append("")
+                elif v.get(key) is None or base.get(key) is None:
+                    row.append("n/a")
+                else:
+                    row.append(f"{v[key] - base[key]:+.1f}")
+            rows.append(row)
+        return headers, rows
+
+    @staticmethod
+    def _band(g):
+        """How a geomean ratio to NUMA off reads against the noise band."""
+        if g is None:
+            return "not measured"
+        pct = 100 * (g - 1)
+        if abs(g - 1) <= NUMA_NOISE:
+            return f"{g:.3f} ({pct:+.1f}%, within {100 * NUMA_NOISE:.0f}%)"
+        return f"{g:.3f} ({pct:+.1f}%, outside {100 * NUMA_NOISE:.0f}%)"
+
+    def numa_sentence(self):
+        """What the NUMA figures show, from the data."""
+        parts = []
+        nodes = self.machine.get("numa_nodes")
+        where = (f"this machine ({nodes} NUMA node{'s' if nodes != 1 else ''} online)"
+                 if nodes else "this machine")
+        if NUMA_ON in self.allocs:
+            gt, gr = self.numa_geo(NUMA_ON, "wall_s"), self.numa_geo(NUMA_ON, "maxrss_kib")
+            per = [(wl, self.numa_ratio(wl, NUMA_ON, "wall_s")) for wl in self.workloads]
+            per = [(wl, r) for wl, r in per if r is not None]
+            if gt is None or not per:
+                parts.append(f"`{NUMA_ON}` has no workload compared with `jsmalloc`.")
+            else:
+                lo, hi = min(per, key=lambda x: x[1]), max(per, key=lambda x: x[1])
+                spread = (f"per-workload ratios run from {lo[1]:.3f} ({lo[0]}) to "
+                          f"{hi[1]:.3f} ({hi[0]})")
+                if abs(gt - 1) <= NUMA_NOISE:
+                    verdict = (f"NUMA-aware mode costs no measurable wall time on {where} "
+                               f"({spread})")
+                elif lo[1] < 1 - NUMA_NOISE and hi[1] > 1 + NUMA_NOISE:
+                    verdict = (f"{spread}, more than {100 * NUMA_NOISE:.0f}% off 1 in both "
+                               f"directions, so run-to-run noise on {where} exceeds "
+                               f"{100 * NUMA_NOISE:.0f}% and these wall times can neither show "
+                               f"nor rule out a cost of that size")
+                elif gt > 1:
+                    verdict = (f"NUMA-aware mode has a measurable wall-time cost on {where} "
+                               f"({spread})")
+                else:
+                    verdict = (f"faster than NUMA off on {where} ({spread}), which the mode is "
+                               f"not designed to be: read it as noise")
+                parts.append(f"Geomean wall time `{NUMA_ON}` / `jsmalloc` over {len(per)} "
+                             f"workload(s) is {self._band(gt)}: {verdict}. Geomean peak RSS "
+                             f"ratio: {self._band(gr)}.")
+        else:
+            parts.append(f"`{NUMA_ON}` was not run.")
+        if NUMA_2 in self.allocs:
+            gt, gr = self.numa_geo(NUMA_2, "wall_s"), self.numa_geo(NUMA_2, "maxrss_kib")
+            parts.append(f"With the injected two-node topology (`{NUMA_2}`: two partitions, frees "
+                         f"check the home node) the geomean wall-time ratio is {self._band(gt)} "
+                         f"and the peak RSS ratio {self._band(gr)}.")
+        cg = self.numa_callgrind()
+        if cg:
+            base = cg["jsmalloc"]["hot"]
+            diffs = [f"`{a}` {v['hot'] - base:+.1f} ({100 * (v['hot'] / base - 1):+.1f}%)"
+                     for a, v in cg.items() if a != "jsmalloc" and v.get("hot") is not None]
+            if diffs:
+                parts.append(f"Callgrind, hot malloc(64)+free pair against `jsmalloc`'s {base:.1f} "
+                             f"instructions: {', '.join(diffs)}.")
+            on = cg.get(NUMA_ON, {}).get("hot")
+            if on is not None:
+                same = abs(on / base - 1) <= NUMA_NOISE
+                parts.append(f"The fast path in `{NUMA_ON}` on {where} is "
+                             + (f"the same within {100 * NUMA_NOISE:.0f}% as with NUMA off."
+                                if same else
+                                f"{100 * (on / base - 1):+.1f}% from NUMA off: a cost in "
+                                f"instructions."))
+        if self.run["runs"] < 3:
+            parts.append(f"Only {self.run['runs']} run(s) per configuration: single-digit percent "
+                         f"differences in wall time are within run-to-run noise.")
+        return " ".join(parts)
+
     def has_coverage(self):
         return any(wl in self.workloads for wl in ("steady_churn", "fragmentation"))
 
@@ -331,6 +479,13 @@ class Report:
             h, r = self.sampling_table()
             out += ["", "Heap sampling overhead (JSMALLOC_SAMPLE_INTERVAL: off, 2 MiB, 64 KiB)",
                     text_table(h, r)]
+        if self.has_numa():
+            h, r = self.numa_table()
+            out += ["", "NUMA-aware mode cost (ratios to jsmalloc, NUMA off)", text_table(h, r)]
+            if self.numa_callgrind():
+                out += ["", "NUMA-aware mode, callgrind instructions per pair",
+                        text_table(*self.numa_callgrind_table())]
+            out += ["", self.numa_sentence()]
         mt = self.micro_table()
         if mt:
             out += ["", "Micro-benchmarks (ns per item)", text_table(*mt)]
@@ -516,6 +671,8 @@ plot {plots}
             ["jsmalloc-legacy", "same library", "as jsmalloc", mach["preload"].get("jsmalloc-legacy", "not run")],
             ["jsmalloc-nosample", "same library", "as jsmalloc", mach["preload"].get(SAMPLING_OFF, "not run")],
             ["jsmalloc-sample64k", "same library", "as jsmalloc", mach["preload"].get(SAMPLING_64K, "not run")],
+            ["jsmalloc-numa", "same library", "as jsmalloc", mach["preload"].get(NUMA_ON, "not run")],
+            ["jsmalloc-numa2", "same library", "as jsmalloc", mach["preload"].get(NUMA_2, "not run")],
         ], right_from=9))
         L.append("")
         if mach["js_heads"]:
@@ -554,10 +711,14 @@ plot {plots}
             "- Ratios compare `jsmalloc` (default: per-CPU front-end, hugepage-aware back-end) with "
             "the best of the peers (glibc, jemalloc, tcmalloc, mimalloc) on each workload; "
             "`jsmalloc-perthread` (`JSMALLOC_PER_CPU=0`), `jsmalloc-legacy` "
-            "(`JSMALLOC_BACKEND=legacy`), `jsmalloc-nosample` (`JSMALLOC_SAMPLE_INTERVAL=0`) and "
-            "`jsmalloc-sample64k` (`JSMALLOC_SAMPLE_INTERVAL=65536`) are shown but are not peers. "
-            "Geomean rows are geometric means over the workloads of each column's ratio to the "
-            "best peer. `jsmalloc` samples the heap at its default interval (2 MiB).")
+            "(`JSMALLOC_BACKEND=legacy`), `jsmalloc-nosample` (`JSMALLOC_SAMPLE_INTERVAL=0`), "
+            "`jsmalloc-sample64k` (`JSMALLOC_SAMPLE_INTERVAL=65536`), `jsmalloc-numa` "
+            "(`JSMALLOC_NUMA_AWARE=1`) and `jsmalloc-numa2` (`JSMALLOC_NUMA_AWARE=1 "
+            "JSMALLOC_NUMA_TOPOLOGY=0/1`, an injected two-node topology) are shown but are not "
+            "peers. Geomean rows are geometric means over the workloads of each column's ratio to "
+            "the best peer. `jsmalloc` samples the heap at its default interval (2 MiB) and runs "
+            "with NUMA-aware mode off; each configuration's report must show its sampling "
+            "interval and NUMA mode.")
         L.append(
             "- Hugepage coverage = `AnonHugePages / Anonymous` from `/proc/self/smaps_rollup`, read "
             "by the workload itself: for `steady_churn` at the end of the steady state (working set "
@@ -618,6 +779,43 @@ plot {plots}
             L.append(md_table(*self.sampling_table()))
         else:
             L.append("Not measured: the run did not include `jsmalloc-nosample` and `jsmalloc`.")
+        L.append("")
+        L.append("## NUMA-aware mode cost")
+        L.append("")
+        if self.has_numa():
+            L.append(f"The same library with NUMA-aware mode off (`jsmalloc`), on "
+                     f"(`{NUMA_ON}`: `JSMALLOC_NUMA_AWARE=1`, the machine's topology) and on with an "
+                     f"injected two-node topology (`{NUMA_2}`: `JSMALLOC_NUMA_TOPOLOGY=0/1`, CPU 0 "
+                     f"= node 0, CPU 1 = node 1, so two partitions and every free checks the "
+                     f"object's home node); ratios to NUMA off (median of the runs; below 1 is "
+                     f"noise).")
+            numa_lines = {a: l for a, l in mach.get("js_numa", {}).items()
+                          if a in ("jsmalloc", NUMA_ON, NUMA_2)}
+            if numa_lines:
+                L.append("")
+                L.append("NUMA line of each configuration's `JSMALLOC_STATS_ON_EXIT` report (checked "
+                         "on every run):")
+                L.append("")
+                for a, line in numa_lines.items():
+                    L.append(f"- `{a}`: {line}")
+            L.append("")
+            L.append(md_table(*self.numa_table()))
+            L.append("")
+            if self.numa_callgrind():
+                L.append("Callgrind instructions per malloc+free pair (`bench/fastpath/callgrind_pairs "
+                         "--allocators jsmalloc` run again with each configuration's environment; "
+                         "one thread on CPU 0, so node 0 in `jsmalloc-numa2`):")
+                L.append("")
+                L.append(md_table(*self.numa_callgrind_table()))
+            elif self.callgrind:
+                L.append("Callgrind: not measured for the NUMA configurations in this run.")
+            else:
+                L.append("Callgrind: not run.")
+            L.append("")
+            L.append(self.numa_sentence())
+        else:
+            L.append("Not measured: the run did not include `jsmalloc` and `jsmalloc-numa` or "
+                     "`jsmalloc-numa2`.")
         L.append("")
         mt = self.micro_table()
         L.append("## Micro-benchmarks")

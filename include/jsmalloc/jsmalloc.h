@@ -66,6 +66,10 @@ JSMALLOC_EXPORT size_t jsmalloc_get_property_names(const char **names, size_t ma
 JSMALLOC_EXPORT size_t jsmalloc_get_allocated_size(const void *p);
 /* 1 if p is owned by JSMalloc in the sense above, 0 otherwise. */
 JSMALLOC_EXPORT int jsmalloc_get_ownership(const void *p);
+/* NUMA-aware mode: the node of the partition whose memory holds p (the
+ * first node of a partition that spans several); -1 if JSMALLOC does not own
+ * p. 0 for everything when NUMA-aware mode is off. */
+JSMALLOC_EXPORT int jsmalloc_get_numa_node(const void *p);
 
 /* The calling thread will not allocate for a while: its per-thread cache (if
  * any) goes back to the shared caches. Per-CPU caches are not per thread, so

@@ -115,9 +115,7 @@ const char* RseqUnavailableReason() { return unavailable_reason; }
 
 int RseqCurrentCpu() {
 #if JSMALLOC_HAVE_RSEQ_SLAB
-  int32_t cpu;
-  asm volatile("movl %%fs:4(%1), %0" : "=r"(cpu) : "r"(g_rseq_offset));
-  return cpu;
+  return RseqCurrentCpuInline();
 #else
   return -1;
 #endif

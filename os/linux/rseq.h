@@ -77,6 +77,14 @@ inline void SlabObjectReleased(void*) {}
 #if defined(__x86_64__)
 #define JSMALLOC_HAVE_RSEQ_SLAB 1
 
+// RseqCurrentCpu as one load, for paths that run on every free (NUMA
+// partitions). Only after RseqInit chose a mode other than kUnavailable.
+inline int RseqCurrentCpuInline() {
+  int32_t cpu;
+  asm volatile("movl %%fs:4(%1), %0" : "=r"(cpu) : "r"(g_rseq_offset));
+  return cpu;
+}
+
 // Every critical section below has the same frame: a 32-byte-aligned
 // struct rseq_cs descriptor (label 3) for the range [4, 5) with abort handler
 // 6; label 2 arms rseq_cs (using the scratch register named) and is where the

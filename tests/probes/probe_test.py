@@ -425,6 +425,26 @@ def check_helpers(run, which):
     return "sample_free(%#x, 1000)" % ptr
 
 
+def check_numa_node(run):
+    check(run.x("node_small") == 1 and run.x("node_big") == 1,
+          "the workload's memory is not node 1's: small %d, big %d" % (run.x("node_small"), run.x("node_big")))
+    cl = run.x("cl")
+    spans = run.ev("span_alloc", cl=cl)
+    check(len(spans) >= 1, "no span_alloc for class %d" % cl)
+    check(all(e.node == 1 for e in spans), "span_alloc nodes %s, want 1" % sorted({e.node for e in spans}))
+    returned = run.ev("span_return", cl=cl)
+    check(len(returned) >= 1 and all(e.node == 1 for e in returned),
+          "span_return nodes %s, want 1" % sorted({e.node for e in returned}))
+    misses = run.ev("hugecache_miss", node=1)
+    check(len(misses) >= 1, "no hugecache_miss with node 1 (nodes seen: %s)" % sorted(
+        {e.node for e in run.events["hugecache_miss"]}))
+    rel = run.ev("release", node=1)
+    check(len(rel) >= 1, "no release event with node 1 (nodes seen: %s)" % sorted(
+        {e.node for e in run.events["release"]}))
+    return "%d span_alloc, %d span_return, %d hugecache_miss and %d release events on node 1" % (
+        len(spans), len(returned), len(misses), len(rel))
+
+
 def check_sample_real(run):
     allocs = run.ev("sample_alloc", requested=run.x("size"))
     # One sample per 64 KiB on average: ~610 for 40 MB; accept a wide band.
@@ -472,6 +492,8 @@ SCENARIOS = {
                     lambda r: check_helpers(r, "sample_free")),
     "sample_alloc_real": (["sample_alloc", "sample_free"], "sampled", {"JSMALLOC_SAMPLE_INTERVAL": "65536"},
                           check_sample_real),
+    "numa_node": (["span_alloc", "span_return", "hugecache_miss", "release"], "numa",
+                  {"JSMALLOC_NUMA_AWARE": "1", "JSMALLOC_NUMA_TOPOLOGY": "0/1"}, check_numa_node),
 }
 
 

@@ -5,6 +5,7 @@
 // that `bpftrace -c` finds the probes in the executable itself) and linked
 // with libjsmalloc.so.
 #include <malloc.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +173,26 @@ void Limit() {
 
 // Allocations for the heap sampler (run with a small JSMALLOC_SAMPLE_INTERVAL):
 // 4000 blocks of 10000 bytes, all freed.
+// NUMA-aware mode on an injected two-node topology (JSMALLOC_NUMA_AWARE=1,
+// JSMALLOC_NUMA_TOPOLOGY=0/1): everything runs pinned to CPU 1, so the
+// back-end and central-list events it causes must carry node 1.
+void Numa() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(1, &set);
+  if (sched_setaffinity(0, sizeof(set), &set) != 0) Die("cannot pin to CPU 1");
+  constexpr size_t kSize = 1024;
+  ExpectClass(kSize);
+  std::vector<void*> objs;
+  for (size_t i = 0; i < 4 * kMiB / kSize; ++i) objs.push_back(MustMalloc(kSize));
+  void* big = MustMalloc(8 * kMiB);
+  Expect("node_small", static_cast<unsigned long long>(jsmalloc_get_numa_node(objs[0])));
+  Expect("node_big", static_cast<unsigned long long>(jsmalloc_get_numa_node(big)));
+  for (void* p : objs) free(p);
+  free(big);
+  malloc_trim(0);
+}
+
 void Sampled() {
   std::vector<void*> blocks;
   for (int i = 0; i < 4000; ++i) blocks.push_back(MustMalloc(10000));
@@ -236,7 +257,7 @@ void WaitForStdin(bool until_eof) {
 
 int main(int argc, char** argv) {
   if (argc != 2) {
-    fprintf(stderr, "usage: %s spans|fill|break|large|region|background|limit|sampled|helpers|samples\n",
+    fprintf(stderr, "usage: %s spans|fill|break|large|region|background|limit|sampled|numa|helpers|samples\n",
             argv[0]);
     return 2;
   }
@@ -260,6 +281,7 @@ int main(int argc, char** argv) {
   else if (!strcmp(s, "background")) Background();
   else if (!strcmp(s, "limit")) Limit();
   else if (!strcmp(s, "sampled")) Sampled();
+  else if (!strcmp(s, "numa")) Numa();
 #ifdef JSMALLOC_PROBE_WORKLOAD_STATIC
   else if (!strcmp(s, "helpers")) Helpers();
   else if (!strcmp(s, "samples")) Samples();

@@ -38,7 +38,7 @@ set(probe_tests
   span_alloc span_return central_refill central_return transfer_overflow cpu_cache_resize
   sample_alloc sample_free sample_alloc_real backend_grow hugepage_taken hugepage_filled hugepage_broken
   hugepage_released hugepage_collapsed region_created region_freed hugecache_hit hugecache_miss
-  hugecache_release release background_cycle memory_limit_hit
+  hugecache_release release background_cycle memory_limit_hit numa_node
   backend_grow_legacy release_legacy shared_library list wrapper_pid
   script.span_lifecycle script.hugepage_lifecycle script.release_latency
   script.top_sampled_sites)

@@ -30,34 +30,7 @@ extern "C" void __tsan_release(void* addr);
 namespace jsmalloc {
 namespace {
 
-struct FakeCpuEnv {
-  int cpu = 0;
-  bool fence_ok = true;
-  int fences = 0;
-  uint64_t now = 0;
-  int CurrentCpu() { return cpu; }
-  bool EnsureRegistered() { return true; }
-  void* Pop(PerCpuSlab* s, int cl) { return s->PopOn(cpu, cl); }
-  bool Push(PerCpuSlab* s, int cl, void* p) { return s->PushOn(cpu, cl, p); }
-  size_t PopBatch(PerCpuSlab* s, int cl, void** out, size_t n) {
-    // Same contract as the rseq form: out[k-1] was the top.
-    size_t k = 0;
-    while (k < n && s->Length(cpu, cl) > k) ++k;
-    for (size_t i = k; i > 0; --i) out[i - 1] = s->PopOn(cpu, cl);
-    return k;
-  }
-  size_t PushBatch(PerCpuSlab* s, int cl, void* const* in, size_t n) {
-    size_t k = 0;
-    while (k < n && s->PushOn(cpu, cl, in[k])) ++k;
-    return k;
-  }
-  bool FenceAvailable() { return fence_ok; }
-  bool Fence(int) {
-    ++fences;
-    return fence_ok;
-  }
-  uint64_t Now() { return now; }
-};
+using testing::FakeCpuEnv;
 
 // A private middle-end plus a slab for `cpus` CPUs.
 template <typename Env>

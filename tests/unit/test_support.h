@@ -9,6 +9,7 @@
 #include "hugepage/page_allocator.h"
 #include "os/linux/os_memory.h"
 #include "runtime/pagemap.h"
+#include "runtime/per_cpu_slab.h"
 
 namespace jsmalloc::testing {
 
@@ -33,6 +34,37 @@ class FakePageSource final : public PageSource {
   }
   std::atomic<int> fail_maps{0};
   std::atomic<size_t> maps{0}, mapped_bytes{0}, releases{0}, released_bytes{0};
+};
+
+// The CPU as the per-CPU cache sees it, faked: tests set `cpu` and the
+// "critical sections" are plain operations on that CPU's slab region.
+struct FakeCpuEnv {
+  int cpu = 0;
+  bool fence_ok = true;
+  int fences = 0;
+  uint64_t now = 0;
+  int CurrentCpu() { return cpu; }
+  bool EnsureRegistered() { return true; }
+  void* Pop(PerCpuSlab* s, int cl) { return s->PopOn(cpu, cl); }
+  bool Push(PerCpuSlab* s, int cl, void* p) { return s->PushOn(cpu, cl, p); }
+  size_t PopBatch(PerCpuSlab* s, int cl, void** out, size_t n) {
+    // Same contract as the rseq form: out[k-1] was the top.
+    size_t k = 0;
+    while (k < n && s->Length(cpu, cl) > k) ++k;
+    for (size_t i = k; i > 0; --i) out[i - 1] = s->PopOn(cpu, cl);
+    return k;
+  }
+  size_t PushBatch(PerCpuSlab* s, int cl, void* const* in, size_t n) {
+    size_t k = 0;
+    while (k < n && s->PushOn(cpu, cl, in[k])) ++k;
+    return k;
+  }
+  bool FenceAvailable() { return fence_ok; }
+  bool Fence(int) {
+    ++fences;
+    return fence_ok;
+  }
+  uint64_t Now() { return now; }
 };
 
 // A pagemap of its own per test (the root is large: keep it off the stack).
