@@ -61,9 +61,15 @@ Span* HugePageAwareAllocator::MakeSpan(PageId first, Length n, Span::Origin orig
 Span* HugePageAwareAllocator::AllocSmall(Length n) {
   PageId page;
   Length was_released;
+  // The demand the filler's free pages are kept for (SubReleaseBeyondDemand).
+  auto note_peak = [this] {
+    size_t used = filler_.used_pages();
+    if (used > filler_peak_used_[demand_slot_]) filler_peak_used_[demand_slot_] = used;
+  };
   PageTracker* t = filler_.TryAlloc(n, &page, &was_released);
   if (t != nullptr) {
     if (t->full()) MaybeCollapse(t);
+    note_peak();
     return MakeSpan(page, n, Span::kFromFiller);
   }
   HugePageId h;
@@ -78,6 +84,7 @@ Span* HugePageAwareAllocator::AllocSmall(Length n) {
   t->Init(h, false);
   ProbeTaken(h, 1, backed);
   page = filler_.AllocFromNew(t, n);
+  note_peak();
   return MakeSpan(page, n, Span::kFromFiller);
 }
 
@@ -312,12 +319,38 @@ size_t HugePageAwareAllocator::ReleaseExcessLocked() {
   size_t hps = cache_.ReleaseExcess();
   // Region hugepages unused for a whole sweep interval go back too.
   uint64_t now = options_.clock();
+  size_t filler_bytes = 0;
   if (now - last_region_sweep_ns_ >= options_.demand_epoch_ns) {
     last_region_sweep_ns_ = now;
     regions_.ForEach([&](HugeRegion* r) { hps += r->ReleaseIdle(false); });
+    filler_bytes = SubReleaseBeyondDemandLocked() << kPageShift;
   }
-  stats_.released_total += hps * kHugePageSize;
-  released = hps * kHugePageSize;
+  stats_.released_total += hps * kHugePageSize + filler_bytes;
+  released = hps * kHugePageSize + filler_bytes;
+  return released;
+}
+
+// Free filler pages are kept (backed, their hugepages intact) as long as the
+// peak demand of the last kDemandEpochs epochs could take them back; beyond
+// that, plus a slack, they only hold RSS, and a long churn that fragments the
+// filler would grow without bound. Releasing them breaks the hugepages they
+// sit on, so it starts with the least used ones (HugePageFiller::SubRelease).
+size_t HugePageAwareAllocator::SubReleaseBeyondDemandLocked() {
+  const size_t used = filler_.used_pages();
+  size_t demand = used;
+  for (size_t peak : filler_peak_used_) demand = peak > demand ? peak : demand;
+  size_t slack = used / options_.filler_slack_divisor;
+  size_t min_slack = options_.filler_slack_hugepages * kPagesPerHugePage;
+  if (slack < min_slack) slack = min_slack;
+  const size_t keep = (demand - used) + slack;
+  const size_t free_backed = filler_.free_backed_pages();
+  Length released = 0;
+  if (free_backed > keep) {
+    released = filler_.SubRelease(free_backed - keep);
+    filler_demand_released_ += released;
+  }
+  demand_slot_ = (demand_slot_ + 1) % kDemandEpochs;
+  filler_peak_used_[demand_slot_] = used;
   return released;
 }
 

@@ -29,6 +29,11 @@ struct HugePageAwareOptions {
   uint64_t demand_epoch_ns = 1000000000;
   size_t region_hugepages = HugeRegion::kMaxHugePages;
   bool collapse = false;               // MADV_COLLAPSE hugepages refilled after subrelease
+  // Filler pages kept free and backed beyond the recent demand: the larger
+  // of this many hugepages' worth and 1/filler_slack_divisor of the pages
+  // in use. The rest is subreleased once per demand epoch.
+  size_t filler_slack_hugepages = 4;
+  size_t filler_slack_divisor = 8;
   uint8_t partition = 0;               // NUMA partition stamped on every span
 };
 
@@ -122,6 +127,14 @@ class HugePageAwareAllocator final : public PageAllocator {
   size_t donated_large_ = 0;
   size_t collapses_ = 0, collapse_failures_ = 0;
   uint64_t last_region_sweep_ns_ = 0;
+  // Peak filler pages in use in each of the last kDemandEpochs epochs (the
+  // current one in demand_slot_): the filler keeps free what that demand
+  // could take back, and subreleases the rest (SubReleaseBeyondDemand).
+  static constexpr int kDemandEpochs = 10;
+  size_t filler_peak_used_[kDemandEpochs] = {};
+  int demand_slot_ = 0;
+  size_t filler_demand_released_ = 0;  // pages, cumulative
+  size_t SubReleaseBeyondDemandLocked();
 };
 
 }  // namespace jsmalloc

@@ -97,7 +97,7 @@ Length HugePageFiller::SubRelease(Length desired) {
           Remove(t);
           bool was_broken = t->broken();
           Length got = t->ReleaseFree([&](Length index, Length len) {
-            source_->Release(PageStart(FirstPageOf(t->hugepage()) + index), len << kPageShift);
+            return source_->Release(PageStart(FirstPageOf(t->hugepage()) + index), len << kPageShift);
           });
           if (got > 0) {
             JSMALLOC_PROBE(hugepage_broken, ProbeAddr(HugePageStart(t->hugepage())), t->used(), got,

@@ -61,6 +61,7 @@ class HugePageFiller {
         for (Length l = 0; l <= kPagesPerHugePage; ++l) lists_[g][c][l].ForEach(f);
   }
   size_t free_backed_pages() const { return free_backed_pages_; }
+  size_t used_pages() const { return used_pages_; }
   size_t released_pages() const { return released_pages_; }
 
  private:

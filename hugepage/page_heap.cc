@@ -87,6 +87,7 @@ Span* PageHeap::Carve(Span* span, Length n) {
     InsertFree(rest);
     span->num_pages = n;
   }
+  last_carved_from_ = old;
   span->location = Span::kInUse;
   span->sizeclass = 0;
   pagemap_->SetRange(span->first_page, n, span);
@@ -128,7 +129,9 @@ Span* PageHeap::NewAligned(Length n, Length align_pages) {
   if (total < n) return nullptr;
   Span* s = NewLocked(total);
   if (s == nullptr) return nullptr;
-  // Give back the misaligned head and the unused tail.
+  // Give back the misaligned head and the unused tail, in the backing state
+  // they were carved from: pages of a released run were never touched.
+  const Span::Location back = last_carved_from_;
   PageId aligned = (s->first_page + align_pages - 1) & ~(align_pages - 1);
   Length head = aligned - s->first_page;
   Length tail = total - head - n;
@@ -137,20 +140,20 @@ Span* PageHeap::NewAligned(Length n, Length align_pages) {
   if (head > 0) {
     Span* h_span = NewSpan(s->first_page, head);
     if (h_span == nullptr) {
-      s->location = Span::kOnNormalFreelist;
+      s->location = back;
       MergeIntoFreeLists(s);
       return nullptr;
     }
     s->first_page = aligned;
     s->num_pages -= head;
-    h_span->location = Span::kOnNormalFreelist;
+    h_span->location = back;
     MergeIntoFreeLists(h_span);
   }
   if (tail > 0) {
     Span* t_span = NewSpan(s->first_page + n, tail);
     if (t_span != nullptr) {
       s->num_pages = n;
-      t_span->location = Span::kOnNormalFreelist;
+      t_span->location = back;
       MergeIntoFreeLists(t_span);
     }
   }

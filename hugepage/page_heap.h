@@ -88,6 +88,9 @@ class PageHeap final : public PageAllocator {
   PageMap* const pagemap_;
   PageSource* const source_;
   PageHeapOptions options_;
+  // Backing state of the run the last Carve took pages from (NewAligned
+  // gives its head and tail back in that state).
+  Span::Location last_carved_from_ = Span::kOnNormalFreelist;
   ObjectPool<Span> span_pool_;
   SpanList normal_[kMaxListPages + 1];
   SpanList returned_[kMaxListPages + 1];

@@ -61,7 +61,8 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
   bool IsUsed(Length index) const { return used_.Get(index); }
 
   // Calls f(index, length) for each free run that is still backed, and marks
-  // it released. Returns the pages marked.
+  // it released if f returns true (the OS took it; a refused release leaves
+  // the pages backed and counted so). Returns the pages marked.
   template <typename F>
   Length ReleaseFree(F f) {
     Length total = 0;
@@ -72,9 +73,10 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
         size_t a = released_.Find(i, false, end);
         if (a >= end) break;
         size_t b = released_.Find(a, true, end);
-        f(a, b - a);
-        released_.SetRange(a, b - a);
-        total += b - a;
+        if (f(a, b - a)) {
+          released_.SetRange(a, b - a);
+          total += b - a;
+        }
         i = b;
       }
     });

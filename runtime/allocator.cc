@@ -3,6 +3,8 @@
 #include <errno.h>
 
 #include "os/linux/os_memory.h"
+#include "runtime/heap_check.h"
+#include "runtime/guarded_pool.h"
 #include "runtime/sampler.h"
 
 namespace jsmalloc {
@@ -54,12 +56,21 @@ JSMALLOC_ALWAYS_INLINE void FreePartitioned(void* p, int cl) {
   Static::transfer(home)[cl].InsertRange(&p, 1);
 }
 
+// The back-end refused memory (RLIMIT_AS, a hard limit, the OS). The caches
+// may hold what it needs: objects whose return would empty spans of other
+// classes. Hand everything back once before failing.
+JSMALLOC_NOINLINE void FlushBeforeFailing() { FlushCaches(); }
+
 }  // namespace
 
 void* CpuAllocateMiss(int cl) noexcept {
 #if JSMALLOC_HAVE_RSEQ_SLAB
   void* p = Static::cpu_cache().Underflow(cl);
-  if (JSMALLOC_UNLIKELY(p == nullptr)) errno = ENOMEM;
+  if (JSMALLOC_UNLIKELY(p == nullptr)) {
+    FlushBeforeFailing();
+    p = Static::cpu_cache().Underflow(cl);
+    if (p == nullptr) errno = ENOMEM;
+  }
   return p;
 #else
   return AllocateClassSlow(cl);
@@ -79,7 +90,12 @@ void* AllocateClassSlow(int cl) noexcept {
   if (Static::front_end() == FrontEnd::kPerCpu) return CpuAllocateMiss(cl);
   ThreadCache* tc = GetCache();
   void* p = tc != nullptr ? tc->Allocate(cl) : AllocateUncached(cl);
-  if (JSMALLOC_UNLIKELY(p == nullptr)) errno = ENOMEM;
+  if (JSMALLOC_UNLIKELY(p == nullptr)) {
+    FlushBeforeFailing();
+    tc = t_state.cache;
+    p = tc != nullptr ? tc->Allocate(cl) : AllocateUncached(cl);
+    if (p == nullptr) errno = ENOMEM;
+  }
   return p;
 }
 
@@ -90,7 +106,11 @@ void* AllocateMiss(ThreadCache* tc, int cl) noexcept {
     if (part != tc->partition()) tc->Rebind(part, Static::transfer(part));
   }
   void* p = tc->FetchFromTransfer(cl);
-  if (JSMALLOC_UNLIKELY(p == nullptr)) errno = ENOMEM;
+  if (JSMALLOC_UNLIKELY(p == nullptr)) {
+    FlushBeforeFailing();  // flushes tc too; it refills below
+    p = tc->FetchFromTransfer(cl);
+    if (p == nullptr) errno = ENOMEM;
+  }
   return p;
 }
 
@@ -111,8 +131,14 @@ void* AllocateLarge(size_t size, size_t alignment) noexcept {
   }
   Length n = PagesFor(size == 0 ? 1 : size);
   Length align_pages = alignment > kPageSize ? alignment >> kPageShift : 1;
-  Span* span = align_pages > 1 ? Static::backend()->NewAligned(n, align_pages)
-                               : Static::backend()->New(n);
+  auto get = [&] {
+    return align_pages > 1 ? Static::backend()->NewAligned(n, align_pages) : Static::backend()->New(n);
+  };
+  Span* span = get();
+  if (span == nullptr) {
+    FlushBeforeFailing();
+    span = get();
+  }
   if (span == nullptr) {
     errno = ENOMEM;
     return nullptr;
@@ -134,6 +160,7 @@ Span* LargeSpanOrDie(const void* p, const char* what) {
 }  // namespace
 
 void FreeSlow(void* p, int cl) noexcept {
+  if (JSMALLOC_UNLIKELY(g_check_mode)) CheckFree(p, cl);
   if (cl != 0 && g_numa_cpu_partition != nullptr) {
     FreePartitioned(p, cl);  // cl != 0: p is not null
     return;
@@ -155,6 +182,13 @@ void FreeSlow(void* p, int cl) noexcept {
     }
     return;
   }
+  if (JSMALLOC_UNLIKELY(InGuardedPool(p))) {
+    // A guarded sample (runtime/guarded_pool.h). The free stack is walked
+    // from this frame (a local whose address escapes: no tail call).
+    UnwindStart here = UnwindStartHere();
+    GuardedDeallocate(p, &here);
+    return;
+  }
   Span* span = LargeSpanOrDie(p, "invalid free of pointer not allocated by jsmalloc:");
   if (span->sample != nullptr && FreeSampled(span)) return;  // kept for the next sample
   Static::backend()->Delete(span);
@@ -164,6 +198,7 @@ size_t UsableSize(const void* p) {
   if (p == nullptr) return 0;
   int cl = g_pagemap.SizeClassOf(p);
   if (cl != 0) return SizeMap::ClassSize(cl);
+  if (JSMALLOC_UNLIKELY(InGuardedPool(p))) return GuardedUsableSize(p);
   Span* span = LargeSpanOrDie(p, "malloc_usable_size of pointer not allocated by jsmalloc:");
   return span->sample != nullptr ? SampledAllocatedSize(span) : span->bytes();
 }
@@ -172,6 +207,7 @@ size_t OwnedSize(const void* p) {
   if (p == nullptr || !Static::inited()) return 0;
   int cl = g_pagemap.SizeClassOf(p);
   if (cl != 0) return SizeMap::ClassSize(cl);
+  if (JSMALLOC_UNLIKELY(InGuardedPool(p))) return GuardedOwnedSize(p);
   Span* span = g_pagemap.Get(PageIdOf(p));
   if (span == nullptr || span->location != Span::kInUse) return 0;
   if (span->sample != nullptr) {

@@ -1,6 +1,7 @@
 #include "runtime/central_free_list.h"
 
 #include "os/linux/os_memory.h"
+#include "runtime/freelist_link.h"
 #include "probes/jsmalloc_probes.h"
 
 namespace jsmalloc {
@@ -61,7 +62,7 @@ int CentralFreeList::RemoveRange(void** batch, int n) {
       void* obj;
       if (span->freelist != nullptr) {
         obj = span->freelist;
-        span->freelist = *static_cast<void**>(obj);
+        span->freelist = LoadLink(obj, sizeclass_, *pagemap_);
       } else {
         obj = static_cast<char*>(span->start()) + static_cast<size_t>(span->carved) * object_size_;
         ++span->carved;
@@ -108,7 +109,7 @@ void CentralFreeList::InsertRange(void* const* batch, int n) {
       }
       bool was_full = span->allocated == objects_per_span_;
       int old_bucket = was_full ? -1 : span->bucket;
-      *static_cast<void**>(obj) = span->freelist;
+      StoreLink(obj, span->freelist);
       span->freelist = obj;
       --span->allocated;
       --live_objects_;

@@ -40,7 +40,7 @@ inline constexpr int kMaxClasses = 96;
 using PageId = uintptr_t;
 using Length = uintptr_t;
 
-inline constexpr PageId PageIdOf(const void* p) {
+inline PageId PageIdOf(const void* p) {
   return reinterpret_cast<uintptr_t>(p) >> kPageShift;
 }
 inline void* PageStart(PageId id) { return reinterpret_cast<void*>(id << kPageShift); }

@@ -149,6 +149,10 @@ void ParseOptions(Options* out) {
     else if (strcmp(b, "strict") == 0) out->numa_bind = 2;
     else WarnLine("JSMALLOC_NUMA_BIND", b, "none, preferred or strict", "preferred");
   }
+  GetBool("JSMALLOC_CHECK", &out->check);
+  GetBool("JSMALLOC_HARDENED", &out->hardened);
+  GetSize("JSMALLOC_GUARDED_RATE", &out->guarded_rate);
+  GetSize("JSMALLOC_GUARDED_SLOTS", &out->guarded_slots);
   // Checked against the topology parser at initialisation (static_vars.cc).
   GetPath("JSMALLOC_NUMA_TOPOLOGY", out->numa_topology, sizeof(out->numa_topology));
   const char* sig = os::GetEnv("JSMALLOC_HEAP_PROFILE_SIGNAL");

@@ -12,6 +12,11 @@
 #ifndef JSMALLOC_NUMA_AWARE_DEFAULT
 #define JSMALLOC_NUMA_AWARE_DEFAULT 0
 #endif
+// The CMake option JSMALLOC_HARDENED_DEFAULT turns freelist encoding on by
+// default.
+#ifndef JSMALLOC_HARDENED_DEFAULT
+#define JSMALLOC_HARDENED_DEFAULT 0
+#endif
 
 namespace jsmalloc {
 
@@ -37,6 +42,10 @@ struct Options {
   bool numa_aware = JSMALLOC_NUMA_AWARE_DEFAULT != 0;  // JSMALLOC_NUMA_AWARE
   uint8_t numa_bind = 1;                            // JSMALLOC_NUMA_BIND: 0 none, 1 preferred, 2 strict
   char numa_topology[256] = {};                     // JSMALLOC_NUMA_TOPOLOGY (injected, "0-1;2-3")
+  bool check = false;                               // JSMALLOC_CHECK: sized-delete size checks
+  bool hardened = JSMALLOC_HARDENED_DEFAULT != 0;   // JSMALLOC_HARDENED: encoded freelist links
+  size_t guarded_rate = 0;                          // JSMALLOC_GUARDED_RATE: 1 in N samples guarded (0: off)
+  size_t guarded_slots = 64;                        // JSMALLOC_GUARDED_SLOTS: guarded allocations at once
 };
 
 // Parses the environment into *out (which holds the defaults on entry).

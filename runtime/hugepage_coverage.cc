@@ -11,7 +11,11 @@ namespace {
 
 // Scratch for the snapshot, grown from the metadata arena and reused; one
 // computation at a time.
+}  // namespace
+
 constinit SpinLock coverage_lock;
+
+namespace {
 constinit HugePageAwareAllocator::UsedHugePage* snapshot = nullptr;
 constinit size_t snapshot_cap = 0;
 constexpr size_t kChunk = 1024;

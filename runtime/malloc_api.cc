@@ -11,6 +11,7 @@
 #include "hugepage/memory_limiter.h"
 #include "runtime/allocator.h"
 #include "runtime/background.h"
+#include "runtime/guarded_pool.h"
 #include "runtime/sampler.h"
 #include "runtime/stack_trace.h"
 #include "runtime/stats.h"
@@ -36,8 +37,9 @@ JSMALLOC_ENTRY_SECTION void* Realloc(void* old, size_t size) {
     return nullptr;
   }
   size_t old_size = jsmalloc::UsableSize(old);
-  // Keep the block if the request fits and does not waste more than half.
-  if (size <= old_size && size >= old_size / 2) return old;
+  // Keep the block if the request fits and does not waste more than half;
+  // a guarded block always moves, so that its guard sits at the new size.
+  if (size <= old_size && size >= old_size / 2 && !jsmalloc::InGuardedPool(old)) return old;
   size_t want = size;
   // Grow by at least a quarter so that loops growing a buffer byte by byte
   // copy O(n) bytes in total, not O(n^2).
@@ -223,10 +225,10 @@ JSMALLOC_API int malloc_info(int options, FILE* fp) noexcept {
   }
   // Format into a metadata buffer (made once, reused), then hand it to stdio,
   // which may allocate through us: no allocator lock is held by then.
-  static constinit jsmalloc::SpinLock info_lock;
+
   static char* buf = nullptr;
   static constexpr size_t kLen = 32 * 1024;
-  jsmalloc::SpinLockHolder hold(&info_lock);
+  jsmalloc::SpinLockHolder hold(&jsmalloc::info_lock);
   if (buf == nullptr) buf = static_cast<char*>(jsmalloc::Static::arena()->Alloc(kLen, 64));
   if (buf == nullptr) {
     errno = ENOMEM;

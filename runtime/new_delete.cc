@@ -5,6 +5,7 @@
 #include <new>
 
 #include "runtime/allocator.h"
+#include "runtime/heap_check.h"
 #include "runtime/stack_trace.h"
 
 using jsmalloc::Allocate;
@@ -94,8 +95,15 @@ JSMALLOC_API void operator delete(void* p) noexcept { Free(p); }
 JSMALLOC_API void operator delete[](void* p) noexcept { Free(p); }
 JSMALLOC_API void operator delete(void* p, const std::nothrow_t&) noexcept { Free(p); }
 JSMALLOC_API void operator delete[](void* p, const std::nothrow_t&) noexcept { Free(p); }
-JSMALLOC_API void operator delete(void* p, size_t) noexcept { Free(p); }
-JSMALLOC_API void operator delete[](void* p, size_t) noexcept { Free(p); }
+// The sized forms check the size in check mode (runtime/heap_check.h).
+JSMALLOC_API void operator delete(void* p, size_t size) noexcept {
+  if (JSMALLOC_UNLIKELY(jsmalloc::g_check_mode)) jsmalloc::CheckSizedFree(p, size, 0);
+  Free(p);
+}
+JSMALLOC_API void operator delete[](void* p, size_t size) noexcept {
+  if (JSMALLOC_UNLIKELY(jsmalloc::g_check_mode)) jsmalloc::CheckSizedFree(p, size, 0);
+  Free(p);
+}
 JSMALLOC_API void operator delete(void* p, std::align_val_t) noexcept { Free(p); }
 JSMALLOC_API void operator delete[](void* p, std::align_val_t) noexcept { Free(p); }
 JSMALLOC_API void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
@@ -104,5 +112,15 @@ JSMALLOC_API void operator delete(void* p, std::align_val_t, const std::nothrow_
 JSMALLOC_API void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
   Free(p);
 }
-JSMALLOC_API void operator delete(void* p, size_t, std::align_val_t) noexcept { Free(p); }
-JSMALLOC_API void operator delete[](void* p, size_t, std::align_val_t) noexcept { Free(p); }
+JSMALLOC_API void operator delete(void* p, size_t size, std::align_val_t al) noexcept {
+  if (JSMALLOC_UNLIKELY(jsmalloc::g_check_mode)) {
+    jsmalloc::CheckSizedFree(p, size, static_cast<size_t>(al));
+  }
+  Free(p);
+}
+JSMALLOC_API void operator delete[](void* p, size_t size, std::align_val_t al) noexcept {
+  if (JSMALLOC_UNLIKELY(jsmalloc::g_check_mode)) {
+    jsmalloc::CheckSizedFree(p, size, static_cast<size_t>(al));
+  }
+  Free(p);
+}

@@ -1,5 +1,7 @@
 #include "runtime/sampler.h"
 
+#include "runtime/heap_check.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <time.h>
@@ -15,6 +17,7 @@
 #include "runtime/allocator.h"
 #include "runtime/arena.h"
 #include "runtime/env_options.h"
+#include "runtime/guarded_pool.h"
 #include "runtime/heap_profile.h"
 #include "runtime/stack_trace.h"
 #include "runtime/static_vars.h"
@@ -234,6 +237,16 @@ size_t UnsampledSize(size_t size, size_t alignment) {
   return PagesFor(size == 0 ? 1 : size) << kPageShift;
 }
 
+// Guarded sampling: one in `rate` samples (JSMALLOC_GUARDED_RATE) that fit
+// in a slot gets a guarded block; nullptr otherwise (or when the pool has no
+// free slot).
+void* MaybeGuard(size_t size, size_t alignment, void* const* stack, int depth) {
+  size_t rate = Static::options().guarded_rate;
+  if (size > kGuardedMaxSize) return nullptr;
+  if (rate > 1 && SamplerNextRandom(&t_state.sample_rng) % rate != 0) return nullptr;
+  return GuardedAllocate(size, alignment, stack, depth);
+}
+
 // The sampled allocation itself: its own span, its record. nullptr if memory
 // is short (the caller then allocates without sampling).
 JSMALLOC_ENTRY_SECTION __attribute__((noinline)) void* TakeSample(size_t size, size_t alignment,
@@ -254,8 +267,12 @@ JSMALLOC_ENTRY_SECTION __attribute__((noinline)) void* TakeSample(size_t size, s
   SamplerState& st = St();
   SampledAllocation* r;
   Span* span = nullptr;
+  // Guarded sampling (runtime/guarded_pool.h): one in JSMALLOC_GUARDED_RATE
+  // samples goes to the guarded pool instead of a span of its own.
+  void* guarded = nullptr;
+  if (JSMALLOC_UNLIKELY(Static::options().guarded_rate != 0)) guarded = MaybeGuard(size, alignment, stack, depth);
   st.lock.Lock();
-  if (allocated <= kMaxSize && align_pages == 1) {
+  if (guarded == nullptr && allocated <= kMaxSize && align_pages == 1) {
     // A kept span of the right length (it starts on a page, which is all
     // the alignment asked for) and of the caller's NUMA partition.
     const int partition = Static::CurrentPartition();
@@ -268,7 +285,7 @@ JSMALLOC_ENTRY_SECTION __attribute__((noinline)) void* TakeSample(size_t size, s
       }
     }
   }
-  if (span == nullptr) {
+  if (guarded == nullptr && span == nullptr) {
     st.lock.Unlock();
     span = align_pages > 1 ? Static::backend()->NewAligned(pages, align_pages) : Static::backend()->New(pages);
     if (span == nullptr) return nullptr;
@@ -277,7 +294,7 @@ JSMALLOC_ENTRY_SECTION __attribute__((noinline)) void* TakeSample(size_t size, s
   {
     r = st.pool.New();
     if (r != nullptr) {
-      r->ptr = span->start();
+      r->ptr = guarded != nullptr ? guarded : span->start();
       r->requested = size;
       r->alignment = alignment;
       r->allocated = allocated;
@@ -288,7 +305,8 @@ JSMALLOC_ENTRY_SECTION __attribute__((noinline)) void* TakeSample(size_t size, s
       r->est_objects_q16 = static_cast<uint64_t>(weight * kQ16 + 0.5);
       r->depth = depth;
       memcpy(r->stack, stack, sizeof(void*) * static_cast<size_t>(depth));
-      span->sample = r;
+      if (guarded != nullptr) GuardedSetRecord(guarded, r);
+      else span->sample = r;
       st.live.PushBack(r);
       st.live_est_bytes += r->est_bytes;
       st.live_est_objects_q16 += r->est_objects_q16;
@@ -304,12 +322,17 @@ JSMALLOC_ENTRY_SECTION __attribute__((noinline)) void* TakeSample(size_t size, s
   }
   st.lock.Unlock();
   if (r == nullptr) {
+    if (guarded != nullptr) {
+      GuardedAbandon(guarded);
+      return nullptr;
+    }
     span->sample = nullptr;
     Static::backend()->Delete(span);
     return nullptr;
   }
-  ProbeSampleAlloc(span->start(), size, allocated);
-  return span->start();
+  void* p = guarded != nullptr ? guarded : span->start();
+  ProbeSampleAlloc(p, size, allocated);
+  return p;
 }
 
 void* AllocateUnsampledAny(size_t size, size_t alignment) {
@@ -337,6 +360,8 @@ void OnProfileSignal(int) { g_dump_requested.store(1, std::memory_order_relaxed)
 // The slow path of every allocation whose countdown ran out (allocator.h).
 JSMALLOC_ENTRY_SECTION void* AllocateSampleSlow(size_t size, size_t alignment) noexcept {
   Static::InitIfNeeded();
+  // Check mode sends every allocation here (runtime/heap_check.h).
+  if (JSMALLOC_UNLIKELY(g_check_mode)) return AllocateChecked(size, alignment);
   ThreadState* ts = &t_state;
   if (JSMALLOC_UNLIKELY(g_dump_requested.load(std::memory_order_relaxed) != 0) && !ts->in_sampler) {
     InSampler guard;
@@ -394,6 +419,25 @@ bool FreeSampled(Span* span) {
   }
   ProbeSampleFree(p, requested);
   return keep;
+}
+
+// A guarded sample is freed (runtime/guarded_pool.h): its record leaves the
+// live list as a span's does; the pool keeps its slot.
+void FreeGuardedSample(SampledAllocation* r, void* p) {
+  size_t requested = r->requested;
+  SamplerState& st = St();
+  {
+    SpinLockHolder h(&st.lock);
+    st.live.Remove(r);
+    st.live_est_bytes -= r->est_bytes;
+    st.live_est_objects_q16 -= r->est_objects_q16;
+    if (r->seq <= st.peak_seq) {
+      st.peak_kept.PushBack(r);  // part of the peak profile
+    } else {
+      st.pool.Delete(r);
+    }
+  }
+  ProbeSampleFree(p, requested);
 }
 
 void ReleaseKeptSampleSpans() {

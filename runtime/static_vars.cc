@@ -12,9 +12,13 @@
 #include "os/linux/numa.h"
 #include "os/linux/clock.h"
 #include "runtime/background.h"
+#include "runtime/freelist_link.h"
+#include "runtime/heap_check.h"
 #include "os/linux/os_memory.h"
 #include "runtime/allocator.h"
+#include "runtime/guarded_pool.h"
 #include "runtime/sampler.h"
+#include "runtime/stats.h"
 
 namespace jsmalloc {
 
@@ -161,6 +165,8 @@ void InitFrontEnd(State* st) {
       st->cpu_cache.Init(&st->cpu_env, &st->slab, st->parts[0]->transfer, GlobalArena(),
                          st->options.max_per_cpu_cache_bytes);
       uintptr_t free_base = st->slab.base();
+      // Check mode validates every free in FreeSlow.
+      if (g_check_mode) free_base = 0;
       if (st->num_parts > 1) {
         TransferCache* transfers[kMaxNumaPartitions];
         for (int p = 0; p < st->num_parts; ++p) transfers[p] = st->parts[p]->transfer;
@@ -268,6 +274,8 @@ void Static::Init() {
     if (inited_.load(std::memory_order_relaxed)) return;
     State* st = new (state_storage) State();
     ParseOptions(&st->options);
+    InitHeapCheck(st->options.check);
+    InitFreelistLinks(st->options.hardened);
     MetadataArena* arena = GlobalArena();
     g_pagemap.Init(arena);
     st->source.Configure(!st->options.legacy_page_heap, st->options.release_with_madv_free);
@@ -327,12 +335,18 @@ void Static::RegisterThreadHooks() {
   InstallHeapProfileSignal();
 }
 
-// Lock order everywhere: sampler -> registry -> per-CPU cache locks -> transfer caches
-// -> central lists -> back-end -> metadata arena. No path takes them in another order.
+// Lock order everywhere: malloc_info buffer -> report -> coverage scratch ->
+// sampler -> guarded pool -> registry -> per-CPU cache locks -> transfer
+// caches -> central lists -> back-end -> metadata arena. No path takes them
+// in another order.
 void Static::PrepareFork() {
   if (!inited()) return;
   State& st = S();
+  info_lock.Lock();
+  report_lock.Lock();
+  coverage_lock.Lock();
   SamplerLockForFork();
+  GuardedLockForFork();
   st.registry.LockForFork();
 #if JSMALLOC_HAVE_RSEQ_SLAB
   if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.LockForFork();
@@ -362,7 +376,11 @@ void Static::ParentAfterFork() {
   if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.UnlockAfterFork(false);
 #endif
   st.registry.UnlockAfterFork(false);
+  GuardedUnlockAfterFork(false);
   SamplerUnlockAfterFork(false);
+  coverage_lock.Unlock();
+  report_lock.Unlock();
+  info_lock.Unlock();
 }
 
 void Static::ChildAfterFork() {
@@ -381,7 +399,11 @@ void Static::ChildAfterFork() {
   if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.UnlockAfterFork(true);
 #endif
   st.registry.UnlockAfterFork(true);
+  GuardedUnlockAfterFork(true);
   SamplerUnlockAfterFork(true);
+  coverage_lock.ResetAfterFork();
+  report_lock.ResetAfterFork();
+  info_lock.ResetAfterFork();
 }
 
 // jsmalloc_mark_thread_idle: gives the calling thread's cache back (its
@@ -405,7 +427,7 @@ ThreadCache* CreateThreadCache() {
   if (tc != nullptr) {
     t_state.cache = tc;
     // With partitions every free checks the object's home first (FreeSlow).
-    t_state.free_cache = S().num_parts > 1 ? nullptr : tc;
+    t_state.free_cache = S().num_parts > 1 || g_check_mode ? nullptr : tc;
     // May allocate (keys beyond the first 32); that allocation sees the cache.
     pthread_setspecific(thread_key, tc);
   }

@@ -12,12 +12,20 @@
 #include "os/linux/thp.h"
 #include "runtime/allocator.h"
 #include "runtime/background.h"
+#include "runtime/freelist_link.h"
+#include "runtime/guarded_pool.h"
+#include "runtime/heap_check.h"
 #include "runtime/hugepage_coverage.h"
 #include "runtime/numa_stats.h"
 #include "runtime/sampler.h"
 #include "runtime/static_vars.h"
 
 namespace jsmalloc {
+
+// One report at a time (the per-class scratch is static). Taken by fork().
+constinit SpinLock report_lock;
+// malloc_info's buffer (malloc_api.cc) is formatted under this one.
+constinit SpinLock info_lock;
 
 Summary GetSummary() {
   Static::InitIfNeeded();
@@ -44,10 +52,13 @@ Summary GetSummary() {
   size_t cached = s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes +
                   s.cpu_cache_bytes;
   // The pieces are read one after another while other threads run, so the
-  // difference can dip below zero for a moment.
+  // difference can dip below zero for a moment. Guarded blocks live outside
+  // the back-end: their pages count as in use by the application.
   s.allocated_bytes = s.in_use_pages_bytes > cached ? s.in_use_pages_bytes - cached : 0;
-  s.physical_bytes = s.system_bytes - s.unmapped_bytes + s.metadata_bytes;
-  s.virtual_bytes = s.system_bytes + s.metadata_bytes;
+  GuardedStats g = GetGuardedStats();
+  s.allocated_bytes += g.mapped_bytes;
+  s.physical_bytes = s.system_bytes - s.unmapped_bytes + s.metadata_bytes + g.mapped_bytes;
+  s.virtual_bytes = s.system_bytes + s.metadata_bytes + g.pool_bytes;
   return s;
 }
 
@@ -127,7 +138,6 @@ void PrintStatsReport(Printer* out) {
   Static::InitIfNeeded();
   // One report at a time: the per-class scratch below is static (too large
   // for the stacks of small threads).
-  static constinit SpinLock report_lock;
   SpinLockHolder hold(&report_lock);
   PrintBanner(out);
   Summary s = GetSummary();
@@ -191,6 +201,12 @@ void PrintStatsReport(Printer* out) {
   Static::backend()->Print(out);
   PrintHugepageSection(out);
   PrintNumaSection(out);
+  PrintGuardedSection(out);
+  out->Str("Heap checks: invalid and double frees detected when objects reach their span; check mode ")
+      .Str(g_check_mode ? "on (every free validated at once, sized delete checked, sampling off)"
+                        : "off (JSMALLOC_CHECK=1)")
+      .Str("; free-list links ").Str(g_link_key != 0 ? "encoded and validated (hardened)" : "plain (JSMALLOC_HARDENED=1)")
+      .Char('\n');
   PrintSamplingSection(out);
 }
 
@@ -292,6 +308,8 @@ constexpr const char* kPropertyNames[] = {
     "jsmalloc.sampling.peak_bytes_estimate",
     "jsmalloc.sampling.allocation_profile_active",
     "jsmalloc.sampling.kept_span_bytes",
+    "jsmalloc.check_mode",
+    "jsmalloc.hardened",
     "jsmalloc.numa.aware",
     "jsmalloc.numa.partitions",
     "jsmalloc.numa.nodes_online",
@@ -317,7 +335,8 @@ static_assert(kMaxNumaPartitions == 4, "list a property block per partition abov
 size_t PropertyNames(const char** out, size_t max) {
   constexpr size_t n = sizeof(kPropertyNames) / sizeof(kPropertyNames[0]);
   for (size_t i = 0; i < n && i < max; ++i) out[i] = kPropertyNames[i];
-  return n;
+  // Then the guarded pool's (runtime/guarded_pool.h keeps its own list).
+  return n + GuardedPropertyNames(max > n ? out + n : nullptr, max > n ? max - n : 0);
 }
 
 bool GetNumericProperty(const char* name, size_t* value) {
@@ -331,6 +350,7 @@ bool GetNumericProperty(const char* name, size_t* value) {
   }
   if (strncmp(name, "jsmalloc.sampling.", 18) == 0) return GetSamplingProperty(name, value);
   if (strncmp(name, "jsmalloc.numa.", 14) == 0) return GetNumaProperty(name, value);
+  if (strncmp(name, "jsmalloc.guarded.", 17) == 0) return GetGuardedProperty(name, value);
   if (strncmp(name, "jsmalloc.hugepage.", 18) == 0 && Static::hugepage_allocator() != nullptr) {
     HugePageStats h = Static::hugepage_allocator()->HugeStats();
     const struct {
@@ -397,6 +417,8 @@ bool GetNumericProperty(const char* name, size_t* value) {
       {"jsmalloc.per_cpu_caches_active", Static::front_end() == FrontEnd::kPerCpu ? size_t{1} : 0},
       {"jsmalloc.cpu_cache_free_bytes", s.cpu_cache_bytes},
       {"jsmalloc.max_per_cpu_cache_bytes", MaxPerCpuCacheBytes()},
+      {"jsmalloc.check_mode", g_check_mode ? size_t{1} : 0},
+      {"jsmalloc.hardened", g_link_key != 0 ? size_t{1} : 0},
   };
   for (const Entry& e : entries) {
     if (strcmp(e.name, name) == 0) {

@@ -27,7 +27,7 @@ void* ThreadCache::FetchFromTransfer(int cl) {
   if (got == 0) return nullptr;
   // Keep all but one; hand that one out.
   for (int i = 1; i < got; ++i) {
-    *static_cast<void**>(buf[i]) = l.head;
+    StoreLink(buf[i], l.head);
     l.head = buf[i];
   }
   l.length += static_cast<uint32_t>(got - 1);
@@ -54,7 +54,7 @@ void ThreadCache::ReleaseToTransfer(int cl, uint32_t n) {
     uint32_t k = left < batch ? left : batch;
     for (uint32_t i = 0; i < k; ++i) {
       buf[i] = l.head;
-      l.head = *static_cast<void**>(l.head);
+      l.head = LoadLink(l.head, cl);
     }
     transfer_[cl].InsertRange(buf, static_cast<int>(k));
     left -= k;

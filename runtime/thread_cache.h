@@ -11,6 +11,7 @@
 #include "runtime/arena.h"
 #include "runtime/size_map.h"
 #include "runtime/spinlock.h"
+#include "runtime/freelist_link.h"
 #include "runtime/transfer_cache.h"
 
 namespace jsmalloc {
@@ -36,7 +37,7 @@ class ThreadCache {
     FreeList& l = lists_[cl];
     void* p = l.head;
     if (JSMALLOC_LIKELY(p != nullptr)) {
-      l.head = *static_cast<void**>(p);
+      l.head = LoadLink(p, cl);
       if (--l.length < l.lowater) l.lowater = l.length;
       SetSize(size() - SizeMap::ClassSize(cl));
     }
@@ -49,7 +50,7 @@ class ThreadCache {
 
   JSMALLOC_ALWAYS_INLINE void Deallocate(void* p, int cl) {
     FreeList& l = lists_[cl];
-    *static_cast<void**>(p) = l.head;
+    StoreLink(p, l.head);
     l.head = p;
     size_t sz = size() + SizeMap::ClassSize(cl);
     SetSize(sz);

@@ -146,6 +146,8 @@ void FatalError(const char* msg, const void* ptr) {
   abort();
 }
 
+void Abort() { abort(); }
+
 const char* GetEnv(const char* name) {
   if (environ == nullptr) return nullptr;
   size_t len = strlen(name);

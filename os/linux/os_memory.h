@@ -35,6 +35,8 @@ bool AppendToFile(const char* path, const char* data, size_t len);
 // Writes "jsmalloc: <msg> <ptr>\n" to stderr and aborts. Used for detected
 // heap misuse; never returns.
 [[noreturn]] void FatalError(const char* msg, const void* ptr);
+// abort(): for callers that wrote their own message first.
+[[noreturn]] void Abort();
 
 // Returns a value of the named environment variable, or nullptr. Safe before
 // main and inside malloc (reads environ directly).

@@ -1,0 +1,260 @@
+// Heap misuse, in a process running on JSMalloc (docs/reliability.md):
+//   MisuseAlways    - what is detected in every configuration;
+//   MisuseCheck     - JSMALLOC_CHECK=1: every free validated at once, double
+//                     frees and interior pointers of small objects, sized
+//                     delete with the wrong size;
+//   MisuseHardened  - JSMALLOC_HARDENED=1: a write into a freed object
+//                     cannot steer allocation.
+// Each suite runs only under its setting (tests/CMakeLists.txt sets it).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <malloc.h>
+#include <unistd.h>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include "jsmalloc/jsmalloc.h"
+
+namespace {
+
+bool EnvIs(const char* name, const char* value) {
+  const char* v = getenv(name);
+  return v != nullptr && strcmp(v, value) == 0;
+}
+
+// The compiler must not see through these (it may drop or fold a
+// malloc/free pair, or warn about the misuse we want).
+void* volatile sink;
+__attribute__((noinline)) void* Opaque(void* p) {
+  sink = p;
+  return sink;
+}
+
+// ---- Always on -------------------------------------------------------------
+
+class MisuseAlways : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+TEST_F(MisuseAlways, LargeBlockDoubleFreeAndInteriorFreeAbortNamingTheAddress) {
+  EXPECT_DEATH(
+      {
+        void* q = malloc(1 << 20);
+        free(q);
+        free(Opaque(q));
+      },
+      "jsmalloc: (invalid|double) free.* 0x[0-9a-f]+");
+  EXPECT_DEATH(
+      {
+        char* q = static_cast<char*>(malloc(600000));
+        free(Opaque(q + 8192));
+      },
+      "jsmalloc: invalid free of pointer not allocated by jsmalloc: 0x[0-9a-f]+");
+}
+
+TEST_F(MisuseAlways, ForeignPointersAbort) {
+  static char global[64];
+  EXPECT_DEATH(free(Opaque(global)), "jsmalloc: invalid free of pointer not allocated by jsmalloc: 0x");
+  EXPECT_DEATH(free(Opaque(reinterpret_cast<void*>(uintptr_t{1} << 47))), "jsmalloc: invalid free");
+  EXPECT_DEATH(
+      {
+        int x;
+        free(Opaque(&x));
+      },
+      "jsmalloc: invalid free");
+  // realloc and malloc_usable_size of a foreign pointer too.
+  EXPECT_DEATH(Opaque(realloc(Opaque(global), 100)), "jsmalloc: .*0x");
+}
+
+TEST_F(MisuseAlways, SmallDoubleFreeIsCaughtWhenTheObjectsReachTheCentralList) {
+  // Without check mode a small double free is found when both copies come
+  // back to their span: here when malloc_trim drains the caches.
+  EXPECT_DEATH(
+      {
+        std::vector<void*> v;
+        for (int i = 0; i < 64; ++i) v.push_back(malloc(4096));
+        free(v[7]);
+        free(Opaque(v[7]));
+        for (int i = 0; i < 64; ++i) {
+          if (i != 7) free(v[i]);
+        }
+        malloc_trim(0);
+        fprintf(stderr, "not detected\n");
+        _exit(0);
+      },
+      "jsmalloc: (double|invalid) free.*0x[0-9a-f]+");
+}
+
+// ---- Check mode ------------------------------------------------------------
+
+class MisuseCheck : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!EnvIs("JSMALLOC_CHECK", "1")) GTEST_SKIP() << "runs with JSMALLOC_CHECK=1";
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+  }
+};
+
+TEST_F(MisuseCheck, EverySmallDoubleFreeAbortsAtOnce) {
+  for (size_t size : {16, 48, 100, 1024, 5000, 70000, 262144}) {
+    EXPECT_DEATH(
+        {
+          void* p = malloc(size);
+          free(p);
+          free(Opaque(p));
+        },
+        "jsmalloc: double free of pointer 0x[0-9a-f]+")
+        << size;
+  }
+  // With other traffic in between, and across threads.
+  EXPECT_DEATH(
+      {
+        void* p = malloc(64);
+        free(p);
+        std::vector<void*> v;
+        // Other classes only: an allocation of its own class could reuse p.
+        for (int i = 0; i < 1000; ++i) v.push_back(malloc(512 + i % 200));
+        std::thread([&] { free(Opaque(p)); }).join();
+      },
+      "jsmalloc: double free of pointer 0x");
+}
+
+TEST_F(MisuseCheck, InteriorPointerOfASmallObjectAborts) {
+  EXPECT_DEATH(
+      {
+        char* p = static_cast<char*>(malloc(256));
+        free(Opaque(p + 16));
+      },
+      "jsmalloc: invalid free of pointer that is not the start of an object: 0x[0-9a-f]+");
+}
+
+TEST_F(MisuseCheck, SizedDeleteWithTheWrongSizeAborts) {
+  EXPECT_DEATH(
+      {
+        char* p = static_cast<char*>(::operator new(100));
+        ::operator delete(Opaque(p), 2000);
+      },
+      "jsmalloc: sized delete of pointer 0x[0-9a-f]+ with size 2000, but the block holds [0-9]+ bytes");
+  EXPECT_DEATH(
+      {
+        void* p = ::operator new(size_t{3} << 20);
+        ::operator delete(Opaque(p), size_t{1} << 20);
+      },
+      "jsmalloc: sized delete of pointer 0x[0-9a-f]+ with size 1048576");
+  EXPECT_DEATH(
+      {
+        void* p = ::operator new(64, std::align_val_t{256});
+        ::operator delete(Opaque(p), 100000, std::align_val_t{256});
+      },
+      "jsmalloc: sized delete");
+}
+
+TEST_F(MisuseCheck, CorrectProgramsRunUnchanged) {
+  // Right sizes everywhere, reuse of freed memory, realloc, threads.
+  for (size_t size : {size_t{1}, size_t{8}, size_t{16}, size_t{17}, size_t{100}, size_t{4096}, size_t{100000},
+                      size_t{262144}, size_t{300000}, size_t{5} << 20}) {
+    for (int round = 0; round < 3; ++round) {
+      char* p = static_cast<char*>(::operator new(size));
+      memset(p, 0x5a, size);
+      ::operator delete(p, size);
+      void* a = ::operator new(size, std::align_val_t{64});
+      ::operator delete(a, size, std::align_val_t{64});
+    }
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([t] {
+      std::vector<char*> live;
+      unsigned seed = 11 + t;
+      for (int i = 0; i < 100000; ++i) {
+        if (live.size() < 500 || rand_r(&seed) % 2) {
+          size_t n = 1 + rand_r(&seed) % 3000;
+          char* p = static_cast<char*>(malloc(n));
+          p[0] = 1;
+          if (n >= 16) memset(p, 0, 16);  // a program writing where the mark sits
+          live.push_back(p);
+        } else {
+          size_t k = rand_r(&seed) % live.size();
+          if (rand_r(&seed) % 4 == 0) {
+            live[k] = static_cast<char*>(realloc(live[k], 1 + rand_r(&seed) % 5000));
+          } else {
+            free(live[k]);
+            live[k] = live.back();
+            live.pop_back();
+          }
+        }
+      }
+      for (char* p : live) free(p);
+    });
+  }
+  for (auto& th : threads) th.join();
+  SUCCEED();
+}
+
+// ---- Hardened free-list links ----------------------------------------------
+
+class MisuseHardened : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!EnvIs("JSMALLOC_HARDENED", "1")) GTEST_SKIP() << "runs with JSMALLOC_HARDENED=1";
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+  }
+};
+
+TEST_F(MisuseHardened, AWriteIntoAFreedObjectCannotSteerAllocation) {
+  static char target[4096] __attribute__((aligned(64)));
+  EXPECT_DEATH(
+      {
+        // Free every other object, so no span empties, and drain the caches
+        // (malloc_trim): the freed objects sit linked in their spans' free
+        // lists (per-thread lists link them the same way).
+        std::vector<void*> v;
+        for (int i = 0; i < 4000; ++i) v.push_back(malloc(64));
+        for (size_t i = 1; i < v.size(); i += 2) free(v[i]);
+        malloc_trim(0);
+        // Use after free: every freed object now "points" at target.
+        for (size_t i = 1; i < v.size(); i += 2) *static_cast<void**>(v[i]) = target;
+        for (int i = 0; i < 8000; ++i) {
+          void* q = malloc(64);
+          if (q == static_cast<void*>(target)) {
+            fprintf(stderr, "steered to the target\n");
+            _exit(3);
+          }
+        }
+        jsmalloc_release_memory_to_os(~size_t{0});
+        fprintf(stderr, "not detected\n");
+        _exit(0);
+      },
+      "jsmalloc: corrupted free-list link \\(a write to freed memory\\?\\) in the free object at 0x");
+}
+
+TEST_F(MisuseHardened, CorrectProgramsRunUnchanged) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([t] {
+      std::vector<void*> live;
+      unsigned seed = 3 + t;
+      for (int i = 0; i < 200000; ++i) {
+        if (live.size() < 1000 || rand_r(&seed) % 2) {
+          live.push_back(malloc(1 + rand_r(&seed) % 4000));
+        } else {
+          size_t k = rand_r(&seed) % live.size();
+          free(live[k]);
+          live[k] = live.back();
+          live.pop_back();
+        }
+      }
+      for (void* p : live) free(p);
+    });
+  }
+  for (auto& th : threads) th.join();
+  jsmalloc_release_memory_to_os(~size_t{0});
+  SUCCEED();
+}
+
+}  // namespace

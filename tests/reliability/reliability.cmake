@@ -1,0 +1,40 @@
+# Reliability under faults (issue 8, items 3, 4 and 7): fork and threads,
+# out of memory, soak. Included from tests/CMakeLists.txt outside the
+# ThreadSanitizer block (TSan does not support fork() from a threaded
+# process), so the Release and UBSan builds run it. What each test does, the
+# faults it injects and what it does not cover: docs/reliability.md.
+
+# --- Fork and threads: per-CPU, per-thread, NUMA-aware on an injected
+# two-node topology. Each mode takes ~10-20 s on 2 cores.
+jsmalloc_linked_test(jsmalloc_reliability_fork_tests ${CMAKE_CURRENT_LIST_DIR}/fork_threads_test.cc)
+jsmalloc_discover_with_env(jsmalloc_reliability_fork_tests "reliability.fork_percpu."
+  ENV "JSMALLOC_TEST_EXPECT_PER_CPU=1")
+jsmalloc_discover_with_env(jsmalloc_reliability_fork_tests "reliability.fork_perthread."
+  ENV "JSMALLOC_PER_CPU=0" "JSMALLOC_TEST_EXPECT_PER_CPU=0")
+jsmalloc_discover_with_env(jsmalloc_reliability_fork_tests "reliability.fork_numa."
+  ENV "JSMALLOC_NUMA_AWARE=1" "JSMALLOC_NUMA_TOPOLOGY=0/1" "JSMALLOC_TEST_EXPECT_PER_CPU=1"
+      "JSMALLOC_TEST_EXPECT_NUMA_PARTITIONS=2")
+
+# --- Out of memory: RLIMIT_AS, the hard limit by API (both front-ends), the
+# hard limit from the environment (both front-ends), cgroup v2 memory.max
+# (once; skipped where cgroup v2 has no memory controller).
+jsmalloc_linked_test(jsmalloc_reliability_oom_tests ${CMAKE_CURRENT_LIST_DIR}/oom_test.cc)
+jsmalloc_discover_with_env(jsmalloc_reliability_oom_tests "reliability.oom.percpu."
+  FILTER "-Oom.HardLimitFromEnvironment"
+  ENV "JSMALLOC_TEST_EXPECT_PER_CPU=1")
+jsmalloc_discover_with_env(jsmalloc_reliability_oom_tests "reliability.oom.perthread."
+  FILTER "-Oom.HardLimitFromEnvironment:Oom.CgroupV2*"
+  ENV "JSMALLOC_PER_CPU=0")
+# 160 MiB in plain bytes (the test compares it with jsmalloc_get_memory_limit).
+jsmalloc_discover_with_env(jsmalloc_reliability_oom_tests "reliability.oom.env_hard_percpu."
+  FILTER "Oom.HardLimitFromEnvironment"
+  ENV "JSMALLOC_MEMORY_LIMIT=167772160" "JSMALLOC_MEMORY_LIMIT_HARD=1")
+jsmalloc_discover_with_env(jsmalloc_reliability_oom_tests "reliability.oom.env_hard_perthread."
+  FILTER "Oom.HardLimitFromEnvironment"
+  ENV "JSMALLOC_MEMORY_LIMIT=167772160" "JSMALLOC_MEMORY_LIMIT_HARD=1" "JSMALLOC_PER_CPU=0")
+
+# --- Soak: 45 s in CI (the test's default is 60 s; JSMALLOC_SOAK_SECONDS=600
+# for a longer run by hand: build/tests/jsmalloc_reliability_soak_tests).
+jsmalloc_linked_test(jsmalloc_reliability_soak_tests ${CMAKE_CURRENT_LIST_DIR}/soak_test.cc)
+jsmalloc_discover_with_env(jsmalloc_reliability_soak_tests "reliability.soak."
+  ENV "JSMALLOC_SOAK_SECONDS=45")
