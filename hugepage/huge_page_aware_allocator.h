@@ -130,7 +130,7 @@ class HugePageAwareAllocator final : public PageAllocator {
   // Peak filler pages in use in each of the last kDemandEpochs epochs (the
   // current one in demand_slot_): the filler keeps free what that demand
   // could take back, and subreleases the rest (SubReleaseBeyondDemand).
-  static constexpr int kDemandEpochs = 10;
+  static constexpr int kDemandEpochs = 5;
   size_t filler_peak_used_[kDemandEpochs] = {};
   int demand_slot_ = 0;
   size_t filler_demand_released_ = 0;  // pages, cumulative
