@@ -11,8 +11,8 @@
 //  - JSMalloc's hard memory limit, set by the API (and, in other ctest
 //    registrations, by JSMALLOC_MEMORY_LIMIT + JSMALLOC_MEMORY_LIMIT_HARD=1),
 //    single-threaded and with two threads hitting it at once;
-//  - a cgroup v2 memory.max around the child with JSMalloc's hard limit
-//    inside it (skipped where cgroup v2 has no memory controller).
+//  - a cgroup memory limit (v2 memory.max, else v1 memory.limit_in_bytes)
+//    around the child with JSMalloc's hard limit inside it.
 // What must hold: every failure is a NULL with errno == ENOMEM (the return
 // value ENOMEM for posix_memalign), std::bad_alloc from throwing new,
 // nullptr from nothrow new; nothing crashes; a failed realloc leaves the old
@@ -619,7 +619,7 @@ TEST(Oom, HardLimitFromEnvironment) {
   EXPECT_GT(o.faults, 0);
 }
 
-// --- cgroup v2 memory.max ----------------------------------------------------------
+// --- cgroup memory limit ------------------------------------------------------------
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -664,45 +664,83 @@ std::string Cgroup2Mount() {
   return "";
 }
 
-// The kernel OOM-kills a process that faults past its cgroup's memory.max;
-// malloc never sees a failure (it hands out address space, the fault comes
-// later). JSMalloc's hard limit set below memory.max turns that into clean
-// failures: the child must exit normally with no oom_kill in memory.events.
-TEST(Oom, CgroupV2MemoryMaxWithHardLimitInside) {
-  std::string mnt = Cgroup2Mount();
-  if (mnt.empty()) GTEST_SKIP() << "no cgroup v2 hierarchy is mounted";
-  std::string controllers = ReadFile(mnt + "/cgroup.controllers");
-  if (!HasWord(controllers, "memory")) {
-    std::string v1 = ReadFile("/proc/self/cgroup");
-    bool memory_on_v1 = v1.find(":memory:") != std::string::npos;
-    GTEST_SKIP() << "cgroup v2 at " << mnt << " has no memory controller (controllers: '"
-                 << controllers.substr(0, controllers.find('\n')) << "')"
-                 << (memory_on_v1 ? "; the memory controller is bound to a cgroup v1 hierarchy here" : "");
-  }
-  std::string own;
-  {
-    std::istringstream in(ReadFile("/proc/self/cgroup"));
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind("0::", 0) == 0) own = line.substr(3);
+// The own cgroup path of a hierarchy from /proc/self/cgroup: "0::" for v2,
+// "N:memory:" for the v1 memory controller.
+std::string OwnCgroup(const std::string& prefix_field) {
+  std::istringstream in(ReadFile("/proc/self/cgroup"));
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t colon = line.find(':');
+    if (colon != std::string::npos && line.compare(colon + 1, prefix_field.size(), prefix_field) == 0) {
+      std::string own = line.substr(colon + 1 + prefix_field.size());
+      return own == "/" ? "" : own;
     }
   }
-  std::string parent = mnt + (own == "/" ? "" : own);
+  return "";
+}
+
+// A child memory cgroup of our own with a hard limit: cgroup v2 (memory.max)
+// where v2 has the memory controller, else the v1 memory hierarchy
+// (memory.limit_in_bytes). Its directory, or "" with the reason in *why.
+struct MemoryCgroup {
+  std::string dir;
+  std::string events;  // file with the oom_kill count
+  const char* kind = "";
+};
+
+MemoryCgroup MakeMemoryCgroup(size_t limit, std::string* why) {
+  MemoryCgroup cg;
   int err = 0;
-  if (!HasWord(ReadFile(parent + "/cgroup.subtree_control"), "memory") &&
-      !WriteFile(parent + "/cgroup.subtree_control", "+memory", &err)) {
-    GTEST_SKIP() << "cannot enable the memory controller for children of " << parent << ": " << strerror(err);
+  std::string v2 = Cgroup2Mount();
+  std::string name = "/jsmalloc-oom-" + std::to_string(getpid());
+  if (!v2.empty() && HasWord(ReadFile(v2 + "/cgroup.controllers"), "memory")) {
+    std::string parent = v2 + OwnCgroup(":");
+    if (!HasWord(ReadFile(parent + "/cgroup.subtree_control"), "memory") &&
+        !WriteFile(parent + "/cgroup.subtree_control", "+memory", &err)) {
+      *why = "cannot enable the memory controller for children of " + parent + ": " + strerror(err);
+      return cg;
+    }
+    cg.dir = parent + name;
+    cg.events = cg.dir + "/memory.events";
+    cg.kind = "cgroup v2 memory.max";
+    if (mkdir(cg.dir.c_str(), 0755) != 0 || !WriteFile(cg.dir + "/memory.max", std::to_string(limit), &err)) {
+      *why = "cannot create " + cg.dir + " with memory.max: " + strerror(errno);
+      rmdir(cg.dir.c_str());
+      cg.dir.clear();
+      return cg;
+    }
+    WriteFile(cg.dir + "/memory.swap.max", "0", &err);  // absent without swap accounting: fine
+    return cg;
   }
-  std::string dir = parent + "/jsmalloc-oom-" + std::to_string(getpid());
-  if (mkdir(dir.c_str(), 0755) != 0) GTEST_SKIP() << "cannot create " << dir << ": " << strerror(errno);
+  const std::string v1 = "/sys/fs/cgroup/memory";
+  if (access((v1 + "/memory.limit_in_bytes").c_str(), F_OK) != 0) {
+    *why = "neither cgroup v2 with the memory controller nor a v1 memory hierarchy at " + v1;
+    return cg;
+  }
+  cg.dir = v1 + OwnCgroup("memory:") + name;
+  cg.events = cg.dir + "/memory.oom_control";
+  cg.kind = "cgroup v1 memory.limit_in_bytes";
+  if (mkdir(cg.dir.c_str(), 0755) != 0 ||
+      !WriteFile(cg.dir + "/memory.limit_in_bytes", std::to_string(limit), &err)) {
+    *why = "cannot create " + cg.dir + " with memory.limit_in_bytes: " + strerror(errno);
+    rmdir(cg.dir.c_str());
+    cg.dir.clear();
+  }
+  return cg;
+}
+
+// The kernel OOM-kills a process that faults past its cgroup's limit; malloc
+// never sees a failure (it hands out address space, the fault comes later).
+// JSMalloc's hard limit set below the cgroup's turns that into clean
+// failures: the child must exit normally, and the cgroup count no OOM kill.
+TEST(Oom, CgroupMemoryLimitWithHardLimitInside) {
   const size_t cg_max = size_t{192} << 20;
-  bool ok = WriteFile(dir + "/memory.max", std::to_string(cg_max), &err);
-  int swap_err = 0;
-  WriteFile(dir + "/memory.swap.max", "0", &swap_err);  // absent without swap accounting: fine
-  if (!ok) {
-    rmdir(dir.c_str());
-    GTEST_SKIP() << "cannot write " << dir << "/memory.max: " << strerror(err);
-  }
+  std::string why;
+  MemoryCgroup cg = MakeMemoryCgroup(cg_max, &why);
+  // Root on a Linux with either cgroup version can do this; the reason is printed.
+  if (cg.dir.empty()) GTEST_SKIP() << why;
+  const std::string dir = cg.dir;
+  int err = 0;
   // The child waits until it has been moved into the cgroup.
   int go[2];
   ASSERT_EQ(pipe(go), 0);
@@ -719,7 +757,7 @@ TEST(Oom, CgroupV2MemoryMaxWithHardLimitInside) {
     if (read(go[0], &c, 1) != 1) _exit(3);
     // New charges go to the cgroup; stay 96 MiB under memory.max.
     size_t limit = SetHardLimitAboveCurrent(size_t{96} << 20);
-    Line("INFO", "memory.max %zu MiB, JSMalloc hard limit %zu MiB", cg_max >> 20, limit >> 20);
+    Line("INFO", "cgroup limit %zu MiB, JSMalloc hard limit %zu MiB", cg_max >> 20, limit >> 20);
     std::vector<void*> blocks;
     blocks.reserve(1024);
     for (int i = 0; i < 1024; ++i) {
@@ -763,7 +801,7 @@ TEST(Oom, CgroupV2MemoryMaxWithHardLimitInside) {
   close(fds[0]);
   int status = 0;
   waitpid(pid, &status, 0);
-  std::string events = ReadFile(dir + "/memory.events");
+  std::string events = ReadFile(cg.events);
   rmdir(dir.c_str());
   long faults = 0;
   std::istringstream in(out);
@@ -773,7 +811,7 @@ TEST(Oom, CgroupV2MemoryMaxWithHardLimitInside) {
     else if (line.rfind("FAULTS ", 0) == 0) faults = std::stol(line.substr(7));
     else printf("  %s\n", line.c_str());
   }
-  printf("cgroup v2 memory.max: faults injected: %ld; memory.events: %s\n", faults, events.c_str());
+  printf("%s: faults injected: %ld; %s: %s\n", cg.kind, faults, cg.events.c_str(), events.c_str());
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child " << DescribeStatus(status);
   size_t at = events.find("oom_kill ");
   if (at != std::string::npos) EXPECT_EQ(atol(events.c_str() + at + 9), 0) << "the kernel OOM-killed the child";

@@ -16,14 +16,14 @@ jsmalloc_discover_with_env(jsmalloc_reliability_fork_tests "reliability.fork_num
       "JSMALLOC_TEST_EXPECT_NUMA_PARTITIONS=2")
 
 # --- Out of memory: RLIMIT_AS, the hard limit by API (both front-ends), the
-# hard limit from the environment (both front-ends), cgroup v2 memory.max
-# (once; skipped where cgroup v2 has no memory controller).
+# hard limit from the environment (both front-ends), a cgroup memory limit
+# (v2 memory.max or v1 memory.limit_in_bytes, once).
 jsmalloc_linked_test(jsmalloc_reliability_oom_tests ${CMAKE_CURRENT_LIST_DIR}/oom_test.cc)
 jsmalloc_discover_with_env(jsmalloc_reliability_oom_tests "reliability.oom.percpu."
   FILTER "-Oom.HardLimitFromEnvironment"
   ENV "JSMALLOC_TEST_EXPECT_PER_CPU=1")
 jsmalloc_discover_with_env(jsmalloc_reliability_oom_tests "reliability.oom.perthread."
-  FILTER "-Oom.HardLimitFromEnvironment:Oom.CgroupV2*"
+  FILTER "-Oom.HardLimitFromEnvironment:Oom.Cgroup*"
   ENV "JSMALLOC_PER_CPU=0")
 # 160 MiB in plain bytes (the test compares it with jsmalloc_get_memory_limit).
 jsmalloc_discover_with_env(jsmalloc_reliability_oom_tests "reliability.oom.env_hard_percpu."
