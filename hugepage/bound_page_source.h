@@ -24,6 +24,9 @@ class BoundPageSource final : public PageSource {
   void* Map(size_t bytes, size_t align, void* hint) override;
   bool Release(void* ptr, size_t bytes) override { return inner_->Release(ptr, bytes); }
   bool Collapse(void* ptr, size_t bytes) override { return inner_->Collapse(ptr, bytes); }
+  bool AllowHugePages(void* ptr, size_t bytes, bool allow) override {
+    return inner_->AllowHugePages(ptr, bytes, allow);
+  }
   void FlushReleases() override { inner_->FlushReleases(); }
 
   os::MemPolicy mode() const { return mode_; }

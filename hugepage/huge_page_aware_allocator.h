@@ -3,7 +3,9 @@
 // on intact 2 MiB hugepages while memory the program no longer needs still
 // goes back to the OS.
 //
-//   n < 1 hugepage                      -> filler (packed into partly used hugepages)
+//   n < 1 hugepage                      -> filler (packed into partly used hugepages;
+//                                          spans of small objects and large
+//                                          allocations on separate hugepages)
 //   n a multiple of a hugepage          -> hugepage cache (whole hugepages)
 //   otherwise, n <= region / 4          -> region (packed, no per-allocation slack)
 //   otherwise                           -> hugepage cache, and the unused tail of
@@ -29,6 +31,9 @@ struct HugePageAwareOptions {
   uint64_t demand_epoch_ns = 1000000000;
   size_t region_hugepages = HugeRegion::kMaxHugePages;
   bool collapse = false;               // MADV_COLLAPSE hugepages refilled after subrelease
+  // Advise subreleased filler hugepages MADV_NOHUGEPAGE (HugePageFiller):
+  // on when khugepaged would fill released pages back in (max_ptes_none > 0).
+  bool guard_khugepaged = false;
   // Filler pages kept free and backed beyond the recent demand: the larger
   // of this many hugepages' worth and 1/filler_slack_divisor of the pages
   // in use. The rest is subreleased once per demand epoch.
@@ -39,7 +44,9 @@ struct HugePageAwareOptions {
 
 // Hugepage accounting for the stats report and the coverage property.
 struct HugePageStats {
-  FillerStats filler;
+  FillerStats filler;         // both fillers
+  FillerStats small_filler;   // the one for spans of small objects
+  FillerStats sparse_filler;  // the one for large allocations and donated tails
   HugeCacheStats cache;
   RegionStats regions;  // summed over regions
   size_t region_count = 0;
@@ -99,13 +106,18 @@ class HugePageAwareAllocator final : public PageAllocator {
 
  private:
   Span* NewLocked(Length n);
-  Span* AllocSmall(Length n);
+  Span* AllocSmall(Length n, bool sparse);
   Span* AllocWhole(Length n);
   Span* AllocRegion(Length n);
   Span* AllocDonating(Length n);
   Span* MakeSpan(PageId first, Length n, Span::Origin origin);
   void FreeSmall(PageId p, Length n);
   void ReturnTracker(PageTracker* t);
+  HugeRegion* RegionOf(PageId p);
+  HugePageFiller& FillerOf(const PageTracker* t) { return t->sparse() ? sparse_filler_ : filler_; }
+  size_t FillerUsedPages() const { return filler_.used_pages() + sparse_filler_.used_pages(); }
+  FillerStats FillerStatsLocked() const;
+  Length SubReleaseBoth(Length pages);
   void MaybeCollapse(PageTracker* t);
   size_t ReleaseExcessLocked();
 
@@ -113,7 +125,8 @@ class HugePageAwareAllocator final : public PageAllocator {
   PageMap* pagemap_;
   PageSource* source_;
   HugePageAwareOptions options_;
-  HugePageFiller filler_;
+  HugePageFiller filler_;         // spans of small objects
+  HugePageFiller sparse_filler_;  // large allocations under a hugepage, donated tails
   HugeCache cache_;
   HugePageMap<PageTracker> trackers_;
   IntrusiveList<HugeRegion> regions_;

@@ -37,6 +37,8 @@ PageTracker* HugePageFiller::TryAlloc(Length n, PageId* page, Length* was_releas
       used_pages_ += n;
       free_backed_pages_ -= n - *was_released;
       released_pages_ -= *was_released;
+      refaulted_total_ += *was_released;
+      if (t->released() == 0) AllowThp(t);
       Insert(t);
       *page = FirstPageOf(t->hugepage()) + idx;
       return t;
@@ -79,7 +81,26 @@ bool HugePageFiller::Free(PageTracker* t, PageId page, Length n) {
   return false;
 }
 
-Length HugePageFiller::SubRelease(Length desired) {
+void HugePageFiller::AllowThp(PageTracker* t) {
+  if (!t->no_thp()) return;
+  // If the kernel refuses, the hugepage only goes without THP (nothing is
+  // lost); the next subrelease advises it again anyway.
+  source_->AllowHugePages(HugePageStart(t->hugepage()), kHugePageSize, true);
+  t->set_no_thp(false);
+  --no_thp_;
+}
+
+void HugePageFiller::ForgetTracker(PageTracker* t) { AllowThp(t); }
+
+Length HugePageFiller::SubRelease(Length desired) { return SubReleaseFrom(desired, false); }
+
+Length HugePageFiller::SubReleaseIdle(Length desired) { return SubReleaseFrom(desired, true); }
+
+void HugePageFiller::MarkIdle() {
+  ForEachTracker([](PageTracker* t) { t->MarkIdle(); });
+}
+
+Length HugePageFiller::SubReleaseFrom(Length desired, bool idle_only) {
   Length done = 0;
   // Least used first: their free pages are the most likely to stay free.
   for (int c = 0; c < kChunks && done < desired; ++c) {
@@ -90,19 +111,31 @@ Length HugePageFiller::SubRelease(Length desired) {
         PageTracker* batch[64];
         int k = 0;
         list.ForEach([&](PageTracker* t) {
-          if (k < 64 && t->free() > t->released()) batch[k++] = t;
+          if (k < 64 && t->free() > t->released() && (!idle_only || t->idle_hint() > 0)) batch[k++] = t;
         });
         for (int i = 0; i < k && done < desired; ++i) {
           PageTracker* t = batch[i];
           Remove(t);
           bool was_broken = t->broken();
-          Length got = t->ReleaseFree([&](Length index, Length len) {
+          // Before the first page goes: khugepaged must not refill it.
+          if (guard_khugepaged_ && !t->no_thp()) {
+            if (no_thp_ < kMaxNoThp &&
+                source_->AllowHugePages(HugePageStart(t->hugepage()), kHugePageSize, false)) {
+              t->set_no_thp(true);
+              ++no_thp_;
+            } else if (t->released() == 0) {
+              ++no_thp_refused_;
+            }
+          }
+          auto release = [&](Length index, Length len) {
             return source_->Release(PageStart(FirstPageOf(t->hugepage()) + index), len << kPageShift);
-          });
+          };
+          Length got = idle_only ? t->ReleaseIdle(desired - done, release) : t->ReleaseFree(release);
           if (got > 0) {
             JSMALLOC_PROBE(hugepage_broken, ProbeAddr(HugePageStart(t->hugepage())), t->used(), got,
                            kPagesPerHugePage, !was_broken, ProbeNumaNode());
           }
+          if (t->released() == 0) AllowThp(t);  // nothing went after all
           free_backed_pages_ -= got;
           released_pages_ += got;
           subreleased_total_ += got;
@@ -122,6 +155,9 @@ FillerStats HugePageFiller::Stats() const {
   s.free_pages = free_backed_pages_;
   s.released_pages = released_pages_;
   s.subreleased_total_pages = subreleased_total_;
+  s.refaulted_total_pages = refaulted_total_;
+  s.no_thp = no_thp_;
+  s.no_thp_refused = no_thp_refused_;
   for (int g = 0; g < 2; ++g) {
     for (int c = 0; c < kChunks; ++c) {
       for (Length l = 0; l <= kPagesPerHugePage; ++l) {

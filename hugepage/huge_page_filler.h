@@ -11,6 +11,14 @@
 // partly used) breaks the hugepage, so it happens only when memory must be
 // returned: a memory limit, malloc_trim, the release API, the release rate.
 // It takes the least used hugepages first.
+//
+// khugepaged: with its default max_ptes_none (511) it collapses any range of
+// an MADV_HUGEPAGE mapping that has one page present, filling the released
+// pages with fresh zeroed memory. The process's RSS then grows back while
+// the filler counts those pages as released. So, when the kernel would do
+// that, a hugepage is advised MADV_NOHUGEPAGE before its first page is
+// subreleased, and MADV_HUGEPAGE again once no page of it is released (it
+// became fully backed again, or it empties and leaves the filler).
 #ifndef JSMALLOC_HUGEPAGE_HUGE_PAGE_FILLER_H_
 #define JSMALLOC_HUGEPAGE_HUGE_PAGE_FILLER_H_
 
@@ -29,14 +37,41 @@ struct FillerStats {
   size_t free_pages = 0;      // free and backed
   size_t released_pages = 0;  // free and released to the OS
   size_t subreleased_total_pages = 0;
+  size_t refaulted_total_pages = 0;  // released pages allocated again
   size_t used_pages_on_intact = 0;  // used pages on hugepages never broken
+  size_t no_thp = 0;          // advised MADV_NOHUGEPAGE now (released pages)
+  size_t no_thp_refused = 0;  // subreleased without that advice (refused or over the cap)
+
+  FillerStats& operator+=(const FillerStats& o) {
+    hugepages += o.hugepages;
+    full += o.full;
+    intact_partial += o.intact_partial;
+    broken += o.broken;
+    donated += o.donated;
+    used_pages += o.used_pages;
+    free_pages += o.free_pages;
+    released_pages += o.released_pages;
+    subreleased_total_pages += o.subreleased_total_pages;
+    refaulted_total_pages += o.refaulted_total_pages;
+    used_pages_on_intact += o.used_pages_on_intact;
+    no_thp += o.no_thp;
+    no_thp_refused += o.no_thp_refused;
+    return *this;
+  }
 };
 
 class HugePageFiller {
  public:
   static constexpr int kChunks = 8;
 
-  explicit HugePageFiller(PageSource* source) : source_(source) {}
+  // At most this many hugepages are advised MADV_NOHUGEPAGE at once: each
+  // can split the heap's mapping (two more VMAs at worst), and the kernel
+  // caps a process's VMAs (vm.max_map_count, 65530 by default).
+  static constexpr size_t kMaxNoThp = 4096;
+
+  // guard_khugepaged: advise subreleased hugepages MADV_NOHUGEPAGE (above).
+  explicit HugePageFiller(PageSource* source, bool guard_khugepaged = false)
+      : source_(source), guard_khugepaged_(guard_khugepaged) {}
 
   // n < kPagesPerHugePage. Returns the tracker and sets *page, or nullptr if
   // no hugepage held here has a free run of n pages.
@@ -49,9 +84,18 @@ class HugePageFiller {
   // Frees n pages at `page`. Returns true when the hugepage became empty: it
   // has been removed from the filler and the caller owns the tracker.
   bool Free(PageTracker* t, PageId page, Length n);
+  // Called for a tracker Free handed back, after its hugepage was released
+  // whole: lets the kernel use a transparent hugepage there again.
+  void ForgetTracker(PageTracker* t);
   // Releases up to `desired` free backed pages, least used hugepages first.
   // Returns pages released.
   Length SubRelease(Length desired);
+  // The same, but only pages that have stayed free since the last MarkIdle
+  // (see PageTracker::ReleaseIdle), so pages the churn takes back within an
+  // epoch are not released only to be faulted in again.
+  Length SubReleaseIdle(Length desired);
+  // Starts a new age on every hugepage: what is free and backed now is idle.
+  void MarkIdle();
 
   FillerStats Stats() const;
   template <typename F>
@@ -63,6 +107,8 @@ class HugePageFiller {
   size_t free_backed_pages() const { return free_backed_pages_; }
   size_t used_pages() const { return used_pages_; }
   size_t released_pages() const { return released_pages_; }
+  // Released pages handed out again (faulted back in), cumulative.
+  size_t refaulted_pages() const { return refaulted_total_; }
 
  private:
   int GroupOf(const PageTracker* t) const { return t->broken() ? 1 : 0; }
@@ -71,8 +117,13 @@ class HugePageFiller {
   }
   void Insert(PageTracker* t);
   void Remove(PageTracker* t);
+  void AllowThp(PageTracker* t);
+  Length SubReleaseFrom(Length desired, bool idle_only);
 
   PageSource* source_;
+  bool guard_khugepaged_;
+  size_t no_thp_ = 0;
+  size_t no_thp_refused_ = 0;
   // lists_[group][chunk][longest free run]
   IntrusiveList<PageTracker> lists_[2][kChunks][kPagesPerHugePage + 1];
   Bitmap<kPagesPerHugePage + 1> nonempty_[2][kChunks];
@@ -81,6 +132,7 @@ class HugePageFiller {
   size_t free_backed_pages_ = 0;
   size_t released_pages_ = 0;
   size_t subreleased_total_ = 0;
+  size_t refaulted_total_ = 0;
 };
 
 }  // namespace jsmalloc

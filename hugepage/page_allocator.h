@@ -48,6 +48,11 @@ class PageSource {
   // Asks the kernel to make a range (whole hugepages) transparent hugepages
   // again (MADV_COLLAPSE). False if it cannot.
   virtual bool Collapse(void* ptr, size_t bytes) { return false; }
+  // Whether the kernel may back a range (whole hugepages) with transparent
+  // hugepages on its own (MADV_HUGEPAGE / MADV_NOHUGEPAGE). The filler turns
+  // it off for hugepages it subreleased, so khugepaged cannot collapse them
+  // and fault the released pages back in behind its back. False if refused.
+  virtual bool AllowHugePages(void* ptr, size_t bytes, bool allow) { return false; }
   // Releases may be queued (batched through io_uring); a back-end calls this
   // before it drops its lock, so no released range is handed out before the
   // kernel has dropped its contents.

@@ -13,11 +13,15 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
     hp_ = hp;
     used_.ClearAll();
     released_.ClearAll();
+    idle_.ClearAll();
     used_count_ = 0;
     released_count_ = 0;
+    idle_count_ = 0;
     longest_free_ = kPagesPerHugePage;
     donated_ = donated;
     ever_released_ = false;
+    no_thp_ = false;
+    sparse_ = false;
   }
 
   HugePageId hugepage() const { return hp_; }
@@ -30,6 +34,12 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
   // transparent hugepage, so it is "broken" until collapsed again.
   bool broken() const { return ever_released_; }
   void MarkWhole() { ever_released_ = false; }
+  // Advised MADV_NOHUGEPAGE by the filler while it has released pages.
+  bool no_thp() const { return no_thp_; }
+  void set_no_thp(bool v) { no_thp_ = v; }
+  // Held by the back-end's filler for large allocations, not small spans.
+  bool sparse() const { return sparse_; }
+  void set_sparse(bool v) { sparse_ = v; }
   bool empty() const { return used_count_ == 0; }
   bool full() const { return used_count_ == kPagesPerHugePage; }
 
@@ -44,6 +54,7 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
   // Marks a given range used (a donated tail's head, or tests).
   void MarkUsed(Length index, Length n, Length* was_released) {
     used_.SetRange(index, n);
+    idle_.ClearRange(index, n);
     used_count_ += n;
     Length r = released_.CountSet(index, n);
     if (r > 0) {
@@ -66,24 +77,44 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
   template <typename F>
   Length ReleaseFree(F f) {
     Length total = 0;
-    used_.ForEachFreeRun(kPagesPerHugePage, [&](size_t start, size_t len) {
-      // Within a free run, only the pages not yet released.
-      size_t i = start, end = start + len;
-      while (i < end) {
-        size_t a = released_.Find(i, false, end);
-        if (a >= end) break;
-        size_t b = released_.Find(a, true, end);
-        if (f(a, b - a)) {
-          released_.SetRange(a, b - a);
-          total += b - a;
-        }
-        i = b;
-      }
+    ForEachFreeBackedRun([&](size_t a, size_t n) {
+      if (f(a, n)) total += MarkReleased(a, n);
     });
     released_count_ += total;
     if (total > 0) ever_released_ = true;
     return total;
   }
+
+  // Ageing for the demand-driven subrelease: a page is idle if it has been
+  // free and backed since the last MarkIdle. ReleaseIdle calls f(index,
+  // length) for idle runs, at most `max` pages, and marks them released like
+  // ReleaseFree (a refused run stays idle); pages freed since the last
+  // MarkIdle (a long run that the churn frees and takes again within the
+  // epoch) are left alone.
+  template <typename F>
+  Length ReleaseIdle(Length max, F f) {
+    Length total = 0;
+    size_t i = 0;
+    while (i < kPagesPerHugePage && total < max) {
+      size_t a = idle_.Find(i, true, kPagesPerHugePage);
+      if (a >= kPagesPerHugePage) break;
+      size_t b = idle_.Find(a, false, kPagesPerHugePage);
+      if (b - a > max - total) b = a + (max - total);
+      if (f(a, b - a)) total += MarkReleased(a, b - a);
+      i = b;
+    }
+    released_count_ += total;
+    if (total > 0) ever_released_ = true;
+    return total;
+  }
+  // Starts a new age: every free, backed page is idle from now on.
+  void MarkIdle() {
+    idle_.ClearAll();
+    ForEachFreeBackedRun([&](size_t a, size_t n) { idle_.SetRange(a, n); });
+    idle_count_ = idle_.CountSet(0, kPagesPerHugePage);
+  }
+  // Idle pages as of the last MarkIdle (an upper bound after allocations).
+  Length idle_hint() const { return idle_count_; }
 
   // Filler bookkeeping: which list the tracker is on.
   uint16_t list_group = 0;
@@ -92,14 +123,38 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
   bool on_list = false;
 
  private:
+  // f(index, length) for each run of pages that are free and not released.
+  template <typename F>
+  void ForEachFreeBackedRun(F f) const {
+    used_.ForEachFreeRun(kPagesPerHugePage, [&](size_t start, size_t len) {
+      size_t i = start, end = start + len;
+      while (i < end) {
+        size_t a = released_.Find(i, false, end);
+        if (a >= end) break;
+        size_t b = released_.Find(a, true, end);
+        f(a, b - a);
+        i = b;
+      }
+    });
+  }
+  Length MarkReleased(size_t a, size_t n) {
+    released_.SetRange(a, n);
+    idle_.ClearRange(a, n);
+    return n;
+  }
+
   HugePageId hp_ = 0;
   Bitmap<kPagesPerHugePage> used_;
   Bitmap<kPagesPerHugePage> released_;
+  Bitmap<kPagesPerHugePage> idle_;
+  Length idle_count_ = 0;
   Length used_count_ = 0;
   Length released_count_ = 0;
   Length longest_free_ = kPagesPerHugePage;
   bool donated_ = false;
   bool ever_released_ = false;
+  bool no_thp_ = false;
+  bool sparse_ = false;
 };
 
 }  // namespace jsmalloc

@@ -29,6 +29,13 @@ bool SystemPageSource::Release(void* ptr, size_t bytes) {
 
 bool SystemPageSource::Collapse(void* ptr, size_t bytes) { return os::CollapseHugePages(ptr, bytes); }
 
+bool SystemPageSource::AllowHugePages(void* ptr, size_t bytes, bool allow) {
+  // Only where this source advised hugepages in the first place (the
+  // legacy page heap leaves the kernel's defaults alone).
+  if (!advise_hugepages_) return false;
+  return allow ? os::AdviseHugePages(ptr, bytes) : os::AdviseNoHugePages(ptr, bytes);
+}
+
 void SystemPageSource::FlushReleases() {
   os::MadviseBatcher* b = batcher_.load(std::memory_order_acquire);
   if (b != nullptr) b->Flush();

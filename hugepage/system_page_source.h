@@ -25,6 +25,7 @@ class SystemPageSource final : public PageSource {
   void* Map(size_t bytes, size_t align, void* hint) override;
   bool Release(void* ptr, size_t bytes) override;
   bool Collapse(void* ptr, size_t bytes) override;
+  bool AllowHugePages(void* ptr, size_t bytes, bool allow) override;
   void FlushReleases() override;
 
   bool madv_free() const { return madv_free_; }

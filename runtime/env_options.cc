@@ -133,6 +133,11 @@ void ParseOptions(Options* out) {
   GetSize("JSMALLOC_PAGE_HEAP_KEEP_FREE_BYTES", &out->page_heap_keep_free_bytes);
   GetChoice("JSMALLOC_BACKEND", "hugepage", "legacy", &out->legacy_page_heap);
   GetBool("JSMALLOC_COLLAPSE", &out->collapse);
+  if (const char* g = os::GetEnv("JSMALLOC_KHUGEPAGED_GUARD")) {
+    bool on;
+    if (ParseBool(g, &on)) out->khugepaged_guard = on ? 1 : 0;
+    else WarnLine("JSMALLOC_KHUGEPAGED_GUARD", g, "0 or 1", "(on where khugepaged would refill released pages)");
+  }
   GetChoice("JSMALLOC_RELEASE_ADVICE", "dontneed", "free", &out->release_with_madv_free);
   GetBool("JSMALLOC_BACKGROUND", &out->background);
   GetSize("JSMALLOC_RELEASE_RATE", &out->release_rate);

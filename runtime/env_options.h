@@ -29,6 +29,7 @@ struct Options {
   size_t page_heap_keep_free_bytes = 32 << 20;      // JSMALLOC_PAGE_HEAP_KEEP_FREE_BYTES
   bool legacy_page_heap = false;                    // JSMALLOC_BACKEND=legacy|hugepage
   bool collapse = false;                            // JSMALLOC_COLLAPSE
+  int khugepaged_guard = -1;                        // JSMALLOC_KHUGEPAGED_GUARD: -1 auto, 0 off, 1 on
   bool release_with_madv_free = false;              // JSMALLOC_RELEASE_ADVICE=free|dontneed
   bool background = false;                          // JSMALLOC_BACKGROUND
   size_t release_rate = 4 << 20;                    // JSMALLOC_RELEASE_RATE (bytes/s)

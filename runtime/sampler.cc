@@ -289,6 +289,9 @@ JSMALLOC_ENTRY_SECTION __attribute__((noinline)) void* TakeSample(size_t size, s
     st.lock.Unlock();
     span = align_pages > 1 ? Static::backend()->NewAligned(pages, align_pages) : Static::backend()->New(pages);
     if (span == nullptr) return nullptr;
+    // A large block's usable size is its span, sampled or not (an aligned
+    // one may have been rounded up to whole hugepages).
+    if (allocated > kMaxSize) allocated = span->bytes();
     st.lock.Lock();
   }
   {

@@ -10,6 +10,7 @@
 #include "hugepage/page_heap.h"
 #include "hugepage/partitioned_backend.h"
 #include "os/linux/numa.h"
+#include "os/linux/thp.h"
 #include "os/linux/clock.h"
 #include "runtime/background.h"
 #include "runtime/freelist_link.h"
@@ -224,6 +225,16 @@ void InitNuma(State* st) {
   g_probe_default_numa_node = st->plan.partition_node[0];
 }
 
+// Whether subreleased filler hugepages are advised MADV_NOHUGEPAGE
+// (HugePageFiller): needed when khugepaged would collapse them and fault
+// their released pages back in, i.e. THP is not off and max_ptes_none > 0
+// (unreadable counts as the kernel default, 511).
+bool GuardKhugepaged(const Options& o) {
+  if (o.khugepaged_guard >= 0) return o.khugepaged_guard == 1;
+  const os::ThpSettings& t = os::GetThpSettings();
+  return t.enabled != os::ThpMode::kNever && t.khugepaged_max_ptes_none != 0;
+}
+
 // Builds partition p's back-end and middle-end.
 bool InitPartition(State* st, int p, MetadataArena* arena) {
   Partition* part = p == 0 ? &st->first : static_cast<Partition*>(arena->Alloc(sizeof(Partition), 64));
@@ -240,6 +251,7 @@ bool InitPartition(State* st, int p, MetadataArena* arena) {
     HugePageAwareOptions hp;
     hp.clock = &Clock;
     hp.collapse = st->options.collapse;
+    hp.guard_khugepaged = GuardKhugepaged(st->options);
     hp.partition = static_cast<uint8_t>(p);
     part->hpaa = new (part->backend_storage)
         HugePageAwareAllocator(&g_pagemap, &part->source, arena, hp);

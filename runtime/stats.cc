@@ -293,6 +293,7 @@ constexpr const char* kPropertyNames[] = {
     "jsmalloc.hugepage.region_backed",
     "jsmalloc.hugepage.large",
     "jsmalloc.hugepage.collapses",
+    "jsmalloc.hugepage.filler_nohugepage",
     "jsmalloc.memory_limit",
     "jsmalloc.memory_limit_hard",
     "jsmalloc.memory_limit_hits",
@@ -370,6 +371,7 @@ bool GetNumericProperty(const char* name, size_t* value) {
         {"jsmalloc.hugepage.region_backed", h.regions.backed_hugepages},
         {"jsmalloc.hugepage.large", h.large_hugepages},
         {"jsmalloc.hugepage.collapses", h.collapses},
+        {"jsmalloc.hugepage.filler_nohugepage", h.filler.no_thp},
     };
     for (const auto& e : hp) {
       if (strcmp(e.n, name) == 0) {

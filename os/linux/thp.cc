@@ -84,6 +84,10 @@ const ThpSettings& GetThpSettings() {
   if (ReadSmallFile("/sys/kernel/mm/transparent_hugepage/khugepaged/defrag", buf, sizeof(buf)) > 0) {
     s.khugepaged_defrag = buf[0] == '1';
   }
+  if (ReadSmallFile("/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none", buf, sizeof(buf)) > 0 &&
+      buf[0] >= '0' && buf[0] <= '9') {
+    s.khugepaged_max_ptes_none = static_cast<int>(ParseU64(buf));
+  }
   if (ReadSmallFile("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", buf, sizeof(buf)) > 0) {
     s.hpage_pmd_size = ParseU64(buf);
   }
@@ -96,6 +100,13 @@ const ThpSettings& GetThpSettings() {
 bool AdviseHugePages(void* p, size_t bytes) {
   int saved = errno;
   bool ok = madvise(p, bytes, MADV_HUGEPAGE) == 0;
+  errno = saved;
+  return ok;
+}
+
+bool AdviseNoHugePages(void* p, size_t bytes) {
+  int saved = errno;
+  bool ok = madvise(p, bytes, MADV_NOHUGEPAGE) == 0;
   errno = saved;
   return ok;
 }

@@ -17,6 +17,10 @@ struct ThpSettings {
   char defrag[32] = "unknown";
   bool khugepaged_defrag = false;
   size_t hpage_pmd_size = 0;
+  // khugepaged/max_ptes_none: how many missing base pages khugepaged fills
+  // with zeroed memory when it collapses a range (kernel default 511, all
+  // but one). -1 when unreadable.
+  int khugepaged_max_ptes_none = -1;
 };
 
 // /sys/kernel/mm/transparent_hugepage/*, read once and cached.
@@ -25,6 +29,9 @@ const ThpSettings& GetThpSettings();
 ThpMode ParseThpMode(const char* line);
 const char* ThpModeName(ThpMode m);
 bool AdviseHugePages(void* p, size_t bytes);
+// MADV_NOHUGEPAGE: no THP on faults and no khugepaged collapse in the range
+// (the kernel splits the mapping's VMA at its ends).
+bool AdviseNoHugePages(void* p, size_t bytes);
 bool CollapseHugePages(void* p, size_t bytes);
 // out[i] = whether hugepage i of `count` 2 MiB hugepages from `start` is a
 // transparent hugepage now. False when the kernel will not tell (needs

@@ -12,7 +12,18 @@
 //   - SubRelease releases only free, not yet released pages, returns what it
 //     released, and releases at least min(desired, free backed pages);
 //   - every tracker's used / free / released / longest free run / broken and
-//     every counter of Stats() match the model.
+//     every counter of Stats() match the model;
+//   - ageing (MarkIdle, SubReleaseIdle): only pages free since the last
+//     MarkIdle and never taken since are released, at most `desired`, and
+//     at least min(desired, such pages) when the OS refuses nothing;
+//   - the khugepaged guard: a page is released only from a hugepage
+//     advised MADV_NOHUGEPAGE (unless the advice was refused), the advice is
+//     lifted exactly when no page is released any more (or the hugepage
+//     leaves the filler: ForgetTracker), never given twice, and Stats().no_thp
+//     counts the advised hugepages.
+// Op bytes 0xf8..0xff are the ageing operations and advice refusals (added
+// later; the rest of the encoding is unchanged, so older inputs replay as
+// before unless they hold such bytes).
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -38,7 +49,9 @@ struct ModelPage {
   bool in_filler = false;
   bool donated = false;
   bool broken = false;
-  fuzz::BitVec used{kHP}, released{kHP};
+  bool no_thp = false;        // advised MADV_NOHUGEPAGE (source's view)
+  bool advice_refused = false;  // refused, so released without advice, until no page is released
+  fuzz::BitVec used{kHP}, released{kHP}, idle{kHP};
   PageTracker tracker;
   Length Used() const { return used.Count(0, kHP); }
   Length Released() const { return released.Count(0, kHP); }
@@ -63,7 +76,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const bool refusals = kRefusedReleases || std::getenv("JSMALLOC_FUZZ_FILLER_REFUSALS") != nullptr;
   fuzz::FakeSpace space(0, 0);  // the filler never maps; it only releases
   space.AddForeign(reinterpret_cast<uintptr_t>(HugePageStart(kFirstHugePage)), kPool * kHugePageSize);
-  auto filler = std::make_unique<HugePageFiller>(&space);
+  auto filler = std::make_unique<HugePageFiller>(&space, /*guard_khugepaged=*/true);
   auto pool = std::make_unique<ModelPage[]>(kPool);
   std::vector<Alloc> allocs;
   size_t subreleased_total = 0;
@@ -73,6 +86,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (&pool[i].tracker == t) return i;
     FUZZ_CHECK(false, "tracker %p is not one the fuzzer handed in", (void*)t);
     return 0;
+  };
+
+  bool idle_only = false;  // a SubReleaseIdle is running
+  space.on_advice = [&](uintptr_t a, size_t bytes, bool allow) {
+    HugePageId hp = HugePageOf(a >> kPageShift);
+    FUZZ_CHECK(a % kHugePageSize == 0 && bytes == kHugePageSize, "advice for %#lx + %zu, not one hugepage",
+               (unsigned long)a, bytes);
+    FUZZ_CHECK(hp >= kFirstHugePage && hp < kFirstHugePage + kPool, "advice outside the pool");
+    ModelPage& m = pool[hp - kFirstHugePage];
+    FUZZ_CHECK(m.no_thp == allow, "advice %s given twice for hugepage %lu", allow ? "HUGEPAGE" : "NOHUGEPAGE",
+               (unsigned long)hp);
+    m.no_thp = !allow;
+  };
+  space.on_advice_refused = [&](uintptr_t a) {
+    HugePageId hp = HugePageOf(a >> kPageShift);
+    FUZZ_CHECK(hp >= kFirstHugePage && hp < kFirstHugePage + kPool, "advice outside the pool");
+    pool[hp - kFirstHugePage].advice_refused = true;
   };
 
   // Releases come in through the source while SubRelease runs.
@@ -86,6 +116,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(m.in_filler, "release in hugepage %lu which the filler does not hold", (unsigned long)hp);
     Length idx = first - FirstPageOf(hp);
     FUZZ_CHECK(idx + n <= kHP, "release crosses a hugepage boundary");
+    FUZZ_CHECK(m.no_thp || m.advice_refused, "release in hugepage %lu, which is not advised MADV_NOHUGEPAGE",
+               (unsigned long)hp);
+    if (idle_only) {
+      FUZZ_CHECK(m.idle.Count(idx, n) == n, "SubReleaseIdle released pages %lu+%lu of hugepage %lu that are not idle",
+                 (unsigned long)idx, (unsigned long)n, (unsigned long)hp);
+    }
+    m.idle.SetRange(idx, n, false);
     for (Length i = idx; i < idx + n; ++i) {
       FUZZ_CHECK(!m.used.Get(i), "released page %lu of hugepage %lu, which is in use", (unsigned long)i,
                  (unsigned long)hp);
@@ -112,6 +149,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                  "after %s: hugepage %zu: tracker used %lu rel %lu longest %lu broken %d, model %lu %lu %lu %d", after,
                  i, (unsigned long)t.used(), (unsigned long)t.released(), (unsigned long)t.longest_free(), t.broken(),
                  (unsigned long)used, (unsigned long)rel, (unsigned long)m.Longest(), m.broken);
+      if (rel == 0) m.advice_refused = false;  // whole again: the next subrelease advises anew
+      if (!m.advice_refused) {
+        FUZZ_CHECK(m.no_thp == (rel > 0), "after %s: hugepage %zu advised MADV_NOHUGEPAGE %d with %lu released pages",
+                   after, i, m.no_thp, (unsigned long)rel);
+      }
+      FUZZ_CHECK(t.no_thp() == m.no_thp, "after %s: hugepage %zu: tracker no_thp %d, source saw %d", after, i,
+                 t.no_thp(), m.no_thp);
+      if (m.no_thp) ++want.no_thp;
       ++want.hugepages;
       if (m.broken) ++want.broken;
       else if (used == kHP) ++want.full;
@@ -130,7 +175,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(s.hugepages == want.hugepages && s.full == want.full && s.intact_partial == want.intact_partial &&
                    s.broken == want.broken && s.donated == want.donated && s.used_pages == want.used_pages &&
                    s.free_pages == want.free_pages && s.released_pages == want.released_pages &&
-                   s.used_pages_on_intact == want.used_pages_on_intact && s.subreleased_total_pages == subreleased_total,
+                   s.used_pages_on_intact == want.used_pages_on_intact && s.subreleased_total_pages == subreleased_total &&
+                   s.no_thp == want.no_thp,
                "after %s: stats hugepages %zu full %zu partial %zu broken %zu donated %zu used %zu free %zu released "
                "%zu intact-used %zu subreleased %zu; model %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu",
                after, s.hugepages, s.full, s.intact_partial, s.broken, s.donated, s.used_pages, s.free_pages,
@@ -156,15 +202,64 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       m.broken = false;
       m.used = fuzz::BitVec(kHP);
       m.released = fuzz::BitVec(kHP);
+      m.idle = fuzz::BitVec(kHP);
+      FUZZ_CHECK(!m.no_thp, "hugepage %zu re-enters the filler still advised MADV_NOHUGEPAGE", i);
+      m.advice_refused = false;
       m.tracker.Init(kFirstHugePage + i, donated);
       return &m;
     }
     return nullptr;
   };
 
+  // A hugepage that left the filler: the back-end releases it whole (not
+  // modelled here) and calls ForgetTracker, which lifts any advice.
+  auto forget = [&](ModelPage& m) {
+    m.in_filler = false;
+    filler->ForgetTracker(&m.tracker);
+    FUZZ_CHECK(!m.no_thp && !m.tracker.no_thp(), "ForgetTracker left the hugepage advised MADV_NOHUGEPAGE");
+  };
+
   int ops = 0;
   while (in.remaining_bytes() > 0 && ops++ < 300) {
     uint8_t op = in.ConsumeIntegral<uint8_t>();
+    if (op >= 0xf8) {
+      switch (op & 3) {
+        case 0:  // a new epoch: every free, backed page is idle from now on
+          filler->MarkIdle();
+          for (size_t i = 0; i < kPool; ++i) {
+            ModelPage& m = pool[i];
+            if (!m.in_filler) continue;
+            for (Length p = 0; p < kHP; ++p) m.idle.Set(p, !m.used.Get(p) && !m.released.Get(p));
+          }
+          check_all("MarkIdle");
+          break;
+        case 1:
+        case 2: {  // demand-driven subrelease: idle pages only
+          Length desired = fuzz::PickLength(in, kHP / 4, 8 * kHP);
+          size_t idle_total = 0;
+          for (size_t i = 0; i < kPool; ++i) {
+            if (pool[i].in_filler) idle_total += pool[i].idle.Count(0, kHP);
+          }
+          size_t refused = space.refused_releases;
+          idle_only = true;
+          Length got = filler->SubReleaseIdle(desired);
+          idle_only = false;
+          subreleased_total += got;
+          FUZZ_CHECK(got <= desired && got <= idle_total, "SubReleaseIdle(%lu) = %lu with %zu idle pages",
+                     (unsigned long)desired, (unsigned long)got, idle_total);
+          if (space.refused_releases == refused) {
+            FUZZ_CHECK(got >= std::min<size_t>(desired, idle_total), "SubReleaseIdle(%lu) released %lu of %zu idle",
+                       (unsigned long)desired, (unsigned long)got, idle_total);
+          }
+          check_all("SubReleaseIdle");
+          break;
+        }
+        default:  // the kernel refuses the next advice: that release goes ahead unadvised
+          space.fail_advice = 1;
+          break;
+      }
+      continue;
+    }
     switch (op % 8) {
       case 0:
       case 1:
@@ -215,6 +310,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                    (unsigned long)n);
         m->used.SetRange(idx, n, true);
         m->released.SetRange(idx, n, false);
+        m->idle.SetRange(idx, n, false);
         allocs.push_back({static_cast<size_t>(m - pool.get()), idx, n});
         check_all("allocate");
         break;
@@ -241,7 +337,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         bool empty = filler->Free(&m.tracker, FirstPageOf(kFirstHugePage + a.hp) + a.index, a.n);
         bool want_empty = m.Used() == 0;
         FUZZ_CHECK(empty == want_empty, "Free: empty %d, model %d", empty, want_empty);
-        if (empty) m.in_filler = false;  // the caller owns the tracker again
+        if (empty) forget(m);  // the caller owns the tracker again
         check_all("Free");
         break;
       }
@@ -273,7 +369,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         m.used.SetRange(a.index, a.n, false);
         bool empty = filler->Free(&m.tracker, FirstPageOf(kFirstHugePage + a.hp) + a.index, a.n);
         FUZZ_CHECK(empty == (m.Used() == 0), "Free (newest): empty %d", empty);
-        if (empty) m.in_filler = false;
+        if (empty) forget(m);
         check_all("Free (newest)");
         break;
       }
@@ -288,7 +384,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     m.used.SetRange(a.index, a.n, false);
     bool empty = filler->Free(&m.tracker, FirstPageOf(kFirstHugePage + a.hp) + a.index, a.n);
     FUZZ_CHECK(empty == (m.Used() == 0), "final Free: empty %d", empty);
-    if (empty) m.in_filler = false;
+    if (empty) forget(m);
   }
   check_all("freeing everything");
   FillerStats s = filler->Stats();

@@ -101,6 +101,20 @@ class FakeSpace final : public PageSource {
     return true;
   }
 
+  // Hugepage advice (the filler's khugepaged guard): recorded, checked by
+  // the target through on_advice; MADV_NOHUGEPAGE refused while
+  // fail_advice > 0.
+  bool AllowHugePages(void* ptr, size_t bytes, bool allow) override {
+    ++advice_calls;
+    if (!allow && fail_advice > 0) {  // only the advice that guards a release
+      --fail_advice;
+      if (on_advice_refused) on_advice_refused(reinterpret_cast<uintptr_t>(ptr));
+      return false;
+    }
+    if (on_advice) on_advice(reinterpret_cast<uintptr_t>(ptr), bytes, allow);
+    return true;
+  }
+
   // Address space the component got elsewhere (the filler's and region's
   // hugepages come from the hugepage cache): releases there are legitimate.
   void AddForeign(uintptr_t a, size_t bytes) { mappings.emplace_back(a, bytes); }
@@ -127,6 +141,10 @@ class FakeSpace final : public PageSource {
 
   int fail_maps = 0;
   int fail_releases = 0;
+  int fail_advice = 0;
+  size_t advice_calls = 0;
+  std::function<void(uintptr_t, size_t, bool)> on_advice;
+  std::function<void(uintptr_t)> on_advice_refused;
   size_t map_calls = 0, refused_maps = 0, release_calls = 0, refused_releases = 0;
   size_t mapped_bytes = 0, released_bytes = 0;
   std::vector<std::pair<uintptr_t, size_t>> mappings;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <jsmalloc/jsmalloc.h>
 #include <malloc.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -107,6 +108,77 @@ TEST(HugepageKernelTest, TrimReturnsEverythingButThePagesOfLiveObjects) {
          span_bytes >> 20, metadata >> 20, (baseline + span_bytes + metadata + slack) >> 20);
   EXPECT_LE(after, baseline + span_bytes + metadata + slack);
   EXPECT_LT(after - baseline, (peak - baseline) / 2);
+  for (auto& [p, n] : live) free(p);
+}
+
+// khugepaged (max_ptes_none 511 by default) collapses any range of an
+// MADV_HUGEPAGE mapping with a page present, faulting the released pages
+// back in. MADV_COLLAPSE does the same collapse at once, so it stands in for
+// khugepaged here: after a trim has subreleased the hugepages that still
+// hold live objects, collapsing them must fail and leave RSS where it was.
+// With JSMALLOC_KHUGEPAGED_GUARD=0 (registered as kernel.hugepage_noguard.)
+// the same collapses succeed and RSS grows: what the guard prevents.
+TEST(HugepageKernelTest, KhugepagedCannotRefillSubreleasedHugepages) {
+  const char* g = getenv("JSMALLOC_KHUGEPAGED_GUARD");
+  const bool guard = g == nullptr || strcmp(g, "0") != 0;
+  malloc_trim(0);
+  Heap h = BuildHeap(size_t{64} << 20);
+  std::vector<std::pair<char*, size_t>> live;
+  for (size_t i = 0; i < h.objs.size(); ++i) {
+    if (i % 50 == 0) live.push_back(h.objs[i]);
+    else free(h.objs[i].first);
+  }
+  std::vector<std::pair<char*, size_t>>().swap(h.objs);
+  malloc_trim(0);
+  const uintptr_t kHuge = uintptr_t{2} << 20;
+  std::set<uintptr_t> hugepages;
+  for (auto& [p, n] : live) hugepages.insert(reinterpret_cast<uintptr_t>(p) & ~(kHuge - 1));
+  if (!HugepageBackend()) {
+    // The legacy page heap does not advise MADV_HUGEPAGE, so khugepaged in
+    // `madvise` mode never looks at it: check that its heap is not advised.
+    FILE* f = fopen("/proc/self/smaps", "r");
+    ASSERT_NE(f, nullptr);
+    char line[512];
+    uintptr_t probe = *hugepages.begin(), lo = 0, hi = 0;
+    bool in = false, checked = false;
+    while (fgets(line, sizeof(line), f) != nullptr) {
+      unsigned long a, b;
+      if (sscanf(line, "%lx-%lx ", &a, &b) == 2) {
+        lo = a;
+        hi = b;
+        in = probe >= lo && probe < hi;
+      } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+        EXPECT_EQ(strstr(line, " hg"), nullptr) << "legacy heap advised MADV_HUGEPAGE: " << line;
+        checked = true;
+      }
+    }
+    fclose(f);
+    EXPECT_TRUE(checked) << "found the heap mapping in smaps";
+    for (auto& [p, n] : live) free(p);
+    return;
+  }
+  const size_t advised = Prop("jsmalloc.hugepage.filler_nohugepage");
+  const size_t before = RssBytes();
+  size_t collapsed = 0;
+  for (uintptr_t hp : hugepages) {
+    if (madvise(reinterpret_cast<void*>(hp), kHuge, 25 /* MADV_COLLAPSE */) == 0) ++collapsed;
+  }
+  const size_t after = RssBytes();
+  printf("guard=%d: %zu hugepages hold live objects, %zu advised MADV_NOHUGEPAGE, %zu collapsed; "
+         "RSS %zu -> %zu MiB\n",
+         guard, hugepages.size(), advised, collapsed, before >> 20, after >> 20);
+  for (auto& [p, n] : live) {
+    ASSERT_EQ(static_cast<unsigned char>(p[n - 1]), n & 0xff) << "live data intact";
+  }
+  if (guard) {
+    EXPECT_GE(advised, hugepages.size() / 2) << "the trim subreleased them, advised first";
+    EXPECT_LE(collapsed, hugepages.size() - advised);
+    EXPECT_LE(after, before + (collapsed + 1) * kHuge) << "released pages stayed released";
+  } else {
+    EXPECT_EQ(advised, 0u);
+    EXPECT_GE(collapsed, hugepages.size() / 2) << "positive control: the kernel collapses them";
+    EXPECT_GE(after, before + collapsed * kHuge / 2) << "and faults their released pages back in";
+  }
   for (auto& [p, n] : live) free(p);
 }
 

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cmath>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -300,6 +301,7 @@ struct Check {
   size_t tracked, allocated, slack;
   // Where JSMalloc's resident memory is (MiB), for the summary.
   double physical, backend_free, central, transfer, cpu, thread, filler_free, cache_backed, region_backed, metadata;
+  double rss;  // the process's, read while the workers are paused
 };
 
 TEST(Soak, MixedThreadChurnRssLevelsOff) {
@@ -358,7 +360,8 @@ TEST(Soak, MixedThreadChurnRssLevelsOff) {
             opt("jsmalloc.hugepage.filler_free_pages") * static_cast<double>(page) * mib,
             opt("jsmalloc.hugepage.cache_backed_free") * hp_mib,
             opt("jsmalloc.hugepage.region_backed") * hp_mib,
-            opt("jsmalloc.metadata_bytes") * mib};
+            opt("jsmalloc.metadata_bytes") * mib, 0};
+    c.rss = static_cast<double>(reliability::RssBytes()) * mib;
     shared->pause = false;
     checks.push_back(c);
   };
@@ -378,6 +381,13 @@ TEST(Soak, MixedThreadChurnRssLevelsOff) {
     if (s % 10 == 0 && s != seconds) check_accounting();
   }
   check_accounting();  // at the end, before anything is freed
+  // The back-end's part of the report, for the log (where the pages are).
+  static char report[1 << 20];
+  jsmalloc_get_stats(report, sizeof(report));
+  const char* backend = strstr(report, "Back-end");
+  std::string backend_report = backend != nullptr ? backend : "";
+  size_t cache_line = backend_report.find("Hugepage cache:");
+  if (cache_line != std::string::npos) backend_report.resize(backend_report.find('\n', cache_line) + 1);
   shared->stop = true;
   for (auto& t : threads) t.join();
   long ops = 0, reallocs = 0, aligned = 0, callocs = 0, cross = 0, bursts = 0;
@@ -468,7 +478,9 @@ TEST(Soak, MixedThreadChurnRssLevelsOff) {
            "hugepages backed %.1f), central lists %.1f, transfer %.1f, per-CPU %.1f, per-thread %.1f, metadata %.1f\n",
            c.physical, c.backend_free, c.filler_free, c.cache_backed, c.region_backed, c.central, c.transfer, c.cpu,
            c.thread, c.metadata);
+    printf("  process RSS at that moment %.1f MiB\n", c.rss);
   }
+  printf("back-end at the end of the churn:\n%s", backend_report.c_str());
   printf("after freeing everything: allocated %+lld bytes against the baseline\n",
          static_cast<long long>(after_free) - static_cast<long long>(baseline));
 

@@ -99,6 +99,102 @@ TEST(HugePageFillerTest, SubreleaseBreaksLeastUsedFirstAndIsAccounted) {
   filler.Free(&light, lp, 2);
 }
 
+// khugepaged (max_ptes_none > 0) would collapse a subreleased hugepage and
+// fault its released pages back in: the filler advises it MADV_NOHUGEPAGE
+// before the first release, and MADV_HUGEPAGE once no page is released.
+TEST(HugePageFillerTest, KhugepagedGuardAdvisesBeforeSubreleaseAndRestoresWhenWhole) {
+  if (kPagesPerHugePage < 8) GTEST_SKIP() << "needs >= 8 pages per hugepage (this build: " << kPagesPerHugePage << ")";
+  testing::FakePageSource source;
+  source.logging = true;
+  HugePageFiller filler(&source, /*guard_khugepaged=*/true);
+  HugePageId base = MapHugePages(2);
+  PageTracker busy, light;
+  busy.Init(base, false);
+  light.Init(base + 1, false);
+  filler.AllocFromNew(&busy, kPagesPerHugePage);  // full: nothing to release there
+  PageId lp = filler.AllocFromNew(&light, 2);
+  ASSERT_EQ(filler.SubRelease(4), kPagesPerHugePage - 2);
+  void* light_start = HugePageStart(light.hugepage());
+  ASSERT_GE(source.events.size(), 2u);
+  EXPECT_EQ(source.events[0].what, 'N') << "advice first";
+  EXPECT_EQ(source.events[0].ptr, light_start);
+  EXPECT_EQ(source.events[1].what, 'R') << "then the release";
+  EXPECT_TRUE(light.no_thp());
+  EXPECT_FALSE(busy.no_thp());
+  EXPECT_EQ(filler.Stats().no_thp, 1u);
+  // A second subrelease of the same hugepage does not advise again.
+  source.events.clear();
+  PageId p;
+  Length was_released;
+  ASSERT_EQ(filler.TryAlloc(1, &p, &was_released), &light);
+  filler.Free(&light, p, 1);
+  filler.SubRelease(kPagesPerHugePage);
+  for (const auto& e : source.events) EXPECT_NE(e.what, 'N');
+  // Taking back every released page makes the hugepage whole: advice lifted.
+  source.events.clear();
+  ASSERT_EQ(filler.TryAlloc(kPagesPerHugePage - 2, &p, &was_released), &light);
+  EXPECT_EQ(was_released, kPagesPerHugePage - 2);
+  ASSERT_EQ(source.events.size(), 1u);
+  EXPECT_EQ(source.events[0].what, 'H');
+  EXPECT_FALSE(light.no_thp());
+  EXPECT_EQ(filler.Stats().no_thp, 0u);
+  // A hugepage that empties while advised: ForgetTracker lifts it.
+  filler.Free(&light, p, kPagesPerHugePage - 2);
+  filler.SubRelease(kPagesPerHugePage);
+  EXPECT_TRUE(light.no_thp());
+  source.events.clear();
+  ASSERT_TRUE(filler.Free(&light, lp, 2));
+  filler.ForgetTracker(&light);
+  ASSERT_EQ(source.events.size(), 1u);
+  EXPECT_EQ(source.events[0].what, 'H');
+  EXPECT_EQ(filler.Stats().no_thp, 0u);
+  // The kernel refusing the advice: the release still happens, counted.
+  source.advice_ok = false;
+  filler.Free(&busy, FirstPageOf(busy.hugepage()), 4);
+  EXPECT_EQ(filler.SubRelease(kPagesPerHugePage), 4u);
+  EXPECT_FALSE(busy.no_thp());
+  EXPECT_EQ(filler.Stats().no_thp_refused, 1u);
+  // Without the guard (max_ptes_none 0, THP off) no advice at all.
+  testing::FakePageSource quiet;
+  HugePageFiller plain(&quiet, /*guard_khugepaged=*/false);
+  PageTracker t;
+  t.Init(MapHugePages(1), false);
+  plain.AllocFromNew(&t, 1);
+  EXPECT_EQ(plain.SubRelease(kPagesPerHugePage), kPagesPerHugePage - 1);
+  EXPECT_EQ(quiet.allow_calls.load() + quiet.disallow_calls.load(), 0u);
+}
+
+// The demand-driven subrelease takes only pages free for a whole epoch
+// (since the last MarkIdle); pages freed, or taken and freed again, since
+// then stay backed.
+TEST(HugePageFillerTest, IdleSubreleaseTakesOnlyPagesFreeForAWholeEpoch) {
+  if (kPagesPerHugePage < 8) GTEST_SKIP() << "needs >= 8 pages per hugepage (this build: " << kPagesPerHugePage << ")";
+  constexpr Length kQ = kPagesPerHugePage / 4;
+  testing::FakePageSource source;
+  HugePageFiller filler(&source);
+  PageTracker t;
+  t.Init(MapHugePages(1), false);
+  PageId first = filler.AllocFromNew(&t, 2 * kQ);  // the first half used
+  filler.MarkIdle();                               // the second half idle
+  filler.Free(&t, first, kQ);                      // the first quarter free, not idle yet
+  // A run longer than that hole comes from the idle half: busy again.
+  PageId p;
+  Length was_released;
+  ASSERT_EQ(filler.TryAlloc(kQ + 1, &p, &was_released), &t);
+  ASSERT_EQ(p - FirstPageOf(t.hugepage()), 2 * kQ);
+  filler.Free(&t, p, kQ + 1);  // freed again: not idle until the next MarkIdle
+  Length got = filler.SubReleaseIdle(kPagesPerHugePage);
+  EXPECT_EQ(got, kPagesPerHugePage - 2 * kQ - (kQ + 1)) << "only what stayed free since MarkIdle";
+  EXPECT_EQ(t.released(), got);
+  EXPECT_EQ(filler.free_backed_pages(), kQ + kQ + 1);
+  // The next epoch: what is free and backed now is idle; at most `desired`.
+  filler.MarkIdle();
+  EXPECT_EQ(filler.SubReleaseIdle(1), 1u);
+  EXPECT_EQ(filler.SubReleaseIdle(kPagesPerHugePage), kQ + kQ + 1 - 1) << "the rest of what was free at MarkIdle";
+  EXPECT_EQ(filler.free_backed_pages(), 0u);
+  EXPECT_TRUE(filler.Free(&t, first + kQ, kQ)) << "the last run: the hugepage leaves the filler";
+}
+
 TEST(HugeCacheTest, ReusesBackedFirstGrowsAndCoalesces) {
   testing::FakePageSource source;
   g_now = 0;
@@ -233,6 +329,35 @@ TEST_F(HugePageAwareTest, RoutesBySize) {
   EXPECT_EQ(h.filler.hugepages, 0u);
   EXPECT_EQ(h.region_count, 0u);
   EXPECT_EQ(h.cache.in_use, 0u);
+}
+
+// Large allocations under a hugepage and spans of small objects never share
+// a hugepage (HugePageAwareAllocator::NewLocked says why).
+TEST_F(HugePageAwareTest, LargeAllocationsAndSmallSpansUseSeparateHugepages) {
+  const Length large = HugePageAwareAllocator::kMaxObjectSpanPages + 1;
+  if (large >= kPagesPerHugePage) GTEST_SKIP() << "no large allocation fits in a hugepage in this build";
+  std::vector<Span*> spans;
+  std::set<HugePageId> small_hps, large_hps;
+  for (int i = 0; i < 40; ++i) {
+    Span* s = hpaa_->New(i % 2 == 0 ? 1 + i % 3 : large);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->origin, Span::kFromFiller);
+    auto& set = i % 2 == 0 ? small_hps : large_hps;
+    for (PageId p = s->first_page; p <= s->last_page(); ++p) set.insert(HugePageOf(p));
+    spans.push_back(s);
+  }
+  Span* aligned = hpaa_->NewAligned(large, 4);
+  ASSERT_NE(aligned, nullptr);
+  EXPECT_EQ(aligned->first_page % 4, 0u);
+  large_hps.insert(HugePageOf(aligned->first_page));
+  spans.push_back(aligned);
+  for (HugePageId h : small_hps) EXPECT_EQ(large_hps.count(h), 0u) << "hugepage " << h << " is shared";
+  HugePageStats st = hpaa_->HugeStats();
+  EXPECT_EQ(st.sparse_filler.hugepages, large_hps.size());
+  EXPECT_EQ(st.filler.hugepages, large_hps.size() + small_hps.size()) << "filler stats are both fillers";
+  for (Span* s : spans) hpaa_->Delete(s);
+  EXPECT_EQ(hpaa_->Stats().in_use_bytes, 0u);
+  EXPECT_EQ(hpaa_->HugeStats().filler.hugepages, 0u);
 }
 
 TEST_F(HugePageAwareTest, AlignedAllocations) {

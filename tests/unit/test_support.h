@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "hugepage/page_allocator.h"
 #include "os/linux/os_memory.h"
@@ -28,12 +30,35 @@ class FakePageSource final : public PageSource {
     return p;
   }
   bool Release(void* ptr, size_t bytes) override {
+    Log('R', ptr);
     releases.fetch_add(1);
     released_bytes.fetch_add(bytes);
     return os::ReleasePages(ptr, bytes);
   }
+  bool AllowHugePages(void* ptr, size_t bytes, bool allow) override {
+    // An event log for tests that check the order of advice and releases.
+    Log(allow ? 'H' : 'N', ptr);
+    (allow ? allow_calls : disallow_calls).fetch_add(1);
+    return advice_ok.load();
+  }
+  // Events: 'R' release, 'N' MADV_NOHUGEPAGE, 'H' MADV_HUGEPAGE, with the
+  // address; only while `logging` (tests that need it turn it on).
+  void Log(char what, void* ptr) {
+    if (!logging) return;
+    std::lock_guard<std::mutex> l(log_mu);
+    events.push_back({what, ptr});
+  }
+  struct Event {
+    char what;
+    void* ptr;
+  };
+  bool logging = false;
+  std::mutex log_mu;
+  std::vector<Event> events;
+  std::atomic<bool> advice_ok{true};
   std::atomic<int> fail_maps{0};
   std::atomic<size_t> maps{0}, mapped_bytes{0}, releases{0}, released_bytes{0};
+  std::atomic<size_t> allow_calls{0}, disallow_calls{0};
 };
 
 // The CPU as the per-CPU cache sees it, faked: tests set `cpu` and the

@@ -54,6 +54,42 @@ TEST(ThpTest, KernelBacksAdvisedRangesAndSplitsOnPartialRelease) {
   Unmap(mem, 4 * kHuge);
 }
 
+// What the filler's khugepaged guard rests on: a collapse (MADV_COLLAPSE
+// here, khugepaged in the background) of a half-released advised hugepage
+// faults the released half back in; after MADV_NOHUGEPAGE it is refused.
+TEST(ThpTest, NoHugepageAdviceStopsACollapseFromRefillingReleasedPages) {
+  void* mem = MapAligned(2 * kHuge, kHuge, nullptr);
+  ASSERT_NE(mem, nullptr);
+  ASSERT_TRUE(AdviseHugePages(mem, 2 * kHuge));
+  memset(mem, 3, 2 * kHuge);
+  char* open_hp = static_cast<char*>(mem);
+  char* guarded_hp = open_hp + kHuge;
+  ASSERT_TRUE(AdviseNoHugePages(guarded_hp, kHuge));
+  ASSERT_TRUE(ReleasePages(open_hp + kHuge / 2, kHuge / 2));
+  ASSERT_TRUE(ReleasePages(guarded_hp + kHuge / 2, kHuge / 2));
+  size_t anon = 0, rss_before = 0, rss_after = 0;
+  ASSERT_TRUE(ThpBytesInRange(mem, 2 * kHuge, &anon, &rss_before));
+  EXPECT_EQ(rss_before, kHuge) << "half of each hugepage resident";
+  EXPECT_TRUE(CollapseHugePages(open_hp, kHuge)) << "the hazard: collapse refills the released half";
+  EXPECT_FALSE(CollapseHugePages(guarded_hp, kHuge)) << "refused under MADV_NOHUGEPAGE";
+  ASSERT_TRUE(ThpBytesInRange(mem, 2 * kHuge, &anon, &rss_after));
+  EXPECT_EQ(rss_after, rss_before + kHuge / 2) << "only the unguarded hugepage grew";
+  EXPECT_EQ(open_hp[kHuge - 1], 0) << "the refilled pages read as zero";
+  EXPECT_EQ(guarded_hp[0], 3) << "contents kept";
+  // Lifting the advice (the hugepage became whole again) allows it again.
+  ASSERT_TRUE(AdviseHugePages(guarded_hp, kHuge));
+  memset(guarded_hp + kHuge / 2, 4, kHuge / 2);
+  EXPECT_TRUE(CollapseHugePages(guarded_hp, kHuge));
+  Unmap(mem, 2 * kHuge);
+}
+
+TEST(ThpTest, ReadsKhugepagedMaxPtesNone) {
+  // This machine runs the kernel default; the guard keys off this value.
+  const ThpSettings& s = GetThpSettings();
+  EXPECT_GE(s.khugepaged_max_ptes_none, 0) << "readable";
+  EXPECT_LE(s.khugepaged_max_ptes_none, 511);
+}
+
 TEST(ThpTest, CollapseMakesTouchedRangeHuge) {
   void* mem = MapAligned(kHuge, kHuge, nullptr);
   ASSERT_NE(mem, nullptr);
