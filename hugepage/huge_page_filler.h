@@ -8,9 +8,14 @@
 // longest-free-run that fits (best fit, so long runs stay available).
 //
 // Subrelease (MADV_DONTNEED of free pages inside a hugepage that is still
-// partly used) breaks the hugepage, so it happens only when memory must be
-// returned: a memory limit, malloc_trim, the release API, the release rate.
-// It takes the least used hugepages first.
+// partly used) breaks the hugepage, so it is sparing: SubRelease when memory
+// must be returned (a memory limit, malloc_trim, the release API, the
+// release rate), SubReleaseIdle for what the back-end's demand policy finds
+// beyond recent demand, and then only pages free for a whole epoch. Both
+// take the least used hugepages first.
+//
+// The back-end keeps two fillers, one for spans of small objects and one for
+// large allocations (HugePageAwareAllocator::NewLocked says why).
 //
 // khugepaged: with its default max_ptes_none (511) it collapses any range of
 // an MADV_HUGEPAGE mapping that has one page present, filling the released
