@@ -112,8 +112,6 @@ class HugePageFiller {
   size_t free_backed_pages() const { return free_backed_pages_; }
   size_t used_pages() const { return used_pages_; }
   size_t released_pages() const { return released_pages_; }
-  // Released pages handed out again (faulted back in), cumulative.
-  size_t refaulted_pages() const { return refaulted_total_; }
 
  private:
   int GroupOf(const PageTracker* t) const { return t->broken() ? 1 : 0; }
