@@ -511,12 +511,12 @@ size_t HugePageAwareAllocator::UsedHugePages(UsedHugePage* out, size_t max) {
 void HugePageAwareAllocator::Print(Printer* out) {
   HugePageStats h = HugeStats();
   BackendStats b = Stats();
-  const double hp_mib = static_cast<double>(kHugePageSize) / 1048576.0;
   out->Str("------------------------------------------------\n");
-  out->Str("Back-end (hugepage-aware): ").MiB(b.system_bytes).Str(" MiB mapped, ")
+  out->Str("Back-end (hugepage-aware): ").MiB(b.system_bytes).Str(" MiB mapped: ")
       .MiB(b.in_use_bytes).Str(" MiB in ").U(b.spans_in_use).Str(" spans in use, ")
-      .MiB(b.free_bytes).Str(" MiB free, ").MiB(b.unmapped_bytes).Str(" MiB released; ")
-      .MiB(b.released_total).Str(" MiB released in total\n");
+      .MiB(b.free_bytes).Str(" MiB free and backed,\n  ").MiB(b.unmapped_bytes)
+      .Str(" MiB not backed (released, or never touched); ").MiB(b.released_total)
+      .Str(" MiB given back to the OS since start\n");
   out->Str("Hugepages (2 MiB):      held  intact+used  broken  free_pages  released_pages  used_pages\n");
   auto filler_row = [&](const char* name, const FillerStats& f) {
     out->Str(name).UW(f.hugepages, 10).UW(f.full + f.intact_partial, 13).UW(f.broken, 8).UW(f.free_pages, 12)
@@ -533,17 +533,15 @@ void HugePageAwareAllocator::Print(Printer* out) {
   out->Str("  cache           ").UW(h.cache.backed_free + h.cache.unbacked_free, 10).UW(0, 13).UW(0, 8)
       .UW(h.cache.backed_free * kPagesPerHugePage, 12).UW(h.cache.unbacked_free * kPagesPerHugePage, 16)
       .UW(0, 12).Char('\n');
-  out->Str("Filler: ").U(h.filler.donated).Str(" donated tails, ").U(h.filler.subreleased_total_pages)
-      .Str(" pages subreleased in total, ").U(h.filler.refaulted_total_pages)
-      .Str(" of them faulted in again; ").U(h.collapses).Str(" collapses (")
-      .U(h.collapse_failures).Str(" refused)\n");
-  out->Str("Filler khugepaged guard: ").Str(options_.guard_khugepaged ? "on, " : "off, ").U(h.filler.no_thp)
-      .Str(" subreleased hugepages advised MADV_NOHUGEPAGE now, ").U(h.filler.no_thp_refused)
+  out->Str("Filler: ").U(h.filler.subreleased_total_pages).Str(" pages subreleased since start (")
+      .U(h.filler.refaulted_total_pages).Str(" refaulted); ").U(h.filler.donated)
+      .Str(" donated tails; ").U(h.collapses).Str(" collapses (").U(h.collapse_failures).Str(" refused)\n");
+  out->Str("Filler khugepaged guard: ").Str(options_.guard_khugepaged ? "on; " : "off; ").U(h.filler.no_thp)
+      .Str(" hugepages advised MADV_NOHUGEPAGE now, ").U(h.filler.no_thp_refused)
       .Str(" subreleased without it\n");
-  out->Str("Hugepage cache: ").U(h.cache.mapped_hugepages).Str(" hugepages of address space (")
-      .F(static_cast<double>(h.cache.mapped_hugepages) * hp_mib, 0).Str(" MiB), ").U(h.cache.in_use)
-      .Str(" in use, ").U(h.cache.hits).Str(" hits, ").U(h.cache.misses).Str(" misses, ")
-      .U(h.cache.released_hugepages).Str(" released, demand keeps ").U(h.cache.demand_limit)
+  out->Str("Hugepage cache: ").U(h.cache.mapped_hugepages).Str(" hugepages reserved, ").U(h.cache.in_use)
+      .Str(" in use; ").U(h.cache.hits).Str(" hits, ").U(h.cache.misses).Str(" misses, ")
+      .U(h.cache.released_hugepages).Str(" released; keeps ").U(h.cache.demand_limit)
       .Str(" backed\n");
 }
 

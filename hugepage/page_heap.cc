@@ -316,10 +316,11 @@ void PageHeap::Print(Printer* out) {
     for (Span* sp : large_returned_) large_returned_pages += sp->num_pages;
   }
   out->Str("------------------------------------------------\n");
-  out->Str("Page heap (legacy): ").MiB(s.system_bytes).Str(" MiB mapped, ")
+  out->Str("Page heap (legacy): ").MiB(s.system_bytes).Str(" MiB mapped: ")
       .MiB(s.in_use_bytes).Str(" MiB in ").U(s.spans_in_use).Str(" spans in use, ")
-      .MiB(s.free_bytes).Str(" MiB free, ").MiB(s.unmapped_bytes).Str(" MiB released; ")
-      .U(s.grow_calls).Str(" growths, ").MiB(s.released_total).Str(" MiB released in total\n");
+      .MiB(s.free_bytes).Str(" MiB free and backed,\n  ").MiB(s.unmapped_bytes)
+      .Str(" MiB not backed (released, or never touched); ").U(s.grow_calls).Str(" growths, ")
+      .MiB(s.released_total).Str(" MiB given back to the OS since start\n");
   out->Str("Free runs by length (pages: normal / released):\n");
   for (Length i = 1; i <= kMaxListPages; ++i) {
     if (normal_counts[i] == 0 && returned_counts[i] == 0) continue;

@@ -1,6 +1,9 @@
-// Run-time settings from JSMALLOC_* environment variables, read once at
-// initialisation. A malformed value prints one warning line and keeps the
-// default. docs/tuning.md lists every variable.
+// Run-time settings, read once at initialisation from JSMALLOC_OPTIONS
+// ("name=value,name=value", like jemalloc's MALLOC_CONF) and from one
+// JSMALLOC_<NAME> variable per setting; a variable overrides the same setting
+// in JSMALLOC_OPTIONS. A malformed value prints one warning line saying what
+// the value should look like and keeps the default; an unknown name prints one
+// warning naming the closest known setting. docs/tuning.md lists every one.
 #ifndef JSMALLOC_RUNTIME_ENV_OPTIONS_H_
 #define JSMALLOC_RUNTIME_ENV_OPTIONS_H_
 
@@ -20,37 +23,47 @@
 
 namespace jsmalloc {
 
+// Paths are made absolute at start-up (against the working directory then),
+// so a later chdir does not move a report.
+constexpr size_t kOptionPathLen = 256;
+
 struct Options {
-  bool stats_on_exit = false;                       // JSMALLOC_STATS_ON_EXIT=1 or =/path
-  char stats_path[256] = {};                        // report appended here instead of stderr
-  int per_cpu = -1;                                 // JSMALLOC_PER_CPU: -1 auto, 0 off, 1 on
-  size_t max_per_cpu_cache_bytes = 3 << 20;         // JSMALLOC_MAX_PER_CPU_CACHE_BYTES
-  size_t max_total_thread_cache_bytes = 32 << 20;   // JSMALLOC_MAX_TOTAL_THREAD_CACHE_BYTES
-  size_t page_heap_keep_free_bytes = 32 << 20;      // JSMALLOC_PAGE_HEAP_KEEP_FREE_BYTES
-  bool legacy_page_heap = false;                    // JSMALLOC_BACKEND=legacy|hugepage
-  bool collapse = false;                            // JSMALLOC_COLLAPSE
-  int khugepaged_guard = -1;                        // JSMALLOC_KHUGEPAGED_GUARD: -1 auto, 0 off, 1 on
-  bool release_with_madv_free = false;              // JSMALLOC_RELEASE_ADVICE=free|dontneed
-  bool background = false;                          // JSMALLOC_BACKGROUND
-  size_t release_rate = 4 << 20;                    // JSMALLOC_RELEASE_RATE (bytes/s)
-  bool io_uring = true;                             // JSMALLOC_IO_URING
-  size_t memory_limit = 0;                          // JSMALLOC_MEMORY_LIMIT (0: none)
-  bool memory_limit_hard = false;                   // JSMALLOC_MEMORY_LIMIT_HARD
-  size_t sample_interval = 2 << 20;                 // JSMALLOC_SAMPLE_INTERVAL (0: off)
-  char heap_profile_on_exit[256] = {};              // JSMALLOC_HEAP_PROFILE_ON_EXIT (path)
-  int heap_profile_signal = 0;                      // JSMALLOC_HEAP_PROFILE_SIGNAL (0: none)
-  char heap_profile_prefix[256] = {};               // JSMALLOC_HEAP_PROFILE_PREFIX (signal dumps)
-  bool numa_aware = JSMALLOC_NUMA_AWARE_DEFAULT != 0;  // JSMALLOC_NUMA_AWARE
-  uint8_t numa_bind = 1;                            // JSMALLOC_NUMA_BIND: 0 none, 1 preferred, 2 strict
-  char numa_topology[256] = {};                     // JSMALLOC_NUMA_TOPOLOGY (injected, "0-1;2-3")
-  bool check = false;                               // JSMALLOC_CHECK: sized-delete size checks
-  bool hardened = JSMALLOC_HARDENED_DEFAULT != 0;   // JSMALLOC_HARDENED: encoded freelist links
-  size_t guarded_rate = 0;                          // JSMALLOC_GUARDED_RATE: 1 in N samples guarded (0: off)
-  size_t guarded_slots = 64;                        // JSMALLOC_GUARDED_SLOTS: guarded allocations at once
+  bool stats_on_exit = false;                       // stats_on_exit: 1, or a path (implies stats_file)
+  char stats_file[kOptionPathLen] = {};             // stats_file: reports appended here instead of stderr
+  int stats_signal = 0;                             // stats_signal: a report on this signal (0: none)
+  bool stats_wide = false;                          // stats_wide: the per-class table with every column
+  int per_cpu = -1;                                 // per_cpu: -1 auto, 0 off, 1 on
+  size_t max_per_cpu_cache_bytes = 3 << 20;         // max_per_cpu_cache_bytes
+  size_t max_total_thread_cache_bytes = 32 << 20;   // max_total_thread_cache_bytes
+  size_t page_heap_keep_free_bytes = 32 << 20;      // page_heap_keep_free_bytes
+  bool legacy_page_heap = false;                    // backend=legacy|hugepage
+  bool collapse = false;                            // collapse
+  int khugepaged_guard = -1;                        // khugepaged_guard: -1 auto, 0 off, 1 on
+  bool release_with_madv_free = false;              // release_advice=free|dontneed
+  bool background = false;                          // background
+  size_t release_rate = 4 << 20;                    // release_rate (bytes/s)
+  bool io_uring = true;                             // io_uring
+  size_t memory_limit = 0;                          // memory_limit (0: none)
+  bool memory_limit_hard = false;                   // memory_limit_hard
+  size_t sample_interval = 2 << 20;                 // sample_interval (0: off)
+  char heap_profile_on_exit[kOptionPathLen] = {};   // heap_profile_on_exit (path)
+  int heap_profile_signal = 0;                      // heap_profile_signal (0: none)
+  char heap_profile_prefix[kOptionPathLen] = {};    // heap_profile_prefix (signal dumps)
+  bool numa_aware = JSMALLOC_NUMA_AWARE_DEFAULT != 0;  // numa_aware
+  uint8_t numa_bind = 1;                            // numa_bind: 0 none, 1 preferred, 2 strict
+  char numa_topology[kOptionPathLen] = {};          // numa_topology (injected, "0-1;2-3")
+  bool check = false;                               // check: every free validated
+  bool hardened = JSMALLOC_HARDENED_DEFAULT != 0;   // hardened: encoded freelist links
+  size_t guarded_rate = 0;                          // guarded_rate: 1 in N samples guarded (0: off)
+  size_t guarded_slots = 64;                        // guarded_slots: guarded allocations at once
 };
 
-// Parses the environment into *out (which holds the defaults on entry).
+// Parses the process environment into *out (which holds the defaults on
+// entry), warning on stderr about what it cannot use.
 void ParseOptions(Options* out);
+// The same over a given environment block ("NAME=value" strings, NULL-ended),
+// for tests.
+void ParseOptionsFrom(char* const* env, Options* out);
 
 // Prints the one warning line of a malformed setting.
 void WarnBadOption(const char* name, const char* value, const char* expected, const char* dflt);
@@ -59,6 +72,18 @@ void WarnBadOption(const char* name, const char* value, const char* expected, co
 bool ParseBool(const char* s, bool* out);
 // Accepts a decimal number with an optional K, M or G suffix (powers of 1024).
 bool ParseSize(const char* s, size_t* out);
+// A catchable signal: a number (1-64 but 9 and 19) or a name with or without
+// "SIG" (USR1, SIGUSR2, ...).
+bool ParseSignal(const char* s, int* out);
+
+// Levenshtein distance of two short strings, case-insensitive (for "did you
+// mean"); strings longer than 63 bytes compare as far apart.
+int EditDistance(const char* a, const char* b);
+
+// The settings' names as JSMALLOC_OPTIONS spells them (lower case); the
+// variable of each is "JSMALLOC_" + the name in upper case. Returns how many
+// there are and stores up to `max` of them.
+size_t OptionNames(const char** names, size_t max);
 
 }  // namespace jsmalloc
 

@@ -608,7 +608,7 @@ void PrintGuardedSection(Printer* out) {
     return;
   }
   out->Str("Guarded sampling: one in ").U(s.rate).Str(" samples up to ").U(s.max_size >> 10)
-      .Str(" KiB; ");
+      .Str(" KiB;\n  ");
   if (s.slots == 0) {
     out->Str("pool not created yet");
   } else {
@@ -616,7 +616,7 @@ void PrintGuardedSection(Printer* out) {
         .Str(" in use (").U(s.live_bytes).Str(" bytes on ").U(s.mapped_bytes >> 10).Str(" KiB of pages), ")
         .U(s.slots_quarantined).Str(" quarantined");
   }
-  out->Str("; ").U(s.allocations_total).Str(" guarded allocations, ").U(s.skipped_total)
+  out->Str(";\n  ").U(s.allocations_total).Str(" guarded allocations, ").U(s.skipped_total)
       .Str(" skipped, ").U(s.errors_reported).Str(" errors reported\n");
 }
 

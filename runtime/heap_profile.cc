@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>  // rename()
 #include <unistd.h>
 
 #include <cstring>
@@ -228,7 +229,16 @@ bool WriteHeapProfile(const char* path, const ProfileTable& table, size_t interv
     errno = EINVAL;
     return false;
   }
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // Written beside the target and renamed into place, so a reader (a tool
+  // polling for dumps) never sees half a profile.
+  char tmp[4096];
+  Printer name(tmp, sizeof(tmp));
+  name.Str(path).Str(".tmp.").U(static_cast<uint64_t>(getpid()));
+  if (name.needed() >= sizeof(tmp)) {
+    errno = ENAMETOOLONG;
+    return false;
+  }
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return false;
   bool ok = WriteHeapProfileToFd(fd, table, interval);
   int saved = errno;
@@ -236,6 +246,11 @@ bool WriteHeapProfile(const char* path, const ProfileTable& table, size_t interv
     ok = false;
     saved = errno;
   }
+  if (ok && rename(tmp, path) != 0) {
+    ok = false;
+    saved = errno;
+  }
+  if (!ok) unlink(tmp);
   errno = saved;
   return ok;
 }

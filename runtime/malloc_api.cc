@@ -273,10 +273,10 @@ JSMALLOC_API int malloc_info(int options, FILE* fp) noexcept {
       .Str("\" metadata=\"").U(s.metadata_bytes).Str("\"/>\n");
   // Every numeric property, so the XML carries the same numbers as the
   // report and jsmalloc_get_numeric_property.
-  const char* names[96];
-  size_t n = jsmalloc::PropertyNames(names, 96);
+  const char* names[256];
+  size_t n = jsmalloc::PropertyNames(names, 256);
   p.Str("<properties>\n");
-  for (size_t i = 0; i < n && i < 96; ++i) {
+  for (size_t i = 0; i < n && i < 256; ++i) {
     size_t v;
     if (jsmalloc::GetNumericProperty(names[i], &v)) {
       p.Str("  <property name=\"").Str(names[i]).Str("\" value=\"").U(v).Str("\"/>\n");
@@ -418,7 +418,7 @@ __attribute__((constructor)) void JsmallocOnLoad() { jsmalloc::Static::InitIfNee
 __attribute__((destructor)) void JsmallocOnExit() {
   jsmalloc::HeapProfileAtExit();
   if (jsmalloc::Static::inited() && jsmalloc::Static::options().stats_on_exit) {
-    const char* path = jsmalloc::Static::options().stats_path;
+    const char* path = jsmalloc::Static::options().stats_file;
     if (path[0] != '\0') jsmalloc::DumpStatsToFile(path);
     else jsmalloc::DumpStatsToStderr();
   }

@@ -62,7 +62,7 @@ void PrintNumaSection(Printer* out) {
   }
   out->Str("NUMA: aware, ").U(static_cast<uint64_t>(Static::num_partitions()))
       .Str(Static::num_partitions() == 1 ? " partition" : " partitions").Str("; topology ")
-      .Str(Static::numa_topology_source()).Str(": nodes online ");
+      .Str(Static::numa_topology_source()).Str(":\n  nodes online ");
   NodeList(out, topo->nodes_online).Str(", with memory ");
   NodeList(out, topo->nodes_with_memory).Str(", of the allowed CPUs ");
   NodeList(out, topo->nodes_of_allowed_cpus).Char('\n');
@@ -71,9 +71,10 @@ void PrintNumaSection(Printer* out) {
   out->Str(", cpuset mems ");
   if (topo->mems_allowed == ~uint64_t{0}) out->Str("all");
   else NodeList(out, topo->mems_allowed);
-  out->Str("; placement: ").Str(plan.placement).Char('\n');
-  out->Str("  part  nodes  cpus   heap_MiB  in_use_MiB  free_MiB  released_MiB  bound_MiB"
-           "  mbind           remote_frees  rehomed  hugepage_cov%\n");
+  out->Str(";\n  placement: ").Str(plan.placement).Char('\n');
+  // MiB columns: heap mapped, in use, free, released, bound by mbind.
+  out->Str("  part  nodes  cpus  heap  in_use  free  released  bound  mbind       remote_frees"
+           "  rehomed  cov%\n");
   for (int p = 0; p < Static::num_partitions(); ++p) {
     NumaPartitionStats s = GetNumaPartitionStats(p);
     HugepageCoverage c = ComputePartitionHugepageCoverage(p);
@@ -81,10 +82,10 @@ void PrintNumaSection(Printer* out) {
     Printer np(nodes, sizeof(nodes));
     NodeList(&np, s.nodes);
     out->UW(static_cast<uint64_t>(p), 6).Str("  ").StrW(np.data(), 5).UW(s.cpus, 6)
-        .UW(s.heap_bytes >> 20, 11).UW(s.in_use_bytes >> 20, 12).UW(s.free_bytes >> 20, 10)
-        .UW(s.released_bytes >> 20, 14).UW(s.bound_bytes >> 20, 11).Str("  ")
-        .StrW(PlaceModeName(plan.place_mode[p]), 14).UW(s.remote_frees, 14).UW(s.rehomed, 9)
-        .Str("         ").F(static_cast<double>(c.ppm) / 10000.0, 2).Char('\n');
+        .UW(s.heap_bytes >> 20, 6).UW(s.in_use_bytes >> 20, 8).UW(s.free_bytes >> 20, 6)
+        .UW(s.released_bytes >> 20, 10).UW(s.bound_bytes >> 20, 7).Str("  ")
+        .StrW(PlaceModeName(plan.place_mode[p]), 10).UW(s.remote_frees, 14).UW(s.rehomed, 9)
+        .Str("  ").F(static_cast<double>(c.ppm) / 10000.0, 1).Char('\n');
     if (s.bind_failures > 0) {
       out->Str("        mbind failed ").U(s.bind_failures).Str(" times (errno ")
           .U(static_cast<uint64_t>(Static::partition_source(p).last_bind_error()))

@@ -189,7 +189,6 @@ constinit std::atomic<size_t> g_interval{kDefaultSampleInterval};
 constinit std::atomic<size_t> g_last_interval{kDefaultSampleInterval};
 // Span::sample of a kept span: a free of its address is a double free.
 constinit SampledAllocation kept_marker = {};
-constinit std::atomic<int> g_dump_requested{0};
 constinit std::atomic<uint64_t> g_signal_dumps{0};
 constinit pid_t g_init_pid = 0;
 
@@ -342,22 +341,6 @@ void* AllocateUnsampledAny(size_t size, size_t alignment) {
   return alignment == 0 ? AllocateUnsampled(size) : AllocateAlignedUnsampled(size, alignment);
 }
 
-void DumpOnSignal() {
-  if (g_dump_requested.exchange(0, std::memory_order_relaxed) == 0) return;
-  int saved = errno;
-  const Options& o = Static::options();
-  char path[sizeof(o.heap_profile_prefix) + 64];
-  Printer p(path, sizeof(path));
-  p.Str(o.heap_profile_prefix[0] != '\0' ? o.heap_profile_prefix : "/tmp/jsmalloc")
-      .Char('.').U(static_cast<uint64_t>(getpid())).Char('.')
-      .U(g_signal_dumps.fetch_add(1, std::memory_order_relaxed) + 1).Str(".heap");
-  if (DumpHeapProfile(path)) WriteErrLine("heap profile written to ", path);
-  else WriteErrLine("could not write heap profile ", path);
-  errno = saved;
-}
-
-void OnProfileSignal(int) { g_dump_requested.store(1, std::memory_order_relaxed); }
-
 }  // namespace
 
 // The slow path of every allocation whose countdown ran out (allocator.h).
@@ -366,10 +349,6 @@ JSMALLOC_ENTRY_SECTION void* AllocateSampleSlow(size_t size, size_t alignment) n
   // Check mode sends every allocation here (runtime/heap_check.h).
   if (JSMALLOC_UNLIKELY(g_check_mode)) return AllocateChecked(size, alignment);
   ThreadState* ts = &t_state;
-  if (JSMALLOC_UNLIKELY(g_dump_requested.load(std::memory_order_relaxed) != 0) && !ts->in_sampler) {
-    InSampler guard;
-    DumpOnSignal();
-  }
   if (ts->in_sampler || size > kMaxRequest || alignment > kMaxRequest) {
     // Inside the sampler (never sampled), or an impossible request (which
     // fails, and AllocateLarge gives its bytes back to the countdown). The
@@ -483,18 +462,19 @@ void InitSampling(const Options& options) {
   state_ready = true;
 }
 
-void InstallHeapProfileSignal() {
-  int sig = Static::options().heap_profile_signal;
-  if (sig <= 0) return;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = &OnProfileSignal;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  if (sigaction(sig, &sa, nullptr) != 0) {
-    static const char kMsg[] = "jsmalloc: could not install the JSMALLOC_HEAP_PROFILE_SIGNAL handler\n";
-    os::WriteStderr(kMsg, sizeof(kMsg) - 1);
-  }
+void DumpHeapProfileOnSignal() {
+  if (!state_ready) return;
+  int saved = errno;
+  InSampler guard;
+  const Options& o = Static::options();
+  char path[sizeof(o.heap_profile_prefix) + 64];
+  Printer p(path, sizeof(path));
+  p.Str(o.heap_profile_prefix[0] != '\0' ? o.heap_profile_prefix : "/tmp/jsmalloc")
+      .Char('.').U(static_cast<uint64_t>(getpid())).Char('.')
+      .U(g_signal_dumps.fetch_add(1, std::memory_order_relaxed) + 1).Str(".heap");
+  if (DumpHeapProfile(path)) WriteErrLine("heap profile written to ", path);
+  else WriteErrLine("could not write heap profile ", path);
+  errno = saved;
 }
 
 size_t GetSampleInterval() {
@@ -542,10 +522,10 @@ void PrintSamplingSection(Printer* out) {
     else out->U(s.interval).Str(" bytes");
     out->Str(", exponential intervals)");
   }
-  out->Str("; ").U(s.samples_total).Str(" samples taken, ").U(s.live_samples)
-      .Str(" live sampled objects, estimated live ").MiB(s.live_bytes_estimate).Str(" MiB in ")
+  out->Str("\n  ").U(s.samples_total).Str(" samples taken, ").U(s.live_samples)
+      .Str(" live; estimated live heap ").MiB(s.live_bytes_estimate).Str(" MiB in ")
       .U(s.live_objects_estimate).Str(" objects, peak ").MiB(s.peak_bytes_estimate)
-      .Str(" MiB; allocation profile ").Str(s.allocation_profile_active ? "running" : "off")
+      .Str(" MiB\n  allocation profile ").Str(s.allocation_profile_active ? "running" : "off")
       .Str("; ").U(s.kept_spans).Str(" spans (").U(s.kept_bytes >> 10).Str(" KiB) kept for samples\n");
 }
 

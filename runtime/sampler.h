@@ -63,9 +63,9 @@ double SampleWeight(size_t size, size_t interval);
 
 // Called from Static::Init with the parsed options.
 void InitSampling(const Options& options);
-// Called once the allocator is ready, outside its locks: installs the
-// JSMALLOC_HEAP_PROFILE_SIGNAL handler.
-void InstallHeapProfileSignal();
+// JSMALLOC_HEAP_PROFILE_SIGNAL: writes PREFIX.PID.N.heap. Called by the
+// report thread (runtime/report_thread.h), never from the signal handler.
+void DumpHeapProfileOnSignal();
 
 size_t GetSampleInterval();
 // 0 turns sampling off. The calling thread draws its next interval at once;

@@ -18,6 +18,7 @@
 #include "os/linux/os_memory.h"
 #include "runtime/allocator.h"
 #include "runtime/guarded_pool.h"
+#include "runtime/report_thread.h"
 #include "runtime/sampler.h"
 #include "runtime/stats.h"
 
@@ -344,7 +345,7 @@ void Static::RegisterThreadHooks() {
   }
   hooks_state.store(2);
   if (S().options.background) StartBackgroundThread();
-  InstallHeapProfileSignal();
+  StartReportThreadIfConfigured();
 }
 
 // Lock order everywhere: malloc_info buffer -> report -> coverage scratch ->
@@ -416,6 +417,8 @@ void Static::ChildAfterFork() {
   coverage_lock.ResetAfterFork();
   report_lock.ResetAfterFork();
   info_lock.ResetAfterFork();
+  // Last: starting a thread may allocate, which needs every lock usable.
+  ReportThreadAfterForkChild();
 }
 
 // jsmalloc_mark_thread_idle: gives the calling thread's cache back (its

@@ -6,6 +6,7 @@
 #include "hugepage/page_allocator.h"
 #include "jsmalloc/jsmalloc.h"
 #include "os/linux/os_memory.h"
+#include "os/linux/process_info.h"
 #include "os/linux/rseq.h"
 #include "hugepage/huge_page_aware_allocator.h"
 #include "hugepage/memory_limiter.h"
@@ -17,6 +18,7 @@
 #include "runtime/heap_check.h"
 #include "runtime/hugepage_coverage.h"
 #include "runtime/numa_stats.h"
+#include "runtime/report_thread.h"
 #include "runtime/sampler.h"
 #include "runtime/static_vars.h"
 
@@ -72,8 +74,12 @@ const char* FrontEndName() {
 }
 
 void PrintBanner(Printer* out) {
-  out->Str("JSMalloc ").Str(JSMALLOC_VERSION_STRING)
-      .Str(" (front-end: ").Str(FrontEndName()).Str(", back-end: ").Str(Static::backend()->Name())
+  // The pid and program name tell apart the reports of several processes
+  // (a shell script, a compiler driver) appended to one file.
+  char name[64];
+  os::ProgramName(name, sizeof(name));
+  out->Str("JSMalloc ").Str(JSMALLOC_VERSION_STRING).Str(" pid ").I(os::ProcessId()).Str(" (").Str(name)
+      .Str(") (front-end: ").Str(FrontEndName()).Str(", back-end: ").Str(Static::backend()->Name())
       .Str(", page size: ").U(kPageSize >> 10).Str(" KiB, size classes: ").U(kNumClasses - 1)
       .Str(")\n");
 }
@@ -114,19 +120,19 @@ void PrintCpuCaches(Printer* out) {
 void PrintHugepageSection(Printer* out) {
   const os::ThpSettings& thp = os::GetThpSettings();
   HugepageCoverage c = ComputeHugepageCoverage();
-  out->Str("Hugepage coverage: ").F(static_cast<double>(c.ppm) / 10000.0, 2).Str("% of ")
-      .MiB(c.in_use_bytes).Str(" MiB in use lies on transparent hugepages (")
-      .Str(c.exact ? "measured per hugepage via /proc/self/pagemap" : "estimated from /proc/self/smaps")
-      .Str(")\n");
+  // At the moment of the report (tools that sample a run average it).
+  out->Str("Hugepage coverage: ").F(static_cast<double>(c.ppm) / 10000.0, 2).Str("% of the ")
+      .MiB(c.in_use_bytes).Str(" MiB in use is on hugepages now (")
+      .Str(c.exact ? "exact: /proc/self/pagemap" : "estimate: /proc/self/smaps").Str(")\n");
   out->Str("Kernel THP: enabled=").Str(os::ThpModeName(thp.enabled)).Str(", defrag=").Str(thp.defrag)
-      .Str("; heap ranges are ")
-      .Str(Static::hugepage_allocator() != nullptr ? "marked MADV_HUGEPAGE" : "not advised (legacy page heap)")
-      .Str(", releases use ").Str(Static::system_page_source()->madv_free() ? "MADV_FREE" : "MADV_DONTNEED")
+      .Str("; heap ")
+      .Str(Static::hugepage_allocator() != nullptr ? "advised MADV_HUGEPAGE" : "not advised (legacy heap)")
+      .Str("; releases use ").Str(Static::system_page_source()->madv_free() ? "MADV_FREE" : "MADV_DONTNEED")
       .Char('\n');
   BackgroundStats bg = GetBackgroundStats();
   if (bg.running) {
     out->Str("Background thread: running, ").U(bg.cycles).Str(" cycles, release rate ").MiB(bg.release_rate)
-        .Str(" MiB/s, ").MiB(bg.released_bytes).Str(" MiB released; madvise via ").Str(bg.madvise_path)
+        .Str(" MiB/s, ").MiB(bg.released_bytes).Str(" MiB released by it;\n  madvise via ").Str(bg.madvise_path)
         .Str(" (").U(bg.madvise_batches).Str(" batches, ").U(bg.madvise_ranges).Str(" ranges, ")
         .U(bg.madvise_syscalls).Str(" system calls)\n");
   } else {
@@ -151,7 +157,7 @@ void PrintStatsReport(Printer* out) {
   Line(out, "+ ", s.metadata_bytes, "Bytes in malloc metadata");
   out->Str("MALLOC:   ------------\n");
   Line(out, "= ", s.physical_bytes, "Actual memory used (physical + swap)");
-  Line(out, "+ ", s.unmapped_bytes, "Bytes released to OS (aka unmapped)");
+  Line(out, "+ ", s.unmapped_bytes, "Bytes not backed (released to OS, or never touched)");
   out->Str("MALLOC:   ------------\n");
   Line(out, "= ", s.virtual_bytes, "Virtual address space used");
   out->Str("MALLOC: ").UW(s.spans_in_use, 17).Str("              Spans in use\n");
@@ -164,15 +170,24 @@ void PrintStatsReport(Printer* out) {
   out->Str("Thread caches: ").U(t.caches).Str(" caches, ").MiB(t.bytes).Str(" MiB cached, budget ")
       .MiB(t.budget).Str(" MiB (").MiB(t.unclaimed).Str(" MiB unclaimed)\n");
   out->Str("------------------------------------------------\n");
-  out->Str("Size classes (bytes; objects):\n");
   static CpuCacheClassStats cpu_classes[kMaxClasses];  // too big for the stack of small threads
   for (int cl = 0; cl < kMaxClasses; ++cl) cpu_classes[cl] = CpuCacheClassStats();
 #if JSMALLOC_HAVE_RSEQ_SLAB
   if (Static::front_end() == FrontEnd::kPerCpu) Static::cpu_cache().ClassStats(cpu_classes);
 #endif
-  out->Str("class   size pages objs/span  spans     live  central_free  transfer  thread_cache"
-           "  cpu_cache  cpu_capacity  cpu_misses  transfer_hit%  cumulative_spans"
-           "  live_KiB  central_KiB  transfer_KiB  thread_KiB  cpu_KiB\n");
+  const bool wide = Static::options().stats_wide;
+  if (wide) {
+    out->Str("Size classes (object counts, then KiB per cache level):\n");
+    out->Str("class   size pages objs/span  spans     live  central_free  transfer  thread_cache"
+             "  cpu_cache  cpu_capacity  cpu_misses  transfer_hit%  cumulative_spans"
+             "  live_KiB  central_KiB  transfer_KiB  thread_KiB  cpu_KiB\n");
+  } else {
+    // Fits 100 columns; JSMALLOC_STATS_WIDE=1 prints every count.
+    out->Str("Size classes (KiB held at each level; front = per-CPU + per-thread caches;\n"
+             "JSMALLOC_STATS_WIDE=1 adds object counts and capacities):\n");
+    out->Str("class    size pages  spans   live_KiB  central_KiB  transfer_KiB  front_KiB"
+             "    cpu_misses  xfer_hit%\n");
+  }
   for (int cl = 1; cl < kNumClasses; ++cl) {
     CentralStats c = Static::central(0, cl).Stats();
     TransferStats tr = Static::transfer(0)[cl].Stats();
@@ -187,25 +202,33 @@ void PrintStatsReport(Printer* out) {
     if (c.spans == 0 && tr.objects == 0 && tc_objs == 0 && c.spans_created == 0) continue;
     size_t cached = tr.objects + tc_objs + cpu_classes[cl].objects;
     size_t live = c.live_objects > cached ? c.live_objects - cached : 0;
-    out->UW(static_cast<uint64_t>(cl), 5).UW(SizeMap::ClassSize(cl), 7).UW(SizeMap::ClassPages(cl), 6)
+    const size_t size = SizeMap::ClassSize(cl);
+    if (!wide) {
+      out->UW(static_cast<uint64_t>(cl), 5).UW(size, 8).UW(SizeMap::ClassPages(cl), 6).UW(c.spans, 7)
+          .UW(live * size >> 10, 11).UW(c.free_objects * size >> 10, 13).UW(tr.objects * size >> 10, 14)
+          .UW((tc_objs + cpu_classes[cl].objects) * size >> 10, 11).UW(cpu_classes[cl].misses, 14)
+          .UW(total ? hits * 100 / total : 0, 11).Char('\n');
+      continue;
+    }
+    out->UW(static_cast<uint64_t>(cl), 5).UW(size, 7).UW(SizeMap::ClassPages(cl), 6)
         .UW(SizeMap::ObjectsPerSpan(cl), 10).UW(c.spans, 7).UW(live, 9).UW(c.free_objects, 14)
         .UW(tr.objects, 10).UW(tc_objs, 14).UW(cpu_classes[cl].objects, 11)
         .UW(cpu_classes[cl].capacity, 14).UW(cpu_classes[cl].misses, 12)
         .UW(total ? hits * 100 / total : 0, 15)
         .UW(c.spans_created, 18)
         // The same counts in KiB: what each cache level holds of this class.
-        .UW(live * SizeMap::ClassSize(cl) >> 10, 10).UW(c.free_objects * SizeMap::ClassSize(cl) >> 10, 13)
-        .UW(tr.objects * SizeMap::ClassSize(cl) >> 10, 14).UW(tc_objs * SizeMap::ClassSize(cl) >> 10, 12)
-        .UW(cpu_classes[cl].objects * SizeMap::ClassSize(cl) >> 10, 9).Char('\n');
+        .UW(live * size >> 10, 10).UW(c.free_objects * size >> 10, 13)
+        .UW(tr.objects * size >> 10, 14).UW(tc_objs * size >> 10, 12)
+        .UW(cpu_classes[cl].objects * size >> 10, 9).Char('\n');
   }
   Static::backend()->Print(out);
   PrintHugepageSection(out);
   PrintNumaSection(out);
   PrintGuardedSection(out);
-  out->Str("Heap checks: invalid and double frees detected when objects reach their span; check mode ")
+  out->Str("Heap checks: check mode ")
       .Str(g_check_mode ? "on (every free validated at once, sized delete checked, sampling off)"
-                        : "off (JSMALLOC_CHECK=1)")
-      .Str("; free-list links ").Str(g_link_key != 0 ? "encoded and validated (hardened)" : "plain (JSMALLOC_HARDENED=1)")
+                        : "off (JSMALLOC_CHECK=1); bad frees caught when objects reach their span")
+      .Str("\n  free-list links ").Str(g_link_key != 0 ? "encoded and validated (hardened)" : "plain (JSMALLOC_HARDENED=1)")
       .Char('\n');
   PrintSamplingSection(out);
 }
@@ -311,6 +334,8 @@ constexpr const char* kPropertyNames[] = {
     "jsmalloc.sampling.kept_span_bytes",
     "jsmalloc.check_mode",
     "jsmalloc.hardened",
+    "jsmalloc.signal_stats_reports",
+    "jsmalloc.signal_heap_profiles",
     "jsmalloc.numa.aware",
     "jsmalloc.numa.partitions",
     "jsmalloc.numa.nodes_online",
@@ -421,6 +446,8 @@ bool GetNumericProperty(const char* name, size_t* value) {
       {"jsmalloc.max_per_cpu_cache_bytes", MaxPerCpuCacheBytes()},
       {"jsmalloc.check_mode", g_check_mode ? size_t{1} : 0},
       {"jsmalloc.hardened", g_link_key != 0 ? size_t{1} : 0},
+      {"jsmalloc.signal_stats_reports", static_cast<size_t>(SignalStatsReports())},
+      {"jsmalloc.signal_heap_profiles", static_cast<size_t>(SignalHeapProfiles())},
   };
   for (const Entry& e : entries) {
     if (strcmp(e.name, name) == 0) {

@@ -82,9 +82,10 @@ TEST(ExtensionTest, KnownAllocationPatternShowsEverywhere) {
   bool found = false;
   while (std::getline(in, line)) {
     std::istringstream row(line);
-    size_t cl, size, pages, objs, spans, l;
-    if (row >> cl >> size >> pages >> objs >> spans >> l && size == 1024) {
-      live = l;
+    // The default (narrow) table: class, size, pages, spans, live KiB.
+    size_t cl, size, pages, spans, live_kib;
+    if (row >> cl >> size >> pages >> spans >> live_kib && size == 1024) {
+      live = live_kib;  // one KiB per object of this class
       found = true;
       break;
     }

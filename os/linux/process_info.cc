@@ -1,0 +1,62 @@
+#include "os/linux/process_info.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstring>
+
+extern char** environ;
+
+namespace jsmalloc::os {
+
+int ProcessId() { return static_cast<int>(getpid()); }
+
+void ProgramName(char* out, size_t len) {
+  if (len == 0) return;
+  int saved_errno = errno;
+  char buf[512];
+  ssize_t n = -1;
+  int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    do {
+      n = read(fd, buf, sizeof(buf) - 1);
+    } while (n < 0 && errno == EINTR);
+    close(fd);
+  }
+  errno = saved_errno;
+  if (n <= 0) {
+    out[0] = len > 1 ? '?' : '\0';
+    if (len > 1) out[1] = '\0';
+    return;
+  }
+  buf[n] = '\0';  // argv[0] ends at the first NUL (or here if it was cut)
+  const char* name = buf;
+  for (const char* c = buf; *c != '\0'; ++c) {
+    if (*c == '/' && c[1] != '\0') name = c + 1;
+  }
+  size_t i = 0;
+  for (; name[i] != '\0' && i + 1 < len; ++i) out[i] = name[i];
+  out[i] = '\0';
+}
+
+bool CurrentDirectory(char* out, size_t len) {
+  int saved_errno = errno;
+  bool ok = getcwd(out, len) != nullptr;  // the glibc wrapper allocates only when out is NULL
+  errno = saved_errno;
+  return ok;
+}
+
+char* const* Environment() { return environ; }
+
+bool InstallSignalHandler(int sig, void (*handler)(int)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = handler;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  return sigaction(sig, &sa, nullptr) == 0;
+}
+
+}  // namespace jsmalloc::os
