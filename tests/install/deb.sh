@@ -90,9 +90,10 @@ RUN=$R/usr/bin/jsmalloc-run
 if [ -x "$RUN" ]; then
   out=$("$RUN" -- python3 -c 'print(sum(range(10)))' 2> "$WORK/run.err") || { cat "$WORK/run.err" >&2; fail "jsmalloc-run failed"; }
   [ "$out" = 45 ] || { cat "$WORK/run.err" >&2; fail "jsmalloc-run: python3 printed '$out'"; }
-  grep -q '^JSMalloc ' "$WORK/run.err" || { cat "$WORK/run.err" >&2; fail "jsmalloc-run: no JSMalloc report"; }
+  grep -q '^jsmalloc-run: pid [0-9]* (.*): JSMalloc ' "$WORK/run.err" ||
+    { cat "$WORK/run.err" >&2; fail "jsmalloc-run: no per-process summary"; }
   grep -qF "$R/usr/$LIBDIR/libjsmalloc" "$WORK/run.err" || { cat "$WORK/run.err" >&2; fail "jsmalloc-run did not use $R's library"; }
-  ok "$R/usr/bin/jsmalloc-run -- python3 -c 'print(sum(range(10)))': $out; $(grep '^JSMalloc ' "$WORK/run.err" | head -1 | cut -c1-50)..."
+  ok "$R/usr/bin/jsmalloc-run -- python3 -c 'print(sum(range(10)))': $out; $(grep '^jsmalloc-run: pid ' "$WORK/run.err" | head -1 | cut -c1-60)..."
 else
   fail "no usr/bin/jsmalloc-run in the package"
 fi

@@ -25,7 +25,8 @@ for v in "" $VARIANTS; do
   [ "$out" = 20000 ] || fail "jsmalloc-run ${args[*]}: printed '$out'"
   grep -qF "($(readlink -f "$L/libjsmalloc$v.so"))" "$WORK/run.err" ||
     { cat "$WORK/run.err" >&2; fail "jsmalloc-run ${args[*]} did not use $L/libjsmalloc$v.so"; }
-  grep -q '^JSMalloc ' "$WORK/run.err" || { cat "$WORK/run.err" >&2; fail "jsmalloc-run ${args[*]}: no report"; }
+  grep -q '^jsmalloc-run: pid [0-9]* (.*): JSMalloc ' "$WORK/run.err" ||
+    { cat "$WORK/run.err" >&2; fail "jsmalloc-run ${args[*]}: no per-process summary"; }
   ok "bin/jsmalloc-run ${args[*]}: $(head -1 "$WORK/run.err" | cut -c1-120)"
 done
 
