@@ -12,7 +12,7 @@
 #   5. bazel test of //:hello_test (8 KiB pages) and //:hello_test_4k.
 # Exits 77 (CTest: skipped) when bazel is not installed.
 #
-# Output root: $JSMALLOC_BAZEL_OUTPUT_ROOT, default /tmp/bazel-jsmalloc-$UID,
+# Output root: $JSMALLOC_TEST_BAZEL_OUTPUT_ROOT, default /tmp/bazel-jsmalloc-$UID,
 # kept across runs so that a second run only rebuilds what changed (a few
 # MB on disk; Bazel's caches are keyed by content, so stale results cannot
 # be picked up). The Bazel server is shut down at the end.
@@ -26,8 +26,8 @@ if ! command -v "${BAZEL:-bazel}" > /dev/null; then
   exit 77
 fi
 
-root=${JSMALLOC_BAZEL_OUTPUT_ROOT:-/tmp/bazel-jsmalloc-$(id -u)}
-log=${JSMALLOC_BAZEL_LOG:-$PWD/bazel_example.log}
+root=${JSMALLOC_TEST_BAZEL_OUTPUT_ROOT:-/tmp/bazel-jsmalloc-$(id -u)}
+log=${JSMALLOC_TEST_BAZEL_LOG:-$PWD/bazel_example.log}
 : > "$log"
 startup=(--output_user_root="$root" --nohome_rc --max_idle_secs=300)
 common=(--symlink_prefix=/ --curses=no --color=no --show_progress_rate_limit=30)

@@ -73,7 +73,7 @@ struct Alloc {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace jsmalloc;
   fuzz::Input in(data, size);
-  static const bool refusals = kRefusedReleases || std::getenv("JSMALLOC_FUZZ_FILLER_REFUSALS") != nullptr;
+  static const bool refusals = kRefusedReleases || std::getenv("JSMALLOC_TEST_FUZZ_FILLER_REFUSALS") != nullptr;
   fuzz::FakeSpace space(0, 0);  // the filler never maps; it only releases
   space.AddForeign(reinterpret_cast<uintptr_t>(HugePageStart(kFirstHugePage)), kPool * kHugePageSize);
   auto filler = std::make_unique<HugePageFiller>(&space, /*guard_khugepaged=*/true);

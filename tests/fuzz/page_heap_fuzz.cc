@@ -101,7 +101,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(s.unmapped_bytes <= (released.total() << kPageShift),
                "after %s: unmapped_bytes %zu but only %zu bytes are released and unused", after, s.unmapped_bytes,
                (size_t)(released.total() << kPageShift));
-    if (kExactUnmappedBytes || std::getenv("JSMALLOC_FUZZ_EXACT_UNMAPPED") != nullptr) {
+    if (kExactUnmappedBytes || std::getenv("JSMALLOC_TEST_FUZZ_EXACT_UNMAPPED") != nullptr) {
       FUZZ_CHECK(s.unmapped_bytes == (released.total() << kPageShift),
                  "after %s: unmapped_bytes %zu, but %zu bytes are released and unused", after, s.unmapped_bytes,
                  (size_t)(released.total() << kPageShift));

@@ -2,7 +2,7 @@
 # Runs one libFuzzer target for ctest (tests/fuzz/fuzz.cmake).
 #
 #   run_fuzz.sh fuzz   BINARY NAME SEED_DIR WORK_DIR [libFuzzer flags...]
-#       Fuzzes for JSMALLOC_FUZZ_SECONDS seconds (default 20), starting from
+#       Fuzzes for JSMALLOC_TEST_FUZZ_SECONDS seconds (default 20), starting from
 #       the seeds (read only) and the corpus grown by earlier runs in
 #       WORK_DIR/corpus. Crash inputs land in WORK_DIR/artifacts/.
 #   run_fuzz.sh replay BINARY NAME REGRESSION_DIR WORK_DIR
@@ -13,7 +13,7 @@
 set -uo pipefail
 mode=$1 bin=$2 name=$3 dir=$4 work=$5
 shift 5
-secs=${JSMALLOC_FUZZ_SECONDS:-20}
+secs=${JSMALLOC_TEST_FUZZ_SECONDS:-20}
 mkdir -p "$work/corpus" "$work/artifacts"
 log="$work/$mode.log"
 
@@ -45,7 +45,8 @@ case "$mode" in
     echo "replaying ${#inputs[@]} regression inputs of $name from $dir"
     if [ ${#inputs[@]} -eq 0 ]; then
       record 0
-      exit 0
+      echo "SKIP: no regression inputs in $dir yet (nothing to replay)"
+      exit 77  # ctest: skipped (SKIP_RETURN_CODE in fuzz.cmake)
     fi
     timeout -k 10 600 "$bin" -print_final_stats=1 -timeout=60 -rss_limit_mb=4096 "$@" "${inputs[@]}" > "$log" 2>&1
     rc=$?
@@ -74,4 +75,7 @@ if [ $rc -ne 0 ]; then
     echo "    keep as a regression test: copy it to tests/fuzz/regressions/<target>/"
   fi
 fi
+# libFuzzer exits 77 when it finds a bug, and 77 is this script's skip code
+# for ctest: report a bug as a plain failure.
+[ "$rc" -ne 77 ] || rc=1
 exit $rc

@@ -5,7 +5,7 @@
 # and jsmalloc-trace a bpftrace script by bare name in share/jsmalloc/probes
 # and the library behind a jsmalloc-run command. The trace part needs root
 # and bpftrace; without them it fails, or is skipped (exit 77) with
-# JSMALLOC_PROBE_TESTS_ALLOW_SKIP=1, like the probes.* tests.
+# JSMALLOC_TEST_PROBE_TESTS_ALLOW_SKIP=1, like the probes.* tests.
 #   tools.sh BUILD_DIR SOURCE_DIR
 . "$(dirname "$0")/common.sh"
 
@@ -43,7 +43,7 @@ elif ! command -v bpftrace > /dev/null; then reason="bpftrace is not installed"
 fi
 if [ -n "$reason" ]; then
   echo "install.tools: cannot run jsmalloc-trace: $reason"
-  if [ "${JSMALLOC_PROBE_TESTS_ALLOW_SKIP:-}" = 1 ]; then echo "skipped (JSMALLOC_PROBE_TESTS_ALLOW_SKIP=1)"; exit 77; fi
+  if [ "${JSMALLOC_TEST_PROBE_TESTS_ALLOW_SKIP:-}" = 1 ]; then echo "skipped (JSMALLOC_TEST_PROBE_TESTS_ALLOW_SKIP=1)"; exit 77; fi
   fail "jsmalloc-trace needs root and bpftrace"
 fi
 # A page-size variant if the build has one (scripts/test's does), else the default.

@@ -12,7 +12,7 @@ list, wrapper_pid) or script.NAME for probes/NAME.bt.
 
 Per-probe tests use `bpftrace -c` on the statically linked workload, whose
 executable carries the probes. Without BPF (not root, no bpftrace, BPF
-refused) a test prints why and fails; with JSMALLOC_PROBE_TESTS_ALLOW_SKIP=1
+refused) a test prints why and fails; with JSMALLOC_TEST_PROBE_TESTS_ALLOW_SKIP=1
 it is skipped (exit 77) instead.
 """
 import argparse
@@ -762,8 +762,8 @@ def main():
     reason = bpf_unavailable_reason()
     if reason is not None:
         print("probes.%s: BPF is unavailable: %s" % (args.test, reason))
-        if os.environ.get("JSMALLOC_PROBE_TESTS_ALLOW_SKIP") == "1":
-            print("skipped (JSMALLOC_PROBE_TESTS_ALLOW_SKIP=1)")
+        if os.environ.get("JSMALLOC_TEST_PROBE_TESTS_ALLOW_SKIP") == "1":
+            print("skipped (JSMALLOC_TEST_PROBE_TESTS_ALLOW_SKIP=1)")
             sys.exit(77)
         print("FAIL: the probe tests need root and a working bpftrace")
         sys.exit(1)

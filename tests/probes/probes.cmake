@@ -1,6 +1,6 @@
 # USDT probe tests (included from tests/CMakeLists.txt in Release builds).
 # Each runs bpftrace as root; without BPF they print why and fail (set
-# JSMALLOC_PROBE_TESTS_ALLOW_SKIP=1 to have them skipped instead, elsewhere).
+# JSMALLOC_TEST_PROBE_TESTS_ALLOW_SKIP=1 to have them skipped instead, elsewhere).
 
 # The scenario program, statically linked: `bpftrace -c` resolves USDT probes
 # only in objects mapped when the child starts, i.e. its executable.

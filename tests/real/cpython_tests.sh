@@ -20,7 +20,7 @@ TESTS=(test_dict test_list test_unicode test_json test_threading test_gc
        test_tuple test_struct test_functools test_long test_zlib test_hashlib
        test_decimal test_memoryview test_ordered_dict test_descr test_marshal
        test_copy test_ast)
-JOBS=${JSMALLOC_REAL_JOBS:-2}
+JOBS=${JSMALLOC_TEST_REAL_JOBS:-2}
 
 # run_suite NAME [VAR=VALUE...]: regrtest in its own temporary directory.
 run_suite() {

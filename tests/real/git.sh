@@ -10,7 +10,7 @@
 source "$(dirname "$0")/common.sh"
 command -v git > /dev/null || fail "git not found (apt-get install git)"
 
-COMMITS=${JSMALLOC_REAL_GIT_COMMITS:-1500}
+COMMITS=${JSMALLOC_TEST_REAL_GIT_COMMITS:-1500}
 
 # The fast-import stream: COMMITS commits on main, each rewriting three of 60
 # files of 120 lines (a few lines changed each time), some commits adding or

@@ -33,7 +33,7 @@ jsmalloc_discover_with_env(jsmalloc_reliability_oom_tests "reliability.oom.env_h
   FILTER "Oom.HardLimitFromEnvironment"
   ENV "JSMALLOC_MEMORY_LIMIT=167772160" "JSMALLOC_MEMORY_LIMIT_HARD=1" "JSMALLOC_PER_CPU=0")
 
-# --- Soak: 60 s (the test's default, issue 8); JSMALLOC_SOAK_SECONDS=600
+# --- Soak: 60 s (the test's default, issue 8); JSMALLOC_TEST_SOAK_SECONDS=600
 # for a longer run by hand: build/tests/jsmalloc_reliability_soak_tests.
 jsmalloc_linked_test(jsmalloc_reliability_soak_tests ${CMAKE_CURRENT_LIST_DIR}/soak_test.cc)
-jsmalloc_discover_with_env(jsmalloc_reliability_soak_tests "reliability.soak." ENV "JSMALLOC_SOAK_SECONDS=60")
+jsmalloc_discover_with_env(jsmalloc_reliability_soak_tests "reliability.soak." ENV "JSMALLOC_TEST_SOAK_SECONDS=60")

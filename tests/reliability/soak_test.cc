@@ -1,7 +1,7 @@
 // Soak (issue 8, item 7): a bounded mixed-thread churn whose RSS must level
 // off, in the process running on JSMalloc.
 //
-// Four threads run for JSMALLOC_SOAK_SECONDS (default 60) with a live set of
+// Four threads run for JSMALLOC_TEST_SOAK_SECONDS (default 60) with a live set of
 // about 24 MiB each: sizes from a heavy-tailed (Pareto, alpha 0.7) law from
 // 16 B to 4 MiB, so most objects are small and most bytes are in large ones;
 // malloc, calloc, realloc, posix_memalign/memalign/aligned_alloc; a shared
@@ -305,8 +305,8 @@ struct Check {
 };
 
 TEST(Soak, MixedThreadChurnRssLevelsOff) {
-  const unsigned seconds = reliability::EnvUnsigned("JSMALLOC_SOAK_SECONDS", 60);
-  ASSERT_GE(seconds, 9u) << "JSMALLOC_SOAK_SECONDS must be at least 9 (three thirds of 3 s)";
+  const unsigned seconds = reliability::EnvUnsigned("JSMALLOC_TEST_SOAK_SECONDS", 60);
+  ASSERT_GE(seconds, 9u) << "JSMALLOC_TEST_SOAK_SECONDS must be at least 9 (three thirds of 3 s)";
   reliability::ArmWatchdog(seconds + 120, "soak");
   auto* shared = new Shared();
   std::vector<SoakWorker*> workers;

@@ -268,8 +268,15 @@ echo "ok: --profile"
 if [ -f "$BUILD/libjsmalloc_32k.so" ]; then
   JSMALLOC_LIB="$BUILD/libjsmalloc_32k.so" run -- $PY -c 'pass'
   grep -qE "$HEAD_RE.*, 32 KiB pages$" "$WORK/err" || fail "32k library not used"
+  # Found beside a source tree's scripts/ in ../build (no --lib): a tree of
+  # links whose build/ is the build under test, wherever that is.
+  mkdir -p "$WORK/tree/scripts"
+  cp "$RUN" "$WORK/tree/scripts/jsmalloc-run"  # a copy: the script finds itself with readlink -f
+  ln -s "$BUILD" "$WORK/tree/build"
+  RUN_SAVED=$RUN RUN=$WORK/tree/scripts/jsmalloc-run
   run --variant 32k --print-lib
-  [ "$(cat "$WORK/out")" = "$(readlink -f "$BUILD/libjsmalloc_32k.so")" ] || fail "--variant 32k --print-lib"
+  RUN=$RUN_SAVED
+  [ "$(cat "$WORK/out")" = "$(readlink -f "$BUILD/libjsmalloc_32k.so")" ] || fail "--variant 32k --print-lib: $(cat "$WORK/out" "$WORK/err")"
   echo "ok: 32k library"
 fi
 
