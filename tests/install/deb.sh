@@ -51,6 +51,11 @@ done
 for f in "${want[@]}"; do
   grep -qxF "$f" "$WORK/contents" || fail "not in the .deb: $f"
 done
+# The man pages, gzipped (Debian policy). Checked in the package only: a
+# machine whose dpkg excludes /usr/share/man would not install them.
+for f in /usr/share/man/man3/jsmalloc.3.gz /usr/share/man/man1/jsmalloc-{run,trace,hugepages}.1.gz; do
+  grep -qxF "$f" "$WORK/contents" || fail "not in the .deb: $f"
+done
 ok "contents: ${#want[@]} paths checked ($(grep -vc '/$' "$WORK/contents") files in all)"
 
 # Install into a scratch root.

@@ -9,7 +9,10 @@
 #                          jsmalloc-run from the scratch root, removal
 #   install.tools          installed jsmalloc-run, jsmalloc-hugepages,
 #                          jsmalloc-trace (bpftrace; root)
-foreach(t cmake_package pkg_config deb tools)
+#   install.man            the man pages: no groff warning, installed gzipped
+#                          and found by man -M, in step with --help, jsmalloc.h
+#                          and the settings (man-db, groff-base)
+foreach(t cmake_package pkg_config deb tools man)
   add_test(NAME install.${t}
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/install/${t}.sh ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR})
   set_tests_properties(install.${t} PROPERTIES TIMEOUT ${JSMALLOC_TEST_TIMEOUT}

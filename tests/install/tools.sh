@@ -36,6 +36,22 @@ out=$(LD_PRELOAD=$L/libjsmalloc.so "$B/jsmalloc-hugepages" --self-test 2>&1) ||
 [[ $out == *"self-test ok"* && $out == *libjsmalloc* ]] || { echo "$out" >&2; fail "jsmalloc-hugepages self-test"; }
 ok "bin/jsmalloc-hugepages --self-test: $(grep 'self-test ok' <<< "$out")"
 
+# jsmalloc-trace's own answers: --help on stdout (exit 0), usage errors
+# (exit 2), a process that does not exist (exit 1).
+"$B/jsmalloc-trace" --help > "$WORK/help" 2> "$WORK/help.err" && [ ! -s "$WORK/help.err" ] &&
+  grep -q 'exit 0' "$WORK/help" || fail "jsmalloc-trace --help: $(cat "$WORK/help.err")"
+for args in "-p" "span_lifecycle -p abc" "span_lifecycle" "-x" "a.bt b.bt -p 1"; do
+  rc=0
+  # shellcheck disable=SC2086
+  "$B/jsmalloc-trace" $args > /dev/null 2> "$WORK/err" || rc=$?
+  [ "$rc" -eq 2 ] && grep -q '^jsmalloc-trace: see jsmalloc-trace --help' "$WORK/err" ||
+    fail "jsmalloc-trace $args: exit $rc, $(cat "$WORK/err")"
+done
+rc=0
+"$B/jsmalloc-trace" span_lifecycle -p 999999999 > /dev/null 2> "$WORK/err" || rc=$?
+[ "$rc" -eq 1 ] && grep -q 'no process 999999999' "$WORK/err" || fail "jsmalloc-trace -p 999999999: exit $rc"
+ok "bin/jsmalloc-trace: --help, usage errors, a missing process"
+
 # jsmalloc-trace SCRIPT-NAME -c 'jsmalloc-run -- CMD'.
 reason=""
 if [ "$(id -u)" -ne 0 ]; then reason="not root"
