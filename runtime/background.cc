@@ -1,13 +1,12 @@
 #include "runtime/background.h"
 
-#include <pthread.h>
-#include <signal.h>
 #include <sys/mman.h>
 
 #include <atomic>
 
 #include "hugepage/huge_page_aware_allocator.h"
 #include "os/linux/clock.h"
+#include "os/linux/helper_thread.h"
 #include "os/linux/madvise_batcher.h"
 #include "probes/jsmalloc_probes.h"
 #include "runtime/static_vars.h"
@@ -86,22 +85,10 @@ bool StartBackgroundThread() {
     }
     Static::system_page_source()->SetBatcher(&batcher);
   }
-  // The thread must not take signals meant for the program.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  pthread_t tid;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  int rc = pthread_create(&tid, &attr, &ThreadMain, nullptr);
-  pthread_attr_destroy(&attr);
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (rc != 0) {
+  if (!os::StartHelperThread(&ThreadMain, "jsmalloc-bg", 0)) {
     state.store(0);
     return false;
   }
-  pthread_setname_np(tid, "jsmalloc-bg");
   state.store(2);
   return true;
 }

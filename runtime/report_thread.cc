@@ -1,11 +1,9 @@
 #include "runtime/report_thread.h"
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <atomic>
 
 #include "os/linux/futex.h"
+#include "os/linux/helper_thread.h"
 #include "os/linux/os_memory.h"
 #include "os/linux/process_info.h"
 #include "runtime/arena.h"
@@ -66,20 +64,7 @@ void* ThreadMain(void*) {
 }
 
 bool StartThread() {
-  // The thread must not take signals meant for the program (or its own).
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  pthread_t tid;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 256 * 1024);
-  int rc = pthread_create(&tid, &attr, &ThreadMain, nullptr);
-  pthread_attr_destroy(&attr);
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (rc != 0) return false;
-  pthread_setname_np(tid, "jsmalloc-report");
+  if (!os::StartHelperThread(&ThreadMain, "jsmalloc-report", 256 * 1024)) return false;
   g_running.store(true, std::memory_order_release);
   return true;
 }
