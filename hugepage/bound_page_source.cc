@@ -2,8 +2,8 @@
 
 namespace jsmalloc {
 
-void* BoundPageSource::Map(size_t bytes, size_t align, void* hint) {
-  void* p = inner_->Map(bytes, align, hint);
+void* BoundPageSource::Map(size_t bytes, size_t align, void* hint, bool dense) {
+  void* p = inner_->Map(bytes, align, hint, dense);
   if (p == nullptr || mode_ == os::MemPolicy::kDefault) return p;
   // A failed bind is not an allocation failure: the memory is still good,
   // only placed by the kernel's default policy. Counted for the stats.

@@ -21,12 +21,13 @@ class BoundPageSource final : public PageSource {
     nodes_ = nodes;
   }
 
-  void* Map(size_t bytes, size_t align, void* hint) override;
+  void* Map(size_t bytes, size_t align, void* hint, bool dense) override;
   bool Release(void* ptr, size_t bytes) override { return inner_->Release(ptr, bytes); }
   bool Collapse(void* ptr, size_t bytes) override { return inner_->Collapse(ptr, bytes); }
   bool AllowHugePages(void* ptr, size_t bytes, bool allow) override {
     return inner_->AllowHugePages(ptr, bytes, allow);
   }
+  size_t ResidentBytes(void* ptr, size_t bytes) override { return inner_->ResidentBytes(ptr, bytes); }
   void FlushReleases() override { inner_->FlushReleases(); }
 
   os::MemPolicy mode() const { return mode_; }

@@ -4,8 +4,14 @@
 
 namespace jsmalloc {
 
-HugeCache::HugeCache(PageSource* source, ClockFn clock, size_t grow_hugepages, uint64_t epoch_ns)
-    : source_(source), clock_(clock), grow_hugepages_(grow_hugepages), epoch_ns_(epoch_ns) {
+HugeCache::HugeCache(PageSource* source, ClockFn clock, size_t grow_hugepages, uint64_t epoch_ns, bool dense,
+                     int window_epochs)
+    : source_(source),
+      clock_(clock),
+      grow_hugepages_(grow_hugepages),
+      epoch_ns_(epoch_ns),
+      dense_(dense),
+      window_(window_epochs < 1 ? 1 : (window_epochs > kEpochs ? kEpochs : window_epochs)) {
   epoch_ = clock_() / epoch_ns_;
 }
 
@@ -23,8 +29,12 @@ void HugeCache::NoteDemand() {
 }
 
 size_t HugeCache::DemandLimit() const {
+  // The peaks of the current epoch and the window_ - 1 before it.
   size_t peak = 0;
-  for (size_t p : peaks_) peak = p > peak ? p : peak;
+  for (int i = 0; i < window_; ++i) {
+    size_t p = peaks_[(epoch_ + kEpochs - static_cast<uint64_t>(i)) % kEpochs];
+    peak = p > peak ? p : peak;
+  }
   return peak > in_use_ ? peak - in_use_ : 0;
 }
 
@@ -47,10 +57,10 @@ void HugeCache::Insert(HugePageId first, size_t count, bool backed) {
 
 bool HugeCache::Grow(size_t count) {
   size_t n = count > grow_hugepages_ ? count : grow_hugepages_;
-  void* mem = source_->Map(n * kHugePageSize, kHugePageSize, next_hint_);
+  void* mem = source_->Map(n * kHugePageSize, kHugePageSize, next_hint_, dense_);
   if (mem == nullptr && n > count) {
     n = count;
-    mem = source_->Map(n * kHugePageSize, kHugePageSize, nullptr);
+    mem = source_->Map(n * kHugePageSize, kHugePageSize, nullptr, dense_);
   }
   if (mem == nullptr) return false;
   next_hint_ = static_cast<char*>(mem) + n * kHugePageSize;

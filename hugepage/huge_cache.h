@@ -6,10 +6,16 @@
 // cache maps more address space from the OS in large 2 MiB-aligned steps.
 //
 // Release policy (demand-based): the cache tracks how many hugepages were
-// taken out of it at the peak of each recent interval. It keeps enough backed
-// hugepages to go back to the recent peak and releases the rest, at most
-// once per interval, so a program that cycles between peaks does not fault
-// its memory in again and again while one that shrank for good gives it back.
+// taken out of it at the peak of each recent interval (the window: a few
+// epochs). It keeps enough backed hugepages to go back to the recent peak and
+// releases the rest, at most once per epoch, so a program that cycles between
+// peaks does not fault its memory in again and again while one that shrank
+// for good gives it back once the window has passed.
+//
+// A cache maps address space for one kind of memory (PageSource::Map's
+// `dense`): the back-end keeps one for hugepages of small objects, which the
+// kernel backs with transparent hugepages, and one for large allocations,
+// which start on base pages.
 #ifndef JSMALLOC_HUGEPAGE_HUGE_CACHE_H_
 #define JSMALLOC_HUGEPAGE_HUGE_CACHE_H_
 
@@ -31,6 +37,19 @@ struct HugeCacheStats {
   size_t released_hugepages = 0;   // cumulative
   size_t demand_limit = 0;         // backed hugepages the policy keeps now
   size_t free_ranges = 0;
+
+  HugeCacheStats& operator+=(const HugeCacheStats& o) {
+    mapped_hugepages += o.mapped_hugepages;
+    backed_free += o.backed_free;
+    unbacked_free += o.unbacked_free;
+    in_use += o.in_use;
+    hits += o.hits;
+    misses += o.misses;
+    released_hugepages += o.released_hugepages;
+    demand_limit += o.demand_limit;
+    free_ranges += o.free_ranges;
+    return *this;
+  }
 };
 
 using ClockFn = uint64_t (*)();
@@ -40,8 +59,10 @@ class HugeCache {
   static constexpr int kEpochs = 16;
 
   // grow_hugepages: smallest address-space growth. epoch_ns: length of one
-  // demand interval (the window is kEpochs of them).
-  HugeCache(PageSource* source, ClockFn clock, size_t grow_hugepages, uint64_t epoch_ns);
+  // demand interval; window_epochs (1..kEpochs) of them make the window.
+  // dense: what the address space is mapped for (PageSource::Map).
+  HugeCache(PageSource* source, ClockFn clock, size_t grow_hugepages, uint64_t epoch_ns, bool dense,
+            int window_epochs = kEpochs);
 
   // `count` contiguous free hugepages; *backed says whether all were backed.
   // False when the OS refuses more address space.
@@ -75,6 +96,8 @@ class HugeCache {
   ClockFn clock_;
   size_t grow_hugepages_;
   uint64_t epoch_ns_;
+  bool dense_;
+  int window_;
   RangeMap free_;
   void* next_hint_ = nullptr;
   size_t mapped_ = 0, backed_free_ = 0, unbacked_free_ = 0, in_use_ = 0;

@@ -1,5 +1,6 @@
 #include "hugepage/huge_page_aware_allocator.h"
 
+#include "os/linux/futex.h"
 #include "os/linux/os_memory.h"
 #include "probes/jsmalloc_probes.h"
 
@@ -13,8 +14,14 @@ HugePageAwareAllocator::HugePageAwareAllocator(PageMap* pagemap, PageSource* sou
       options_(options),
       filler_(source, options.guard_khugepaged),
       sparse_filler_(source, options.guard_khugepaged),
-      cache_(source, options.clock, options.cache_grow_hugepages, options.demand_epoch_ns),
-      trackers_(arena) {
+      cache_(source, options.clock, options.cache_grow_hugepages, options.demand_epoch_ns, /*dense=*/true,
+             options.cache_window_epochs),
+      sparse_cache_(source, options.clock, options.cache_grow_hugepages, options.demand_epoch_ns,
+                    /*dense=*/false, options.cache_window_epochs),
+      trackers_(arena),
+      demand_epochs_(options.cache_window_epochs < 1 ? 1
+                     : options.cache_window_epochs > kMaxDemandEpochs ? kMaxDemandEpochs
+                                                                      : options.cache_window_epochs) {
   span_pool_.Init(arena);
   tracker_pool_.Init(arena);
   region_pool_.Init(arena);
@@ -76,11 +83,12 @@ Span* HugePageAwareAllocator::AllocSmall(Length n, bool sparse) {
   }
   HugePageId h;
   bool backed;
-  if (!cache_.Get(1, &h, &backed)) return nullptr;
+  HugeCache& cache = CacheFor(sparse);
+  if (!cache.Get(1, &h, &backed)) return nullptr;
   t = tracker_pool_.New();
   if (t == nullptr || !trackers_.Set(h, t)) {
     if (t != nullptr) tracker_pool_.Delete(t);
-    cache_.Put(h, 1, backed);
+    cache.Put(h, 1, backed);
     return nullptr;
   }
   t->Init(h, false);
@@ -110,15 +118,16 @@ void HugePageAwareAllocator::MaybeCollapse(PageTracker* t) {
 Span* HugePageAwareAllocator::AllocWhole(Length n) {
   HugePageId h;
   bool backed;
-  size_t count = n / kPagesPerHugePage;
-  if (!cache_.Get(count, &h, &backed)) return nullptr;
+  size_t count = HugePagesFor(n);
+  if (!LargeCache().Get(count, &h, &backed)) return nullptr;
   Span* s = MakeSpan(FirstPageOf(h), n, Span::kFromCache);
   if (s == nullptr) {
-    cache_.Put(h, count, backed);
+    LargeCache().Put(h, count, backed);
     return nullptr;
   }
   large_hugepages_ += count;
-  large_spans_.PushFront(s);
+  large_slack_pages_ += count * kPagesPerHugePage - n;
+  AddLargeSpan(s);
   ProbeTaken(h, count, backed);
   return s;
 }
@@ -127,18 +136,18 @@ Span* HugePageAwareAllocator::AllocDonating(Length n) {
   size_t count = (n + kPagesPerHugePage - 1) / kPagesPerHugePage;
   HugePageId h;
   bool backed;
-  if (!cache_.Get(count, &h, &backed)) return nullptr;
+  if (!LargeCache().Get(count, &h, &backed)) return nullptr;
   HugePageId tail = h + count - 1;
   PageTracker* t = tracker_pool_.New();
   if (t == nullptr || !trackers_.Set(tail, t)) {
     if (t != nullptr) tracker_pool_.Delete(t);
-    cache_.Put(h, count, backed);
+    LargeCache().Put(h, count, backed);
     return nullptr;
   }
   Span* s = MakeSpan(FirstPageOf(h), n, Span::kFromCacheDonated);
   if (s == nullptr) {
     tracker_pool_.Delete(t);
-    cache_.Put(h, count, backed);
+    LargeCache().Put(h, count, backed);
     return nullptr;
   }
   t->Init(tail, true);
@@ -146,7 +155,7 @@ Span* HugePageAwareAllocator::AllocDonating(Length n) {
   sparse_filler_.AddDonated(t, n - (count - 1) * kPagesPerHugePage);
   large_hugepages_ += count - 1;
   ++donated_large_;
-  large_spans_.PushFront(s);
+  AddLargeSpan(s);
   ProbeTaken(h, count, backed);
   return s;
 }
@@ -163,10 +172,10 @@ Span* HugePageAwareAllocator::AllocRegion(Length n) {
     HugePageId h;
     bool backed;
     size_t hps = options_.region_hugepages;
-    if (!cache_.Get(hps, &h, &backed)) return nullptr;
+    if (!LargeCache().Get(hps, &h, &backed)) return nullptr;
     best = region_pool_.New();
     if (best == nullptr) {
-      cache_.Put(h, hps, backed);
+      LargeCache().Put(h, hps, backed);
       return nullptr;
     }
     // Whatever the cache had backed there is released first, so the region's
@@ -194,7 +203,9 @@ Span* HugePageAwareAllocator::NewLocked(Length n) {
   // then pin, and the filler fragments (in the soak test 35% of the filler's
   // pages were in use, against about 60% when they are kept apart).
   if (n < kPagesPerHugePage) return AllocSmall(n, n > kMaxObjectSpanPages);
-  if (n % kPagesPerHugePage == 0) return AllocWhole(n);
+  // On base pages the unused tail of the last hugepage costs address space
+  // only: whole hugepages, no region and no donated tail.
+  if (n % kPagesPerHugePage == 0 || options_.sparse_large) return AllocWhole(n);
   if (n <= options_.region_hugepages * kPagesPerHugePage / 4) return AllocRegion(n);
   return AllocDonating(n);
 }
@@ -235,19 +246,26 @@ Span* HugePageAwareAllocator::NewAligned(Length n, Length align_pages) {
   size_t count = need + align_hps - 1;
   HugePageId h;
   bool backed;
-  if (!cache_.Get(count, &h, &backed)) return nullptr;
+  HugeCache& cache = LargeCache();
+  if (!cache.Get(count, &h, &backed)) return nullptr;
   HugePageId aligned = (h + align_hps - 1) & ~(align_hps - 1);
-  if (aligned > h) cache_.Put(h, aligned - h, backed);
-  if (h + count > aligned + need) cache_.Put(aligned + need, h + count - (aligned + need), backed);
+  if (aligned > h) cache.Put(h, aligned - h, backed);
+  if (h + count > aligned + need) cache.Put(aligned + need, h + count - (aligned + need), backed);
   Span* s = MakeSpan(FirstPageOf(aligned), need * kPagesPerHugePage, Span::kFromCache);
   if (s == nullptr) {
-    cache_.Put(aligned, need, backed);
+    cache.Put(aligned, need, backed);
     return nullptr;
   }
   large_hugepages_ += need;
-  large_spans_.PushFront(s);
+  AddLargeSpan(s);
   ProbeTaken(aligned, need, backed);
   return s;
+}
+
+HugeCacheStats HugePageAwareAllocator::CacheStatsLocked() const {
+  HugeCacheStats c = cache_.Stats();
+  c += sparse_cache_.Stats();
+  return c;
 }
 
 FillerStats HugePageAwareAllocator::FillerStatsLocked() const {
@@ -284,8 +302,9 @@ void HugePageAwareAllocator::ReturnTracker(PageTracker* t) {
   }
   FillerOf(t).ForgetTracker(t);
   trackers_.Set(h, nullptr);
+  HugeCache& cache = CacheFor(t->sparse());
   tracker_pool_.Delete(t);
-  cache_.Put(h, 1, backed);
+  cache.Put(h, 1, backed);
 }
 
 void HugePageAwareAllocator::FreeSmall(PageId p, Length n) {
@@ -297,27 +316,60 @@ void HugePageAwareAllocator::FreeSmall(PageId p, Length n) {
 void HugePageAwareAllocator::Delete(Span* span) {
   SpinLockHolder hold(&lock_);
   FlushReleasesOnExit flush(source_);
+  DeleteLocked(span);
+  if (!background_release_.load(std::memory_order_relaxed)) ReleaseExcessLocked();
+}
+
+void HugePageAwareAllocator::DeleteLocked(Span* span) {
   if (span->location != Span::kInUse) os::FatalError("double free of pages at", span->start());
+  stats_.in_use_bytes -= span->num_pages << kPageShift;
+  --stats_.spans_in_use;
+  RecordSpan(pagemap_, span->first_page, span->num_pages, nullptr);
+  span->location = Span::kOnNormalFreelist;
+  if (span->promote == Span::kCollapsing) {
+    // PromoteDense is collapsing its hugepages outside the lock: the pages go
+    // back when it is done (they are nobody's until then).
+    span->promote = Span::kFreePending;
+    return;
+  }
+  ReturnSpanPages(span);
+  span_pool_.Delete(span);
+}
+
+// The pages of a span no longer in use go back to where they came from.
+void HugePageAwareAllocator::ReturnSpanPages(Span* span) {
   PageId first = span->first_page;
   Length n = span->num_pages;
-  stats_.in_use_bytes -= n << kPageShift;
-  --stats_.spans_in_use;
-  RecordSpan(pagemap_, first, n, nullptr);
+  if (span->origin == Span::kFromCache || span->origin == Span::kFromCacheDonated) {
+    SpanList::Remove(span);
+    if (span->promote == Span::kDense && options_.sparse_nohugepage) {
+      // Its hugepages were advised MADV_HUGEPAGE to be collapsed; the range
+      // goes back to the base-page cache as it came.
+      source_->AllowHugePages(span->start(), (n / kPagesPerHugePage) * kHugePageSize, false);
+    }
+  }
   switch (span->origin) {
     case Span::kFromFiller:
       FreeSmall(first, n);
       break;
-    case Span::kFromCache:
-      SpanList::Remove(span);
-      large_hugepages_ -= n / kPagesPerHugePage;
-      cache_.Put(HugePageOf(first), n / kPagesPerHugePage, true);
+    case Span::kFromCache: {
+      size_t count = HugePagesFor(n);
+      large_hugepages_ -= count;
+      large_slack_pages_ -= count * kPagesPerHugePage - n;
+      // Kept backed for the next large allocation, which then faults in only
+      // what it touches beyond what this one did. (Releasing at free, as an
+      // munmap would, tripled the system time of a churn of buffers written
+      // at their head: madvise and its TLB shootdowns on every free.) So the
+      // cache's "backed" large ranges are an upper bound of what is
+      // resident; the demand policy releases what recent demand does not need.
+      LargeCache().Put(HugePageOf(first), count, true);
       break;
+    }
     case Span::kFromCacheDonated: {
-      SpanList::Remove(span);
       size_t whole = n / kPagesPerHugePage;
       large_hugepages_ -= whole;
       --donated_large_;
-      if (whole > 0) cache_.Put(HugePageOf(first), whole, true);
+      if (whole > 0) LargeCache().Put(HugePageOf(first), whole, true);
       FreeSmall(first + whole * kPagesPerHugePage, n - whole * kPagesPerHugePage);
       break;
     }
@@ -331,21 +383,115 @@ void HugePageAwareAllocator::Delete(Span* span) {
         --region_count_;
         JSMALLOC_PROBE(region_freed, ProbeAddr(HugePageStart(r->first_hugepage())), r->hugepages(),
                        ProbeNumaNode());
-        cache_.Put(r->first_hugepage(), r->hugepages(), false);
+        LargeCache().Put(r->first_hugepage(), r->hugepages(), false);
         region_pool_.Delete(r);
       }
       break;
     }
   }
-  span->location = Span::kOnNormalFreelist;
-  span_pool_.Delete(span);
-  ReleaseExcessLocked();
+}
+
+void HugePageAwareAllocator::AddLargeSpan(Span* s) {
+  large_spans_.PushFront(s);
+  // PromoteDense looks at it after a whole cycle has passed.
+  s->carved = 1;
+  s->allocated = promote_cycle_ + 2;
+}
+
+size_t HugePageAwareAllocator::PromoteDense(size_t max_hugepages) {
+  if (!options_.sparse_large || !options_.promote_dense) return 0;
+  // Per call: at most max_hugepages residency checks and kMaxCollapses
+  // collapses (each copies up to 2 MiB). One span at a time is held
+  // (kCollapsing) while its hugepages are looked at outside the lock, so a
+  // free of it is parked for one span's collapses at most.
+  static constexpr size_t kMaxCollapses = 16;
+  size_t checked = 0, collapsed = 0, failed = 0;
+  {
+    SpinLockHolder hold(&lock_);
+    ++promote_cycle_;
+  }
+  while (checked < max_hugepages && collapsed + failed < kMaxCollapses) {
+    Span* s = nullptr;
+    {
+      SpinLockHolder hold(&lock_);
+      for (Span* c = large_spans_.first(); c != large_spans_.end(); c = c->next) {
+        // Dense already, being collapsed, backing off, or no whole hugepage.
+        if (c->promote != Span::kUnchecked || static_cast<int32_t>(c->allocated - promote_cycle_) > 0) continue;
+        if (c->num_pages < kPagesPerHugePage) continue;
+        s = c;
+        break;
+      }
+      if (s == nullptr) break;
+      s->promote = Span::kCollapsing;
+      promote_in_flight_.store(true, std::memory_order_relaxed);
+    }
+    // Outside the lock: the span stays ours (a free only parks it).
+    char* start = static_cast<char*>(s->start());
+    const size_t whole = s->num_pages / kPagesPerHugePage;
+    // Hugepages before this one were collapsed by earlier calls.
+    size_t h = reinterpret_cast<uintptr_t>(s->freelist);
+    bool sparse = false, out_of_budget = false;
+    for (; h < whole; ++h) {
+      if (collapsed + failed >= kMaxCollapses) {
+        out_of_budget = true;
+        break;
+      }
+      char* hp = start + h * kHugePageSize;
+      ++checked;
+      if (source_->ResidentBytes(hp, kHugePageSize) != kHugePageSize) {
+        sparse = true;  // a base page is missing: not dense (yet)
+        break;
+      }
+      if (options_.sparse_nohugepage) source_->AllowHugePages(hp, kHugePageSize, true);
+      if (source_->Collapse(hp, kHugePageSize)) {
+        ++collapsed;
+        JSMALLOC_PROBE(hugepage_collapsed, ProbeAddr(hp), 1, ProbeNumaNode());
+      } else {
+        ++failed;
+        sparse = true;  // the kernel refused; try again later, less often
+        break;
+      }
+    }
+    SpinLockHolder hold(&lock_);
+    FlushReleasesOnExit flush(source_);
+    const bool dense = !sparse && !out_of_budget;
+    if (s->promote == Span::kFreePending) {
+      s->promote = dense ? Span::kDense : Span::kUnchecked;
+      ReturnSpanPages(s);
+      span_pool_.Delete(s);
+    } else if (dense) {
+      s->promote = Span::kDense;
+    } else {
+      s->promote = Span::kUnchecked;
+      // The hugepages before h are collapsed: later calls go on from h.
+      s->freelist = reinterpret_cast<void*>(static_cast<uintptr_t>(h));
+      if (out_of_budget) {
+        s->allocated = promote_cycle_ + 1;  // not looked at to the end: next cycle
+      } else {
+        // Sparse: look again after a back-off that doubles up to 64 cycles,
+        // so a buffer filled slowly is still found.
+        s->carved = s->carved >= 32 ? 64 : s->carved * 2;
+        s->allocated = promote_cycle_ + s->carved;
+        ++sparse_checks_;
+      }
+    }
+    promote_in_flight_.store(false, std::memory_order_release);
+  }
+  SpinLockHolder hold(&lock_);
+  promoted_hugepages_ += collapsed;
+  promote_failures_ += failed;
+  return collapsed;
+}
+
+void HugePageAwareAllocator::WaitForDeferredFrees() {
+  while (promote_in_flight_.load(std::memory_order_acquire)) os::Yield();
 }
 
 size_t HugePageAwareAllocator::ReleaseExcessLocked() {
   size_t released = 0;
   ProbeReleaseScope probe(kProbeReleaseDemand, 0, &released);
   size_t hps = cache_.ReleaseExcess();
+  if (options_.sparse_large) hps += sparse_cache_.ReleaseExcess();
   // Region hugepages unused for a whole sweep interval go back too.
   uint64_t now = options_.clock();
   size_t filler_bytes = 0;
@@ -360,7 +506,7 @@ size_t HugePageAwareAllocator::ReleaseExcessLocked() {
 }
 
 // Free filler pages are kept (backed, their hugepages intact) as long as the
-// peak demand of the last kDemandEpochs epochs could take them back; beyond
+// peak demand of the last demand_epochs_ epochs could take them back; beyond
 // that, plus a slack, they only hold RSS, and a long churn that fragments the
 // filler would grow without bound. Releasing them breaks the hugepages they
 // sit on, so it starts with the least used ones, and it takes only pages
@@ -370,7 +516,7 @@ size_t HugePageAwareAllocator::ReleaseExcessLocked() {
 size_t HugePageAwareAllocator::SubReleaseBeyondDemandLocked() {
   const size_t used = FillerUsedPages();
   size_t demand = used;
-  for (size_t peak : filler_peak_used_) demand = peak > demand ? peak : demand;
+  for (int i = 0; i < demand_epochs_; ++i) demand = filler_peak_used_[i] > demand ? filler_peak_used_[i] : demand;
   size_t slack = used / options_.filler_slack_divisor;
   size_t min_slack = options_.filler_slack_hugepages * kPagesPerHugePage;
   if (slack < min_slack) slack = min_slack;
@@ -388,7 +534,7 @@ size_t HugePageAwareAllocator::SubReleaseBeyondDemandLocked() {
   }
   filler_.MarkIdle();
   sparse_filler_.MarkIdle();
-  demand_slot_ = (demand_slot_ + 1) % kDemandEpochs;
+  demand_slot_ = (demand_slot_ + 1) % demand_epochs_;
   filler_peak_used_[demand_slot_] = used;
   return released;
 }
@@ -418,7 +564,12 @@ size_t HugePageAwareAllocator::ReleaseAtLeast(size_t bytes) {
   // Whole free hugepages first (no hugepage in use is broken), then
   // subrelease inside partly used ones.
   size_t hps = bytes / kHugePageSize + (bytes % kHugePageSize != 0);
-  got = cache_.ReleaseAtLeast(hps) * kHugePageSize;
+  // Base-page memory first: releasing it breaks no transparent hugepage.
+  if (options_.sparse_large) got = sparse_cache_.ReleaseAtLeast(hps) * kHugePageSize;
+  if (got < bytes) {
+    size_t rest = bytes - got;
+    got += cache_.ReleaseAtLeast(rest / kHugePageSize + (rest % kHugePageSize != 0)) * kHugePageSize;
+  }
   if (got < bytes) {
     regions_.ForEach([&](HugeRegion* r) {
       if (got < bytes) got += r->ReleaseIdle(true) * kHugePageSize;
@@ -436,9 +587,9 @@ size_t HugePageAwareAllocator::ReleaseAtLeast(size_t bytes) {
 
 size_t HugePageAwareAllocator::BackedBytes() {
   SpinLockHolder hold(&lock_);
-  HugeCacheStats c = cache_.Stats();
+  HugeCacheStats c = CacheStatsLocked();
   size_t unbacked = c.unbacked_free * kHugePageSize +
-                    ((filler_.released_pages() + sparse_filler_.released_pages()) << kPageShift);
+                    ((filler_.released_pages() + sparse_filler_.released_pages() + large_slack_pages_) << kPageShift);
   regions_.ForEach([&](HugeRegion* r) {
     RegionStats rs = r->Stats();
     unbacked += (rs.hugepages - rs.backed_hugepages) * kHugePageSize;
@@ -449,7 +600,7 @@ size_t HugePageAwareAllocator::BackedBytes() {
 BackendStats HugePageAwareAllocator::Stats() {
   SpinLockHolder hold(&lock_);
   BackendStats s = stats_;
-  HugeCacheStats c = cache_.Stats();
+  HugeCacheStats c = CacheStatsLocked();
   FillerStats f = FillerStatsLocked();
   size_t region_free_backed = 0, region_unbacked_free = 0;
   regions_.ForEach([&](HugeRegion* r) {
@@ -459,7 +610,8 @@ BackendStats HugePageAwareAllocator::Stats() {
   });
   s.system_bytes = c.mapped_hugepages * kHugePageSize;
   s.free_bytes = c.backed_free * kHugePageSize + (f.free_pages << kPageShift) + region_free_backed;
-  s.unmapped_bytes = c.unbacked_free * kHugePageSize + (f.released_pages << kPageShift) + region_unbacked_free;
+  s.unmapped_bytes = c.unbacked_free * kHugePageSize + (f.released_pages << kPageShift) + region_unbacked_free +
+                     (large_slack_pages_ << kPageShift);
   s.free_runs = c.free_ranges;
   return s;
 }
@@ -471,7 +623,12 @@ HugePageStats HugePageAwareAllocator::HugeStats() {
   s.sparse_filler = sparse_filler_.Stats();
   s.filler = s.small_filler;
   s.filler += s.sparse_filler;
-  s.cache = cache_.Stats();
+  s.dense_cache = cache_.Stats();
+  s.sparse_cache = sparse_cache_.Stats();
+  s.cache = CacheStatsLocked();
+  s.promoted_hugepages = promoted_hugepages_;
+  s.promote_failures = promote_failures_;
+  s.sparse_checks = sparse_checks_;
   regions_.ForEach([&](HugeRegion* r) {
     RegionStats rs = r->Stats();
     s.regions.hugepages += rs.hugepages;
@@ -501,6 +658,10 @@ size_t HugePageAwareAllocator::UsedHugePages(UsedHugePage* out, size_t max) {
   for (Span* s = large_spans_.first(); s != large_spans_.end(); s = s->next) {
     size_t whole = s->num_pages / kPagesPerHugePage;
     for (size_t i = 0; i < whole; ++i) add(HugePageOf(s->first_page) + i, kHugePageSize);
+    // The partly used last hugepage of a whole-hugepage span (a donated
+    // tail is the filler's).
+    Length rest = s->num_pages % kPagesPerHugePage;
+    if (rest != 0 && s->origin == Span::kFromCache) add(HugePageOf(s->first_page) + whole, rest << kPageShift);
   }
   regions_.ForEach([&](HugeRegion* r) {
     for (size_t i = 0; i < r->hugepages(); ++i) add(r->first_hugepage() + i, r->UsedBytesIn(i));
@@ -530,15 +691,22 @@ void HugePageAwareAllocator::Print(Printer* out) {
       .UW(h.regions.used_pages, 12).Char('\n');
   out->Str("  large allocs    ").UW(h.large_hugepages, 10).UW(h.large_hugepages, 13).UW(0, 8)
       .UW(0, 12).UW(0, 16).UW(h.large_hugepages * kPagesPerHugePage, 12).Char('\n');
-  out->Str("  cache           ").UW(h.cache.backed_free + h.cache.unbacked_free, 10).UW(0, 13).UW(0, 8)
-      .UW(h.cache.backed_free * kPagesPerHugePage, 12).UW(h.cache.unbacked_free * kPagesPerHugePage, 16)
-      .UW(0, 12).Char('\n');
+  auto cache_row = [&](const char* name, const HugeCacheStats& c) {
+    out->Str(name).UW(c.backed_free + c.unbacked_free, 10).UW(0, 13).UW(0, 8)
+        .UW(c.backed_free * kPagesPerHugePage, 12).UW(c.unbacked_free * kPagesPerHugePage, 16).UW(0, 12)
+        .Char('\n');
+  };
+  cache_row("  cache (dense)   ", h.dense_cache);
+  cache_row("  cache (large)   ", h.sparse_cache);
   out->Str("Filler: ").U(h.filler.subreleased_total_pages).Str(" pages subreleased since start (")
       .U(h.filler.refaulted_total_pages).Str(" refaulted); ").U(h.filler.donated)
       .Str(" donated tails; ").U(h.collapses).Str(" collapses (").U(h.collapse_failures).Str(" refused)\n");
   out->Str("Filler khugepaged guard: ").Str(options_.guard_khugepaged ? "on; " : "off; ").U(h.filler.no_thp)
       .Str(" hugepages advised MADV_NOHUGEPAGE now, ").U(h.filler.no_thp_refused)
       .Str(" subreleased without it\n");
+  out->Str("Large allocations: ").Str(options_.sparse_large ? "base pages until dense; " : "on hugepages; ")
+      .U(h.promoted_hugepages).Str(" hugepages collapsed when dense (").U(h.promote_failures)
+      .Str(" refused), ").U(h.sparse_checks).Str(" checks found one sparse\n");
   out->Str("Hugepage cache: ").U(h.cache.mapped_hugepages).Str(" hugepages reserved, ").U(h.cache.in_use)
       .Str(" in use; ").U(h.cache.hits).Str(" hits, ").U(h.cache.misses).Str(" misses, ")
       .U(h.cache.released_hugepages).Str(" released; keeps ").U(h.cache.demand_limit)

@@ -10,8 +10,21 @@
 //   otherwise, n <= region / 4          -> region (packed, no per-allocation slack)
 //   otherwise                           -> hugepage cache, and the unused tail of
 //                                          the last hugepage is donated to the filler
+//
+// Dense and sparse memory. Spans of small objects are used densely, so their
+// hugepages come from a cache whose address space the kernel backs with
+// transparent hugepages on first touch. A large allocation may be touched
+// only in part (a 4 MiB buffer of which a request writes the head): faulting
+// a whole zeroed 2 MiB hugepage for it would cost time and RSS the program
+// does not use. So large allocations (the large-allocation filler, regions,
+// whole hugepages) come from a second cache, mapped for base pages, and are
+// made hugepages only once they are seen to be dense: PromoteDense, run by
+// the background thread, collapses (MADV_COLLAPSE) every hugepage of a live
+// large allocation whose base pages are all resident.
 #ifndef JSMALLOC_HUGEPAGE_HUGE_PAGE_AWARE_ALLOCATOR_H_
 #define JSMALLOC_HUGEPAGE_HUGE_PAGE_AWARE_ALLOCATOR_H_
+
+#include <atomic>
 
 #include "hugepage/huge_cache.h"
 #include "hugepage/huge_page_filler.h"
@@ -31,6 +44,18 @@ struct HugePageAwareOptions {
   uint64_t demand_epoch_ns = 1000000000;
   size_t region_hugepages = HugeRegion::kMaxHugePages;
   bool collapse = false;               // MADV_COLLAPSE hugepages refilled after subrelease
+  // Large allocations from base-page address space, made hugepages when seen
+  // dense (above); false puts them on transparent hugepages from the start.
+  bool sparse_large = true;
+  // PromoteDense may collapse (THP not "never").
+  bool promote_dense = true;
+  // The page source advises base-page ranges MADV_NOHUGEPAGE (THP "always"),
+  // so a range must be advised MADV_HUGEPAGE before it can be collapsed.
+  bool sparse_nohugepage = false;
+  // Epochs of demand the hugepage caches and the fillers keep backed: free
+  // memory goes back once the demand for it has been gone this long (the
+  // release delay, JSMALLOC_RELEASE_DELAY). 1 .. HugeCache::kEpochs.
+  int cache_window_epochs = 5;
   // Advise subreleased filler hugepages MADV_NOHUGEPAGE (HugePageFiller):
   // on when khugepaged would fill released pages back in (max_ptes_none > 0).
   bool guard_khugepaged = false;
@@ -47,12 +72,17 @@ struct HugePageStats {
   FillerStats filler;         // both fillers
   FillerStats small_filler;   // the one for spans of small objects
   FillerStats sparse_filler;  // the one for large allocations and donated tails
-  HugeCacheStats cache;
+  HugeCacheStats cache;         // both caches
+  HugeCacheStats dense_cache;   // hugepages for small objects' spans
+  HugeCacheStats sparse_cache;  // base-page memory for large allocations
   RegionStats regions;  // summed over regions
   size_t region_count = 0;
   size_t large_hugepages = 0;        // whole hugepages held by large allocations
   size_t donated_large_allocs = 0;
   size_t collapses = 0, collapse_failures = 0;
+  // PromoteDense: hugepages of large allocations collapsed because they were
+  // dense, collapses the kernel refused, and large allocations found sparse.
+  size_t promoted_hugepages = 0, promote_failures = 0, sparse_checks = 0;
 };
 
 class HugePageAwareAllocator final : public PageAllocator {
@@ -94,6 +124,16 @@ class HugePageAwareAllocator final : public PageAllocator {
   size_t ReleaseExcess();
   // Subreleases up to `bytes` of free pages inside partly used hugepages.
   size_t SubRelease(size_t bytes);
+  // Collapses into transparent hugepages the hugepages of live large
+  // allocations whose base pages are all resident (at most max_hugepages in
+  // one call; a large allocation found sparse is looked at again later, less
+  // and less often). Called by the background thread once per cycle; the
+  // collapses run outside the back-end's lock. Returns hugepages collapsed.
+  size_t PromoteDense(size_t max_hugepages);
+  // While a background thread calls ReleaseExcess every cycle, frees leave
+  // it to that thread (no madvise on a program's free path).
+  void SetBackgroundRelease(bool on) { background_release_.store(on, std::memory_order_relaxed); }
+  void WaitForDeferredFrees() override;
   HugePageStats HugeStats();
   // Snapshot for the coverage property: every hugepage holding in-use pages
   // with its in-use byte count, into out[0..max). Returns how many there are
@@ -115,19 +155,29 @@ class HugePageAwareAllocator final : public PageAllocator {
   void ReturnTracker(PageTracker* t);
   HugeRegion* RegionOf(PageId p);
   HugePageFiller& FillerOf(const PageTracker* t) { return t->sparse() ? sparse_filler_ : filler_; }
+  // Large allocations' memory (see "Dense and sparse memory").
+  HugeCache& LargeCache() { return options_.sparse_large ? sparse_cache_ : cache_; }
+  HugeCache& CacheFor(bool sparse) { return sparse ? LargeCache() : cache_; }
+  void DeleteLocked(Span* span);
+  void ReturnSpanPages(Span* span);
+  void AddLargeSpan(Span* s);
   size_t FillerUsedPages() const { return filler_.used_pages() + sparse_filler_.used_pages(); }
   FillerStats FillerStatsLocked() const;
+  HugeCacheStats CacheStatsLocked() const;  // both caches
   Length SubReleaseBoth(Length pages);
   void MaybeCollapse(PageTracker* t);
   size_t ReleaseExcessLocked();
 
   SpinLock lock_;
+  std::atomic<bool> background_release_{false};
+  std::atomic<bool> promote_in_flight_{false};  // PromoteDense holds a span outside the lock
   PageMap* pagemap_;
   PageSource* source_;
   HugePageAwareOptions options_;
   HugePageFiller filler_;         // spans of small objects
   HugePageFiller sparse_filler_;  // large allocations under a hugepage, donated tails
-  HugeCache cache_;
+  HugeCache cache_;         // dense: hugepages of small objects' spans
+  HugeCache sparse_cache_;  // base pages: large allocations (options_.sparse_large)
   HugePageMap<PageTracker> trackers_;
   IntrusiveList<HugeRegion> regions_;
   SpanList large_spans_;  // spans from the cache (whole hugepages), for coverage
@@ -138,13 +188,19 @@ class HugePageAwareAllocator final : public PageAllocator {
   size_t region_count_ = 0;
   size_t large_hugepages_ = 0;
   size_t donated_large_ = 0;
+  // Pages past the end of large allocations rounded up to whole hugepages of
+  // base-page memory: address space only, counted as not backed.
+  size_t large_slack_pages_ = 0;
   size_t collapses_ = 0, collapse_failures_ = 0;
+  size_t promoted_hugepages_ = 0, promote_failures_ = 0, sparse_checks_ = 0;
+  uint32_t promote_cycle_ = 0;  // PromoteDense calls so far (its clock)
   uint64_t last_region_sweep_ns_ = 0;
-  // Peak filler pages in use in each of the last kDemandEpochs epochs (the
-  // current one in demand_slot_): the filler keeps free what that demand
+  // Peak filler pages in use in each of the last demand_epochs_ epochs (the
+  // release delay; the current one in demand_slot_): the filler keeps free what that demand
   // could take back, and subreleases the rest (SubReleaseBeyondDemand).
-  static constexpr int kDemandEpochs = 5;
-  size_t filler_peak_used_[kDemandEpochs] = {};
+  static constexpr int kMaxDemandEpochs = HugeCache::kEpochs;
+  int demand_epochs_;
+  size_t filler_peak_used_[kMaxDemandEpochs] = {};
   int demand_slot_ = 0;
   size_t filler_demand_released_ = 0;  // pages, cumulative
   size_t SubReleaseBeyondDemandLocked();

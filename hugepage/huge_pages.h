@@ -15,6 +15,8 @@ using HugePageId = uintptr_t;  // address >> kHugePageShift
 
 inline constexpr HugePageId HugePageOf(PageId p) { return p >> (kHugePageShift - kPageShift); }
 inline constexpr PageId FirstPageOf(HugePageId h) { return h << (kHugePageShift - kPageShift); }
+// Hugepages covering n pages.
+inline constexpr size_t HugePagesFor(Length n) { return (n + kPagesPerHugePage - 1) / kPagesPerHugePage; }
 inline void* HugePageStart(HugePageId h) { return reinterpret_cast<void*>(h << kHugePageShift); }
 
 // N bits; runs of zero bits are free pages.

@@ -1,6 +1,6 @@
-// The back-end interface: runs of pages for spans. The legacy page heap
-// implements it now; the hugepage-aware allocator slots in behind the same
-// interface later.
+// The back-end interface: runs of pages for spans, implemented by the legacy
+// page heap and the hugepage-aware allocator; and the interface to the OS
+// they get address space from (PageSource).
 #ifndef JSMALLOC_HUGEPAGE_PAGE_ALLOCATOR_H_
 #define JSMALLOC_HUGEPAGE_PAGE_ALLOCATOR_H_
 
@@ -42,7 +42,11 @@ class PageSource {
  public:
   virtual ~PageSource() = default;
   // Zeroed memory of `bytes`, aligned to `align`; nullptr when refused.
-  virtual void* Map(size_t bytes, size_t align, void* hint) = 0;
+  // dense: the range is for memory used densely, which the kernel should
+  // back with transparent hugepages as it faults them in (MADV_HUGEPAGE);
+  // otherwise faults are base pages (under THP "always" the range is advised
+  // MADV_NOHUGEPAGE), so a buffer touched at its head costs what it touches.
+  virtual void* Map(size_t bytes, size_t align, void* hint, bool dense) = 0;
   // Drops the contents of a range (it stays mapped and reads as zero).
   virtual bool Release(void* ptr, size_t bytes) = 0;
   // Asks the kernel to make a range (whole hugepages) transparent hugepages
@@ -53,6 +57,9 @@ class PageSource {
   // it off for hugepages it subreleased, so khugepaged cannot collapse them
   // and fault the released pages back in behind its back. False if refused.
   virtual bool AllowHugePages(void* ptr, size_t bytes, bool allow) { return false; }
+  // Bytes of the range resident now (mincore), or SIZE_MAX if unknown: how
+  // the back-end tells densely used large allocations from sparse ones.
+  virtual size_t ResidentBytes(void* ptr, size_t bytes) { return ~size_t{0}; }
   // Releases may be queued (batched through io_uring); a back-end calls this
   // before it drops its lock, so no released range is handed out before the
   // kernel has dropped its contents.
@@ -91,6 +98,10 @@ class PageAllocator {
   virtual size_t BackedBytes() = 0;
   virtual void Print(Printer* out) = 0;
   virtual const char* Name() const = 0;
+  // Waits until frees deferred by work outside the back-end's lock (a large
+  // allocation being collapsed into hugepages) have been carried out, so that
+  // what the program freed can be released or reused. Short (milliseconds).
+  virtual void WaitForDeferredFrees() {}
   // fork(): the parent holds the back-end's locks across fork.
   virtual void LockForFork() = 0;
   virtual void UnlockAfterFork(bool child) = 0;

@@ -223,10 +223,12 @@ bool PageHeap::Grow(Length n) {
   size_t grow = (bytes + options_.min_grow_bytes - 1) & ~(options_.min_grow_bytes - 1);
   if (grow < bytes) return false;
   size_t align = kHugePageSize > kPageSize ? kHugePageSize : kPageSize;
-  void* mem = source_->Map(grow, align, next_hint_);
+  // The legacy heap leaves hugepages to the kernel's defaults (its source
+  // advises nothing).
+  void* mem = source_->Map(grow, align, next_hint_, false);
   if (mem == nullptr && grow > bytes) {
     grow = (bytes + kPageSize - 1) & ~(kPageSize - 1);
-    mem = source_->Map(grow, kPageSize, nullptr);
+    mem = source_->Map(grow, kPageSize, nullptr, false);
   }
   if (mem == nullptr) return false;
   PageId first = PageIdOf(mem);

@@ -27,6 +27,9 @@ class PartitionedBackend final : public PageAllocator {
   size_t ReleaseAtLeast(size_t bytes) override;
   BackendStats Stats() override;
   size_t BackedBytes() override;
+  void WaitForDeferredFrees() override {
+    for (int p = 0; p < n_; ++p) parts_[p]->WaitForDeferredFrees();
+  }
   void Print(Printer* out) override;
   const char* Name() const override { return parts_[0]->Name(); }
   void LockForFork() override;
@@ -60,6 +63,7 @@ class PartitionView final : public PageAllocator {
   size_t ReleaseAtLeast(size_t bytes) override;
   BackendStats Stats() override { return part_->Stats(); }
   size_t BackedBytes() override { return part_->BackedBytes(); }
+  void WaitForDeferredFrees() override { part_->WaitForDeferredFrees(); }
   void Print(Printer* out) override { part_->Print(out); }
   const char* Name() const override { return part_->Name(); }
   void LockForFork() override { part_->LockForFork(); }

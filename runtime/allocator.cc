@@ -234,6 +234,9 @@ void FlushCaches() {
 size_t TrimAll() {
   Static::InitIfNeeded();
   FlushCaches();
+  // Everything the program freed, including a large allocation whose free
+  // the background thread parked while collapsing it.
+  Static::backend()->WaitForDeferredFrees();
   return Static::backend()->ReleaseAtLeast(~size_t{0});
 }
 

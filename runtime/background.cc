@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "hugepage/huge_page_aware_allocator.h"
+#include "hugepage/memory_limiter.h"
 #include "os/linux/clock.h"
 #include "os/linux/helper_thread.h"
 #include "os/linux/madvise_batcher.h"
@@ -16,11 +17,17 @@ namespace jsmalloc {
 namespace {
 
 constexpr uint64_t kPeriodNs = 1000000000;  // 1 s
+// JSMALLOC_BACKGROUND=auto starts the thread once the spans in use first
+// reach this: a process that never holds this much has little to give back.
+constexpr size_t kAutoStartBytes = size_t{32} << 20;
+// Hugepages of live large allocations PromoteDense looks at per cycle.
+constexpr size_t kPromoteHugepagesPerCycle = 1024;
 
 constinit std::atomic<int> state{0};  // 0 stopped, 1 starting, 2 running
 constinit std::atomic<size_t> rate{0};
 constinit std::atomic<size_t> cycles{0};
 constinit std::atomic<size_t> released{0};
+constinit std::atomic<size_t> promoted{0};
 constinit os::MadviseBatcher batcher;
 constinit const char* madvise_path = "madvise";
 constinit size_t release_credit = 0;  // bytes we may still release (thread-local to the loop)
@@ -45,11 +52,17 @@ void BackgroundCycle(uint64_t now_ns, uint64_t elapsed_ns) {
 #if JSMALLOC_HAVE_RSEQ_SLAB
   if (Static::front_end() == FrontEnd::kPerCpu) Static::cpu_cache().ResizePass(now_ns);
 #endif
+  // Objects that sat in a transfer cache for a whole cycle go back to their
+  // spans, so idle classes' spans can empty and their pages be released.
+  for (int p = 0; p < Static::num_partitions(); ++p) {
+    for (int cl = 1; cl < kNumClasses; ++cl) Static::transfer(p)[cl].Plunder();
+  }
   size_t got = 0;
   for (int p = 0; p < Static::num_partitions(); ++p) {
     if (HugePageAwareAllocator* h = Static::hugepage_allocator(p)) {
       ProbeNumaNodeScope node(Static::numa_plan().partition_node[p]);
       got += h->ReleaseExcess();
+      promoted.fetch_add(h->PromoteDense(kPromoteHugepagesPerCycle), std::memory_order_relaxed);
     }
   }
   // The release rate: credit accrues with time, capped at one second's worth
@@ -89,8 +102,22 @@ bool StartBackgroundThread() {
     state.store(0);
     return false;
   }
+  // Its cycles release what demand no longer needs; frees need not.
+  for (int p = 0; p < Static::num_partitions(); ++p) {
+    if (HugePageAwareAllocator* h = Static::hugepage_allocator(p)) h->SetBackgroundRelease(true);
+  }
   state.store(2);
   return true;
+}
+
+namespace {
+
+void AutoStart() { StartBackgroundThread(); }
+
+}  // namespace
+
+void ArmBackgroundAutoStart() {
+  if (Static::options().background < 0) Static::memory_limiter()->SetGrowthHook(kAutoStartBytes, &AutoStart);
 }
 
 void SetReleaseRate(size_t bytes_per_second) { rate.store(bytes_per_second, std::memory_order_relaxed); }
@@ -100,6 +127,8 @@ BackgroundStats GetBackgroundStats() {
   s.running = state.load() == 2;
   s.cycles = cycles.load(std::memory_order_relaxed);
   s.released_bytes = released.load(std::memory_order_relaxed);
+  s.promoted_hugepages = promoted.load(std::memory_order_relaxed);
+  s.auto_start = Static::options().background < 0;
   s.release_rate = rate.load(std::memory_order_relaxed);
   s.madvise_path = madvise_path;
   s.madvise_batches = batcher.batches();
@@ -110,9 +139,17 @@ BackgroundStats GetBackgroundStats() {
 
 void BackgroundAfterForkChild() {
   // The io_uring instance is shared with the parent's thread; the child must
-  // not submit into it. Go back to plain madvise and no thread.
+  // not submit into it. Go back to plain madvise and no thread: frees release
+  // again, and in auto mode the child starts its own thread once it grows
+  // (an exec'ed child never does).
   Static::system_page_source()->SetBatcher(nullptr);
+  if (state.load() != 0) {
+    for (int p = 0; p < Static::num_partitions(); ++p) {
+      if (HugePageAwareAllocator* h = Static::hugepage_allocator(p)) h->SetBackgroundRelease(false);
+    }
+  }
   state.store(0);
+  ArmBackgroundAutoStart();
 }
 
 }  // namespace jsmalloc

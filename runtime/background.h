@@ -1,9 +1,13 @@
-// The background thread: off by default for linked programs; started by
-// jsmalloc_start_background_thread() or JSMALLOC_BACKGROUND=1. Once a second
-// it rebalances the per-CPU caches, lets the hugepage cache drop what recent
-// demand no longer needs, and releases free memory at the configured rate
-// (JSMALLOC_RELEASE_RATE bytes/s), sending its madvise calls in batches
-// through io_uring where the kernel allows it.
+// The background thread. By default (JSMALLOC_BACKGROUND=auto) it starts on
+// first need: when the spans in use first reach 32 MiB (a small process
+// never gets one). JSMALLOC_BACKGROUND=1 or jsmalloc_start_background_thread()
+// start it at once, =0 never. Once a second it rebalances the per-CPU caches,
+// returns objects that sat idle in transfer caches, releases free memory the
+// demand of the last few seconds (JSMALLOC_RELEASE_DELAY) no longer needs,
+// collapses dense large allocations into hugepages, and releases free memory
+// at a steady rate if one is set (JSMALLOC_RELEASE_RATE), sending its madvise
+// calls in batches through io_uring where the kernel allows it. While it runs,
+// frees leave releasing to it.
 #ifndef JSMALLOC_RUNTIME_BACKGROUND_H_
 #define JSMALLOC_RUNTIME_BACKGROUND_H_
 
@@ -21,10 +25,15 @@ struct BackgroundStats {
   size_t madvise_batches = 0;
   size_t madvise_ranges = 0;
   size_t madvise_syscalls = 0;
+  size_t promoted_hugepages = 0;  // dense large allocations' hugepages collapsed
+  bool auto_start = false;        // JSMALLOC_BACKGROUND=auto
 };
 
 // Starts the thread once; returns true if it runs (now or already).
 bool StartBackgroundThread();
+// JSMALLOC_BACKGROUND=auto: start it when the heap first grows past the
+// threshold (called once the allocator is ready, and in a fork child).
+void ArmBackgroundAutoStart();
 void SetReleaseRate(size_t bytes_per_second);
 BackgroundStats GetBackgroundStats();
 // One cycle of the thread's work, `elapsed_ns` after the previous one

@@ -225,6 +225,22 @@ bool ApplyBackend(const char* v, Options* o) {
 }
 void ShowBackend(const Options& o, Printer* p) { p->Str(o.legacy_page_heap ? "legacy" : "hugepage"); }
 
+bool ApplyDelay(const char* v, Options* o) {
+  const char* end;
+  size_t n;
+  if (!ParseDecimal(v, &end, &n) || (*end != '\0' && strcmp(end, "s") != 0) || n < 1 || n > 16) return false;
+  o->release_delay = n;
+  return true;
+}
+
+bool ApplyLargePages(const char* v, Options* o) {
+  if (strcmp(v, "adaptive") == 0) o->large_huge = false;
+  else if (strcmp(v, "huge") == 0) o->large_huge = true;
+  else return false;
+  return true;
+}
+void ShowLargePages(const Options& o, Printer* p) { p->Str(o.large_huge ? "huge" : "adaptive"); }
+
 bool ApplyAdvice(const char* v, Options* o) {
   if (strcmp(v, "dontneed") == 0) o->release_with_madv_free = false;
   else if (strcmp(v, "free") == 0) o->release_with_madv_free = true;
@@ -271,11 +287,13 @@ constexpr Setting kSettings[] = {
      &ShowSize<&Options::page_heap_keep_free_bytes>},
     {"backend", "hugepage or legacy", &ApplyBackend, &ShowBackend},
     {"collapse", kBoolForm, &ApplyBool<&Options::collapse>, &ShowBool<&Options::collapse>},
+    {"large_pages", "adaptive or huge", &ApplyLargePages, &ShowLargePages},
     {"khugepaged_guard", "1, 0 or auto", &ApplyTri<&Options::khugepaged_guard>, &ShowTri<&Options::khugepaged_guard>},
     {"release_advice", "dontneed or free", &ApplyAdvice, &ShowAdvice},
-    {"background", kBoolForm, &ApplyBool<&Options::background>, &ShowBool<&Options::background>},
+    {"background", "auto, 1 or 0", &ApplyTri<&Options::background>, &ShowTri<&Options::background>},
     {"release_rate", "bytes per second such as 4M (0: no steady release)", &ApplySize<&Options::release_rate>,
      &ShowSize<&Options::release_rate>},
+    {"release_delay", "whole seconds from 1 to 16", &ApplyDelay, &ShowSize<&Options::release_delay>},
     {"io_uring", kBoolForm, &ApplyBool<&Options::io_uring>, &ShowBool<&Options::io_uring>},
     {"memory_limit", "a byte count such as 512M or 4G (0: no limit)", &ApplySize<&Options::memory_limit>,
      &ShowSize<&Options::memory_limit>},

@@ -38,10 +38,12 @@ struct Options {
   size_t page_heap_keep_free_bytes = 32 << 20;      // page_heap_keep_free_bytes
   bool legacy_page_heap = false;                    // backend=legacy|hugepage
   bool collapse = false;                            // collapse
+  bool large_huge = false;                          // large_pages=huge|adaptive
   int khugepaged_guard = -1;                        // khugepaged_guard: -1 auto, 0 off, 1 on
   bool release_with_madv_free = false;              // release_advice=free|dontneed
-  bool background = false;                          // background
-  size_t release_rate = 4 << 20;                    // release_rate (bytes/s)
+  int background = -1;                              // background: -1 auto, 0 off, 1 at start
+  size_t release_rate = 0;                          // release_rate (bytes/s)
+  size_t release_delay = 5;                         // release_delay (seconds, 1..16)
   bool io_uring = true;                             // io_uring
   size_t memory_limit = 0;                          // memory_limit (0: none)
   bool memory_limit_hard = false;                   // memory_limit_hard

@@ -23,9 +23,15 @@ struct Span {
   // Small-object spans: free objects returned to this span (linked through
   // their first word), plus a bump index for objects never handed out, so a
   // fresh span does not touch (and fault in) pages it has not used yet.
+  // Large allocations in the hugepage-aware back-end use it as a number: the
+  // first hugepage PromoteDense has not collapsed yet (see below).
   void* freelist = nullptr;
-  uint32_t allocated = 0;  // objects currently outside the span
-  uint32_t carved = 0;     // objects ever handed out by the bump index
+  // Small-object spans: objects outside the span, objects ever handed out.
+  // Large allocations in the hugepage-aware back-end (sizeclass 0) reuse the
+  // two for HugePageAwareAllocator::PromoteDense: the cycle at which it looks
+  // at the span next, and its current back-off in cycles.
+  uint32_t allocated = 0;
+  uint32_t carved = 0;
 
   uint8_t sizeclass = 0;  // 0: large allocation or free run
   Location location = kInUse;
@@ -37,6 +43,10 @@ struct Span {
   // NUMA partition whose back-end owns the pages (0 without partitions): a
   // free goes home to it, and a page heap never coalesces across it.
   uint8_t partition = 0;
+  // Large allocations, PromoteDense: the background thread is collapsing the
+  // span's hugepages (a free meanwhile only parks it), or has found it dense.
+  enum Promote : uint8_t { kUnchecked = 0, kCollapsing = 1, kFreePending = 2, kDense = 3 };
+  Promote promote = kUnchecked;
   // Non-null while the span holds one sampled allocation (its record): the
   // sampler gives every sampled allocation a span of its own, and FreeSlow
   // hands the record back before the span returns to the back-end.

@@ -253,6 +253,11 @@ bool InitPartition(State* st, int p, MetadataArena* arena) {
     hp.clock = &Clock;
     hp.collapse = st->options.collapse;
     hp.guard_khugepaged = GuardKhugepaged(st->options);
+    const os::ThpMode thp = os::GetThpSettings().enabled;
+    hp.sparse_large = !st->options.large_huge;
+    hp.promote_dense = thp != os::ThpMode::kNever;  // a user who turned THP off gets none
+    hp.sparse_nohugepage = thp == os::ThpMode::kAlways;
+    hp.cache_window_epochs = static_cast<int>(st->options.release_delay);
     hp.partition = static_cast<uint8_t>(p);
     part->hpaa = new (part->backend_storage)
         HugePageAwareAllocator(&g_pagemap, &part->source, arena, hp);
@@ -344,7 +349,8 @@ void Static::RegisterThreadHooks() {
     key_ready_.store(true, std::memory_order_release);
   }
   hooks_state.store(2);
-  if (S().options.background) StartBackgroundThread();
+  if (S().options.background > 0) StartBackgroundThread();
+  else ArmBackgroundAutoStart();
   StartReportThreadIfConfigured();
 }
 

@@ -131,12 +131,17 @@ void PrintHugepageSection(Printer* out) {
       .Char('\n');
   BackgroundStats bg = GetBackgroundStats();
   if (bg.running) {
-    out->Str("Background thread: running, ").U(bg.cycles).Str(" cycles, release rate ").MiB(bg.release_rate)
-        .Str(" MiB/s, ").MiB(bg.released_bytes).Str(" MiB released by it;\n  madvise via ").Str(bg.madvise_path)
+    out->Str("Background thread: running").Str(bg.auto_start ? " (started on first need), " : ", ").U(bg.cycles)
+        .Str(" cycles; ").MiB(bg.released_bytes).Str(" MiB released by it (free for ")
+        .U(Static::options().release_delay).Str(" s; steady rate ").MiB(bg.release_rate).Str(" MiB/s); ")
+        .U(bg.promoted_hugepages).Str(" hugepages collapsed;\n  madvise via ").Str(bg.madvise_path)
         .Str(" (").U(bg.madvise_batches).Str(" batches, ").U(bg.madvise_ranges).Str(" ranges, ")
         .U(bg.madvise_syscalls).Str(" system calls)\n");
+  } else if (bg.auto_start) {
+    out->Str("Background thread: not started (starts when the spans in use reach 32 MiB; "
+             "JSMALLOC_BACKGROUND=1 at once)\n");
   } else {
-    out->Str("Background thread: off (JSMALLOC_BACKGROUND=1 or jsmalloc_start_background_thread())\n");
+    out->Str("Background thread: off (JSMALLOC_BACKGROUND=0; =1 or jsmalloc_start_background_thread() starts it)\n");
   }
 }
 
@@ -317,6 +322,8 @@ constexpr const char* kPropertyNames[] = {
     "jsmalloc.hugepage.large",
     "jsmalloc.hugepage.collapses",
     "jsmalloc.hugepage.filler_nohugepage",
+    "jsmalloc.hugepage.promoted",
+    "jsmalloc.hugepage.large_cache_backed_free",
     "jsmalloc.memory_limit",
     "jsmalloc.memory_limit_hard",
     "jsmalloc.memory_limit_hits",
@@ -397,6 +404,8 @@ bool GetNumericProperty(const char* name, size_t* value) {
         {"jsmalloc.hugepage.large", h.large_hugepages},
         {"jsmalloc.hugepage.collapses", h.collapses},
         {"jsmalloc.hugepage.filler_nohugepage", h.filler.no_thp},
+        {"jsmalloc.hugepage.promoted", h.promoted_hugepages},
+        {"jsmalloc.hugepage.large_cache_backed_free", h.sparse_cache.backed_free},
     };
     for (const auto& e : hp) {
       if (strcmp(e.n, name) == 0) {

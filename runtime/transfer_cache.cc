@@ -43,6 +43,7 @@ int TransferCache::RemoveRange(void** batch, int n) {
     used -= n;
     memcpy(batch, slots_ + used, sizeof(void*) * static_cast<size_t>(n));
     used_.store(used, std::memory_order_relaxed);
+    if (used < low_water_) low_water_ = used;
     ++remove_hits_;
     lock_.Unlock();
     return n;
@@ -50,6 +51,36 @@ int TransferCache::RemoveRange(void** batch, int n) {
   ++remove_misses_;
   lock_.Unlock();
   return central_->RemoveRange(batch, n);
+}
+
+int TransferCache::Plunder() {
+  // The oldest objects sit at the bottom of the array (pushes and pops are
+  // at the top); the first low_water_ of them were not touched since the
+  // last call.
+  void* buf[256];
+  int moved = 0;
+  lock_.Lock();
+  int stale = low_water_;
+  lock_.Unlock();
+  while (stale > 0) {
+    lock_.Lock();
+    int used = used_.load(std::memory_order_relaxed);
+    int take = stale < 256 ? stale : 256;
+    if (take > used) take = used;
+    memcpy(buf, slots_, sizeof(void*) * static_cast<size_t>(take));
+    memmove(slots_, slots_ + take, sizeof(void*) * static_cast<size_t>(used - take));
+    used_.store(used - take, std::memory_order_relaxed);
+    lock_.Unlock();
+    if (take == 0) break;
+    // The central list takes a batch at a time.
+    for (int i = 0; i < take; i += 64) central_->InsertRange(buf + i, take - i < 64 ? take - i : 64);
+    stale -= take;
+    moved += take;
+  }
+  lock_.Lock();
+  low_water_ = used_.load(std::memory_order_relaxed);
+  lock_.Unlock();
+  return moved;
 }
 
 void TransferCache::Drain() {

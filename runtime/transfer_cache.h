@@ -45,6 +45,12 @@ class TransferCache {
 
   // Moves everything held here to the central free list (malloc_trim).
   void Drain();
+  // Moves to the central free list the objects that stayed here since the
+  // previous call (the lowest the count fell to meanwhile): what an idle
+  // class holds goes back, so its spans can empty and be released, while a
+  // class in use keeps its working set. Returns objects moved. Called by
+  // the background thread once per cycle.
+  int Plunder();
 
   TransferStats Stats();
   size_t objects() const { return static_cast<size_t>(used_.load(std::memory_order_relaxed)); }
@@ -65,6 +71,7 @@ class TransferCache {
   void** slots_ = nullptr;
   int capacity_ = 0;
   std::atomic<int> used_{0};
+  int low_water_ = 0;  // lowest used_ since the last Plunder
   size_t insert_hits_ = 0, insert_misses_ = 0, remove_hits_ = 0, remove_misses_ = 0;
 };
 

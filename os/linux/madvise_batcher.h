@@ -1,8 +1,8 @@
 // Batches madvise calls for the background thread: up to kMaxBatch ranges go
 // to the kernel in one io_uring submission (IORING_OP_MADVISE) instead of one
 // system call each. Falls back to plain madvise where io_uring is not allowed
-// (kernel.io_uring_disabled, seccomp, old kernels). Not thread-safe: the
-// back-end lock serialises its users.
+// (kernel.io_uring_disabled, seccomp, old kernels). Not thread-safe: its
+// user (SystemPageSource) serialises the calls.
 #ifndef JSMALLOC_OS_LINUX_MADVISE_BATCHER_H_
 #define JSMALLOC_OS_LINUX_MADVISE_BATCHER_H_
 

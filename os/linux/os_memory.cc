@@ -179,4 +179,25 @@ size_t ResidentBytes() {
   return pages * SystemPageSize();
 }
 
+size_t ResidentBytesIn(const void* p, size_t bytes) {
+  const size_t page = SystemPageSize();
+  int saved_errno = errno;
+  unsigned char vec[512];  // one byte per page: 2 MiB of 4 KiB pages per call
+  size_t resident = 0;
+  const char* at = static_cast<const char*>(p);
+  while (bytes > 0) {
+    size_t chunk = bytes < sizeof(vec) * page ? bytes : sizeof(vec) * page;
+    if (mincore(const_cast<char*>(at), chunk, vec) != 0) {
+      errno = saved_errno;
+      return ~size_t{0};
+    }
+    size_t pages = (chunk + page - 1) / page;
+    for (size_t i = 0; i < pages; ++i) resident += vec[i] & 1;
+    at += chunk;
+    bytes -= chunk;
+  }
+  errno = saved_errno;
+  return resident * page;
+}
+
 }  // namespace jsmalloc::os

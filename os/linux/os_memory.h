@@ -45,6 +45,10 @@ const char* GetEnv(const char* name);
 // Resident set size of this process in bytes (from /proc/self/statm), or 0.
 size_t ResidentBytes();
 
+// Bytes of [p, p+bytes) (page-aligned) that are resident now, from mincore();
+// SIZE_MAX if the kernel will not tell.
+size_t ResidentBytesIn(const void* p, size_t bytes);
+
 }  // namespace jsmalloc::os
 
 #endif  // JSMALLOC_OS_LINUX_OS_MEMORY_H_

@@ -59,7 +59,7 @@ class FakeSpace final : public PageSource {
  public:
   FakeSpace(uintptr_t base, size_t window_bytes) : next_(base), limit_(base + window_bytes) {}
 
-  void* Map(size_t bytes, size_t align, void* hint) override {
+  void* Map(size_t bytes, size_t align, void* hint, bool dense) override {
     ++map_calls;
     if (fail_maps > 0) {
       --fail_maps;
@@ -81,6 +81,7 @@ class FakeSpace final : public PageSource {
     next_ = at + bytes;
     mapped_bytes += bytes;
     mappings.emplace_back(at, bytes);
+    dense_mappings.push_back(dense);
     return reinterpret_cast<void*>(at);
   }
 
@@ -148,6 +149,7 @@ class FakeSpace final : public PageSource {
   size_t map_calls = 0, refused_maps = 0, release_calls = 0, refused_releases = 0;
   size_t mapped_bytes = 0, released_bytes = 0;
   std::vector<std::pair<uintptr_t, size_t>> mappings;
+  std::vector<bool> dense_mappings;  // Map's `dense`, per mapping
   std::vector<std::pair<uintptr_t, size_t>> releases;
   std::function<void(uintptr_t, size_t)> on_release;
 

@@ -14,6 +14,12 @@ jsmalloc_discover_with_env(jsmalloc_reliability_fork_tests "reliability.fork_per
 jsmalloc_discover_with_env(jsmalloc_reliability_fork_tests "reliability.fork_numa."
   ENV "JSMALLOC_NUMA_AWARE=1" "JSMALLOC_NUMA_TOPOLOGY=0/1" "JSMALLOC_TEST_EXPECT_PER_CPU=1"
       "JSMALLOC_TEST_EXPECT_NUMA_PARTITIONS=2")
+# The same with the background thread from the start: its batched releases
+# serve several partitions' back-ends at once (docs/design.md, "Release
+# policy and the background thread": this once corrupted memory).
+jsmalloc_discover_with_env(jsmalloc_reliability_fork_tests "reliability.fork_numa_bg."
+  ENV "JSMALLOC_NUMA_AWARE=1" "JSMALLOC_NUMA_TOPOLOGY=0/1" "JSMALLOC_BACKGROUND=1"
+      "JSMALLOC_TEST_EXPECT_PER_CPU=1" "JSMALLOC_TEST_EXPECT_NUMA_PARTITIONS=2")
 
 # --- Out of memory: RLIMIT_AS, the hard limit by API (both front-ends), the
 # hard limit from the environment (both front-ends), a cgroup memory limit

@@ -198,7 +198,7 @@ TEST(HugePageFillerTest, IdleSubreleaseTakesOnlyPagesFreeForAWholeEpoch) {
 TEST(HugeCacheTest, ReusesBackedFirstGrowsAndCoalesces) {
   testing::FakePageSource source;
   g_now = 0;
-  HugeCache cache(&source, FakeClock, 8, kSec);
+  HugeCache cache(&source, FakeClock, 8, kSec, true);
   HugePageId a, b;
   bool backed;
   ASSERT_TRUE(cache.Get(3, &a, &backed));
@@ -225,7 +225,7 @@ TEST(HugeCacheTest, ReusesBackedFirstGrowsAndCoalesces) {
 TEST(HugeCacheTest, DemandPolicyKeepsRecentPeakAndReleasesTheRest) {
   testing::FakePageSource source;
   g_now = 100 * kSec;
-  HugeCache cache(&source, FakeClock, 64, kSec);
+  HugeCache cache(&source, FakeClock, 64, kSec, true);
   std::vector<HugePageId> got;
   bool backed;
   for (int i = 0; i < 40; ++i) {
@@ -281,12 +281,16 @@ TEST(HugeRegionTest, PacksAndReleasesHugepagesUnusedForASweep) {
 
 class HugePageAwareTest : public ::testing::Test {
  protected:
-  HugePageAwareTest() : pagemap_(testing::NewPageMap()) {
+  HugePageAwareTest() : pagemap_(testing::NewPageMap()) { Make([](HugePageAwareOptions*) {}); }
+  // Rebuilds the allocator with the test's options changed by `f`.
+  template <typename F>
+  void Make(F f) {
     g_now = 1000 * kSec;
     HugePageAwareOptions o;
     o.clock = FakeClock;
     o.region_hugepages = 32;
     o.cache_grow_hugepages = 16;
+    f(&o);
     hpaa_ = std::make_unique<HugePageAwareAllocator>(pagemap_.get(), &source_, GlobalArena(), o);
   }
   testing::FakePageSource source_;
@@ -294,7 +298,45 @@ class HugePageAwareTest : public ::testing::Test {
   std::unique_ptr<HugePageAwareAllocator> hpaa_;
 };
 
+// Large allocations on base pages (the default): whole hugepages of their
+// own, rounded up, from address space mapped for base pages; spans of small
+// objects from address space mapped for transparent hugepages.
+TEST_F(HugePageAwareTest, RoutesBySizeWithLargeAllocationsOnBasePages) {
+  Span* small = hpaa_->New(3);
+  Span* whole = hpaa_->New(2 * kPagesPerHugePage);
+  Span* odd = hpaa_->New(kPagesPerHugePage + 1);
+  Span* big = hpaa_->New(32 * kPagesPerHugePage / 4 + kPagesPerHugePage + 1);
+  ASSERT_TRUE(small && whole && odd && big);
+  EXPECT_EQ(small->origin, Span::kFromFiller);
+  EXPECT_EQ(source_.DenseAt(small->start()), 1);
+  for (Span* s : {whole, odd, big}) {
+    EXPECT_EQ(s->origin, Span::kFromCache);
+    EXPECT_EQ(s->first_page % kPagesPerHugePage, 0u);
+    EXPECT_EQ(source_.DenseAt(s->start()), 0) << "large allocation from base-page memory";
+  }
+  EXPECT_EQ(odd->num_pages, kPagesPerHugePage + 1) << "the span is what was asked; the rest is slack";
+  const Length large = HugePageAwareAllocator::kMaxObjectSpanPages + 1;
+  Span* under = large < kPagesPerHugePage ? hpaa_->New(large) : nullptr;
+  if (under != nullptr) EXPECT_EQ(source_.DenseAt(under->start()), 0) << "the large-allocation filler too";
+  HugePageStats h = hpaa_->HugeStats();
+  EXPECT_EQ(h.filler.donated, 0u);
+  EXPECT_EQ(h.region_count, 0u);
+  EXPECT_EQ(h.large_hugepages, 2u + 2u + HugePagesFor(big->num_pages));
+  BackendStats b = hpaa_->Stats();
+  EXPECT_EQ(b.free_bytes + b.unmapped_bytes + b.in_use_bytes, b.system_bytes) << "slack counted as not backed";
+  for (Span* s : {small, whole, odd, big, under}) {
+    if (s != nullptr) hpaa_->Delete(s);
+  }
+  b = hpaa_->Stats();
+  EXPECT_EQ(b.in_use_bytes, 0u);
+  EXPECT_EQ(b.free_bytes + b.unmapped_bytes, b.system_bytes) << "every byte accounted";
+  EXPECT_EQ(hpaa_->HugeStats().cache.in_use, 0u);
+}
+
+// With large_pages=huge: everything on hugepages from the start, regions and
+// donated tails for sizes that are not whole hugepages.
 TEST_F(HugePageAwareTest, RoutesBySize) {
+  Make([](HugePageAwareOptions* o) { o->sparse_large = false; });
   Span* small = hpaa_->New(3);
   Span* whole = hpaa_->New(2 * kPagesPerHugePage);
   Span* region = hpaa_->New(kPagesPerHugePage + 1);
@@ -400,6 +442,111 @@ TEST_F(HugePageAwareTest, DoubleDeleteAborts) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   copy.location = Span::kOnNormalFreelist;
   EXPECT_DEATH(hpaa_->Delete(&copy), "jsmalloc: double free");
+}
+
+// PromoteDense: a large allocation whose base pages are all resident has its
+// hugepages collapsed, once; one found sparse is looked at again less and
+// less often.
+TEST_F(HugePageAwareTest, PromoteDenseCollapsesDenseLargeAllocationsOnce) {
+  Span* dense = hpaa_->New(3 * kPagesPerHugePage);
+  Span* odd = hpaa_->New(2 * kPagesPerHugePage + 5);  // its last hugepage is not whole
+  ASSERT_TRUE(dense && odd);
+  source_.resident_all = true;
+  EXPECT_EQ(hpaa_->PromoteDense(1024), 0u) << "not before a whole cycle has passed";
+  size_t collapsed = hpaa_->PromoteDense(1024);
+  EXPECT_EQ(collapsed, 3u + 2u) << "every whole hugepage of both";
+  EXPECT_EQ(source_.collapse_calls.load(), 5u);
+  EXPECT_EQ(dense->promote, Span::kDense);
+  for (int i = 0; i < 10; ++i) hpaa_->PromoteDense(1024);
+  EXPECT_EQ(source_.collapse_calls.load(), 5u) << "a dense allocation is done";
+  HugePageStats h = hpaa_->HugeStats();
+  EXPECT_EQ(h.promoted_hugepages, 5u);
+  EXPECT_EQ(h.promote_failures, 0u);
+  hpaa_->Delete(dense);
+  hpaa_->Delete(odd);
+  EXPECT_EQ(hpaa_->Stats().in_use_bytes, 0u);
+}
+
+TEST_F(HugePageAwareTest, PromoteDenseBacksOffFromSparseAllocations) {
+  Span* sparse = hpaa_->New(4 * kPagesPerHugePage);
+  ASSERT_NE(sparse, nullptr);
+  source_.resident_none = true;
+  for (int i = 0; i < 200; ++i) hpaa_->PromoteDense(1024);
+  size_t checks = hpaa_->HugeStats().sparse_checks;
+  // Back-off 1, 2, 4, ..., 64 cycles, then every 64: about 7 + 2 checks in 200.
+  EXPECT_GE(checks, 5u);
+  EXPECT_LE(checks, 12u);
+  EXPECT_EQ(source_.collapse_calls.load(), 0u);
+  // It fills up later: found at its next check.
+  source_.resident_none = false;
+  source_.resident_all = true;
+  for (int i = 0; i < 65; ++i) hpaa_->PromoteDense(1024);
+  EXPECT_EQ(source_.collapse_calls.load(), 4u);
+  EXPECT_EQ(sparse->promote, Span::kDense);
+  hpaa_->Delete(sparse);
+}
+
+TEST_F(HugePageAwareTest, FreeDuringPromotionIsParkedUntilTheCollapseEnds) {
+  Span* s = hpaa_->New(2 * kPagesPerHugePage);
+  Span* other = hpaa_->New(1);
+  ASSERT_TRUE(s && other);
+  void* start = s->start();
+  source_.resident_all = true;
+  hpaa_->PromoteDense(1024);  // the first cycle only ages it
+  int frees = 0;
+  source_.on_collapse = [&](void*) {
+    // A free by another thread while the collapse runs outside the lock.
+    if (frees++ == 0) hpaa_->Delete(s);
+    EXPECT_EQ(pagemap_->Get(PageIdOf(start)), nullptr) << "freed at once for the program";
+    EXPECT_EQ(hpaa_->HugeStats().cache.in_use, 3u) << "its hugepages not back in the cache yet";
+  };
+  EXPECT_EQ(hpaa_->PromoteDense(1024), 2u);
+  source_.on_collapse = nullptr;
+  HugePageStats h = hpaa_->HugeStats();
+  EXPECT_EQ(h.cache.in_use, 1u) << "back once the collapse ended (the filler keeps one)";
+  EXPECT_EQ(h.large_hugepages, 0u);
+  BackendStats b = hpaa_->Stats();
+  EXPECT_EQ(b.in_use_bytes, other->bytes());
+  EXPECT_EQ(b.free_bytes + b.unmapped_bytes + b.in_use_bytes, b.system_bytes);
+  // The hugepages are reused as any others.
+  Span* again = hpaa_->New(2 * kPagesPerHugePage);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->start(), start);
+  hpaa_->Delete(again);
+  hpaa_->Delete(other);
+}
+
+TEST_F(HugePageAwareTest, PromoteDenseUnderThpAlwaysAllowsHugepagesFirst) {
+  Make([](HugePageAwareOptions* o) { o->sparse_nohugepage = true; });
+  Span* s = hpaa_->New(kPagesPerHugePage);
+  ASSERT_NE(s, nullptr);
+  source_.resident_all = true;
+  source_.logging = true;
+  void* start = s->start();
+  hpaa_->PromoteDense(1024);
+  hpaa_->PromoteDense(1024);
+  hpaa_->Delete(s);
+  source_.logging = false;
+  std::string order;
+  for (auto& e : source_.events) {
+    if (e.ptr == start) order += e.what;
+  }
+  EXPECT_EQ(order, "HCN") << "MADV_HUGEPAGE, collapse, then MADV_NOHUGEPAGE when it goes back";
+}
+
+TEST_F(HugePageAwareTest, NoPromotionWhenTurnedOffOrWithLargeHugepages) {
+  for (int mode = 0; mode < 2; ++mode) {
+    Make([&](HugePageAwareOptions* o) {
+      if (mode == 0) o->promote_dense = false;
+      else o->sparse_large = false;
+    });
+    Span* s = hpaa_->New(2 * kPagesPerHugePage);
+    ASSERT_NE(s, nullptr);
+    source_.resident_all = true;
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(hpaa_->PromoteDense(1024), 0u);
+    hpaa_->Delete(s);
+  }
+  EXPECT_EQ(source_.collapse_calls.load(), 0u);
 }
 
 // Random operations against a model: no page handed out twice, all memory

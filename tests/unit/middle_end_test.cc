@@ -125,6 +125,41 @@ TEST_F(MiddleEndTest, TransferCacheHoldsUpToCapacityThenOverflowsToCentral) {
   EXPECT_EQ(central_[cl].Stats().live_objects, 0u);
 }
 
+// The background thread's Plunder moves back only what sat in the transfer
+// cache untouched for a whole interval: an idle class empties in two calls, a
+// class in use keeps what it cycles through.
+TEST_F(MiddleEndTest, TransferCachePlunderTakesOnlyWhatStayedUnused) {
+  const int cl = 4;
+  TransferCache& t = transfer_[cl];
+  const int batch = SizeMap::BatchSize(cl);
+  std::vector<void*> objs(static_cast<size_t>(batch) * 6);
+  for (size_t got = 0; got < objs.size();) got += static_cast<size_t>(central_[cl].RemoveRange(&objs[got], batch));
+  for (size_t i = 0; i < objs.size(); i += static_cast<size_t>(batch)) t.InsertRange(&objs[i], batch);
+  EXPECT_EQ(t.Plunder(), 0) << "the first call only marks what is there";
+  EXPECT_EQ(t.objects(), objs.size());
+  // Busy: two batches taken and given back since; the other four sat idle.
+  std::vector<void*> tmp(static_cast<size_t>(batch) * 2);
+  ASSERT_EQ(t.RemoveRange(tmp.data(), batch), batch);
+  ASSERT_EQ(t.RemoveRange(tmp.data() + batch, batch), batch);
+  t.InsertRange(tmp.data(), batch);
+  t.InsertRange(tmp.data() + batch, batch);
+  EXPECT_EQ(t.Plunder(), 4 * batch);
+  EXPECT_EQ(t.objects(), static_cast<size_t>(2 * batch));
+  EXPECT_EQ(central_[cl].Stats().live_objects, static_cast<size_t>(2 * batch)) << "the rest went back";
+  // The two recent batches are the ones kept (still valid objects).
+  std::vector<void*> out(static_cast<size_t>(batch) * 2);
+  ASSERT_EQ(t.RemoveRange(out.data(), batch), batch);
+  ASSERT_EQ(t.RemoveRange(out.data() + batch, batch), batch);
+  std::set<void*> kept(out.begin(), out.end());
+  t.InsertRange(out.data(), batch);
+  t.InsertRange(out.data() + batch, batch);
+  for (void* p : tmp) EXPECT_EQ(kept.count(p), 1u);
+  EXPECT_EQ(t.Plunder(), 0) << "the kept ones were used in this interval";
+  EXPECT_EQ(t.Plunder(), 2 * batch) << "and then idle for one";
+  EXPECT_EQ(t.objects(), 0u);
+  EXPECT_EQ(central_[cl].Stats().live_objects, 0u);
+}
+
 TEST_F(MiddleEndTest, ThreadCacheGrowsListsOnMissesAndScavengesToBudget) {
   ThreadCacheRegistry registry;
   registry.Init(transfer_, GlobalArena(), 4 << 20);

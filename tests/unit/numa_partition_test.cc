@@ -289,7 +289,7 @@ TEST(NumaPageHeapTest, HeapsNeverCoalesceAcrossPartitions) {
   auto pagemap = testing::NewPageMap();
   struct Adjacent final : PageSource {
     char* next = nullptr;
-    void* Map(size_t bytes, size_t, void*) override {
+    void* Map(size_t bytes, size_t, void*, bool) override {
       void* p = next;
       next += bytes;
       return p;

@@ -90,8 +90,9 @@ bool SameOptions(const Options& a, const Options& b) {
          a.max_per_cpu_cache_bytes == b.max_per_cpu_cache_bytes &&
          a.max_total_thread_cache_bytes == b.max_total_thread_cache_bytes &&
          a.page_heap_keep_free_bytes == b.page_heap_keep_free_bytes && a.legacy_page_heap == b.legacy_page_heap &&
-         a.collapse == b.collapse && a.khugepaged_guard == b.khugepaged_guard &&
+         a.collapse == b.collapse && a.large_huge == b.large_huge && a.khugepaged_guard == b.khugepaged_guard &&
          a.release_with_madv_free == b.release_with_madv_free && a.background == b.background &&
+         a.release_delay == b.release_delay &&
          a.release_rate == b.release_rate && a.io_uring == b.io_uring && a.memory_limit == b.memory_limit &&
          a.memory_limit_hard == b.memory_limit_hard && a.sample_interval == b.sample_interval &&
          strcmp(a.heap_profile_on_exit, b.heap_profile_on_exit) == 0 &&
@@ -110,7 +111,7 @@ TEST(EnvOptionsTest, OptionsStringSetsEverythingAVariableSets) {
                           &o);
   EXPECT_EQ(err, "");
   EXPECT_EQ(o.sample_interval, size_t{1} << 20);
-  EXPECT_TRUE(o.background);
+  EXPECT_EQ(o.background, 1);
   EXPECT_EQ(o.numa_bind, 2);
   EXPECT_EQ(o.guarded_rate, 7u);
   EXPECT_EQ(o.per_cpu, 0);
@@ -177,7 +178,7 @@ TEST(EnvOptionsTest, UnknownNamesGetTheClosestKnownOne) {
   EXPECT_NE(err.find("unknown setting backgrund in JSMALLOC_OPTIONS; did you mean background?"), std::string::npos)
       << err;
   EXPECT_NE(err.find("ignoring 'foo' in JSMALLOC_OPTIONS: expected name=value pairs"), std::string::npos) << err;
-  EXPECT_FALSE(o.background);
+  EXPECT_EQ(o.background, -1) << "auto, the default";
   EXPECT_EQ(o.sample_interval, Options().sample_interval);
 }
 

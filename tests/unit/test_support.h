@@ -4,6 +4,7 @@
 #define JSMALLOC_TESTS_UNIT_TEST_SUPPORT_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -17,7 +18,7 @@ namespace jsmalloc::testing {
 
 class FakePageSource final : public PageSource {
  public:
-  void* Map(size_t bytes, size_t align, void* hint) override {
+  void* Map(size_t bytes, size_t align, void* hint, bool dense) override {
     if (fail_maps.load() > 0) {
       fail_maps.fetch_sub(1);
       return nullptr;
@@ -26,8 +27,33 @@ class FakePageSource final : public PageSource {
     if (p != nullptr) {
       maps.fetch_add(1);
       mapped_bytes.fetch_add(bytes);
+      std::lock_guard<std::mutex> l(log_mu);
+      mappings.push_back({reinterpret_cast<uintptr_t>(p), bytes, dense});
     }
     return p;
+  }
+  // Whether `p` lies in a mapping made for dense memory (-1: not mapped here).
+  int DenseAt(const void* p) {
+    std::lock_guard<std::mutex> l(log_mu);
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    for (const Mapping& m : mappings) {
+      if (a >= m.start && a < m.start + m.bytes) return m.dense ? 1 : 0;
+    }
+    return -1;
+  }
+  // Residency as the kernel reports it, unless a test sets `resident_all`
+  // (every byte resident) or `resident_none`.
+  size_t ResidentBytes(void* ptr, size_t bytes) override {
+    if (resident_all.load()) return bytes;
+    if (resident_none.load()) return 0;
+    return os::ResidentBytesIn(ptr, bytes);
+  }
+  bool Collapse(void* ptr, size_t bytes) override {
+    if (on_collapse) on_collapse(ptr);
+    Log('C', ptr);
+    collapse_calls.fetch_add(1);
+    collapsed_bytes.fetch_add(bytes);
+    return collapse_ok.load();
   }
   bool Release(void* ptr, size_t bytes) override {
     Log('R', ptr);
@@ -41,7 +67,7 @@ class FakePageSource final : public PageSource {
     (allow ? allow_calls : disallow_calls).fetch_add(1);
     return advice_ok.load();
   }
-  // Events: 'R' release, 'N' MADV_NOHUGEPAGE, 'H' MADV_HUGEPAGE, with the
+  // Events: 'R' release, 'N' MADV_NOHUGEPAGE, 'H' MADV_HUGEPAGE, 'C' collapse, with the
   // address; only while `logging` (tests that need it turn it on).
   void Log(char what, void* ptr) {
     if (!logging) return;
@@ -55,7 +81,18 @@ class FakePageSource final : public PageSource {
   bool logging = false;
   std::mutex log_mu;
   std::vector<Event> events;
+  struct Mapping {
+    uintptr_t start;
+    size_t bytes;
+    bool dense;
+  };
+  std::vector<Mapping> mappings;
   std::atomic<bool> advice_ok{true};
+  std::atomic<bool> resident_all{false}, resident_none{false}, collapse_ok{true};
+  std::atomic<size_t> collapse_calls{0}, collapsed_bytes{0};
+  // Runs at the start of each Collapse: a back-end calls Collapse outside
+  // its lock, so a test can free concurrently from here.
+  std::function<void(void*)> on_collapse;
   std::atomic<int> fail_maps{0};
   std::atomic<size_t> maps{0}, mapped_bytes{0}, releases{0}, released_bytes{0};
   std::atomic<size_t> allow_calls{0}, disallow_calls{0};
