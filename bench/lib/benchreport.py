@@ -11,6 +11,10 @@ import re
 import shutil
 import subprocess
 
+# The runner's sampling periods (bench/run sets them; the defaults match).
+RSS_INTERVAL = 0.05
+SMAPS_EVERY = 10
+
 ANALYSIS_BEGIN = "<!-- analysis:begin -->"
 ANALYSIS_END = "<!-- analysis:end -->"
 
@@ -29,6 +33,110 @@ NUMA_ON = "jsmalloc-numa"
 NUMA_2 = "jsmalloc-numa2"
 NUMA_NOISE = 0.02
 STEADY_WORKLOADS = ("steady_churn",)
+# Paced workloads: their wall time is set by sleeps (an idle period, pauses
+# around a trim, a fixed request rate), not by the allocator's speed, so it
+# gets no wall-time ratio (their CPU time still compares).
+PACED_WORKLOADS = ("idle_after_burst", "fragmented_trim", "soak")
+# Workloads whose RSS trace (the runner's samples) is drawn, and the file name
+# of each chart in the chart directory; steady_churn keeps its old name.
+RSS_CHARTS = {
+    "idle_after_burst": "rss_idle_after_burst.png",
+    "sparse_large": "rss_sparse_large.png",
+    "fragmented_trim": "rss_fragmented_trim.png",
+    "soak": "rss_soak.png",
+    "steady_churn": "rss_over_time.png",
+}
+# Configurations left out of the RSS charts: they differ from `jsmalloc` in
+# sampling or NUMA bookkeeping only, which does not change the memory curve.
+CHART_SKIP = ("jsmalloc-nosample", "jsmalloc-sample64k", "jsmalloc-numa", "jsmalloc-numa2")
+CHART_STYLE = {
+    "glibc": "lc rgb '#7f7f7f' lw 2",
+    "jemalloc": "lc rgb '#1f77b4' lw 2",
+    "tcmalloc": "lc rgb '#2ca02c' lw 2",
+    "mimalloc": "lc rgb '#9467bd' lw 2",
+    "jsmalloc": "lc rgb '#d62728' lw 3",
+    "jsmalloc-perthread": "lc rgb '#ff7f0e' lw 2 dt 2",
+    "jsmalloc-legacy": "lc rgb '#8c564b' lw 2 dt 3",
+}
+
+# The memory tables: per workload, rows (label, key, divisor, format, ratio?)
+# where ratio says whether the row gets a best peer and a ratio (lower is
+# better); the others are context (the live bytes, operation counts).
+MEMORY_TABLES = {
+    "idle_after_burst": [
+        ("live at the end (MiB)", "live_kib", 1024, ".1f", False),
+        ("peak RSS (MiB)", "maxrss_kib", 1024, ".1f", True),
+        ("RSS right after the frees (MiB)", "rss_freed_kib", 1024, ".1f", True),
+        ("RSS after 1 s idle (MiB)", "rss_idle1_kib", 1024, ".1f", True),
+        ("RSS after 2 s idle (MiB)", "rss_idle2_kib", 1024, ".1f", True),
+        ("RSS after 5 s idle (MiB)", "rss_idle5_kib", 1024, ".1f", True),
+        ("RSS after 10 s idle (MiB)", "rss_idle10_kib", 1024, ".1f", True),
+        ("CPU time (s)", "cpu_s", 1, ".2f", True),
+    ],
+    "small_process": [
+        ("RSS at main() entry, before any allocation of the program (MiB)", "start_rss_kib",
+         1024, ".2f", True),
+        ("of it anonymous: runtimes' and allocator's start-up (MiB)", "start_anon_kib", 1024,
+         ".2f", True),
+        ("peak RSS, part 1: ~100 KiB live, 1 thread (MiB)", "hwm1_kib", 1024, ".2f", True),
+        ("peak RSS, whole run: ~3 MiB live, 2 threads (MiB)", "maxrss_kib", 1024, ".2f", True),
+        ("wall time (ms)", "wall_s", 0.001, ".1f", True),
+    ],
+    "fragmented_trim": [
+        ("live after the frees (MiB)", "live_kib", 1024, ".1f", False),
+        ("peak RSS (MiB)", "maxrss_kib", 1024, ".1f", True),
+        ("RSS before the trim (MiB)", "rss_pretrim_kib", 1024, ".1f", True),
+        ("RSS after the trim (MiB)", "rss_trim_kib", 1024, ".1f", True),
+        ("trim call (ms)", "trim_ms", 1, ".1f", False),
+        ("CPU time (s)", "cpu_s", 1, ".2f", True),
+    ],
+    "sparse_large": [
+        ("operations", "ops", 1, ".0f", False),
+        ("bytes written in live blocks at the end (MiB)", "written_kib", 1024, ".1f", False),
+        ("peak RSS (MiB)", "maxrss_kib", 1024, ".1f", True),
+        ("RSS at the end, all slots live (MiB)", "rss_end_kib", 1024, ".1f", True),
+        ("largest AnonHugePages sampled (MiB)", "trace_max_thp_kib", 1024, ".1f", False),
+        ("system time (s)", "sys_s", 1, ".2f", True),
+        ("wall time (s)", "wall_s", 1, ".2f", True),
+    ],
+    "soak": [
+        ("operations", "ops", 1, ".0f", False),
+        ("live at the end (MiB)", "live_kib", 1024, ".1f", False),
+        ("peak RSS (MiB)", "maxrss_kib", 1024, ".1f", True),
+        ("RSS / live, median past the first third", "rss_live_median", 1, ".3f", True),
+        ("RSS / live at the end", "rss_live_final", 1, ".3f", True),
+        ("ticks run late (of 100/s per thread)", "late_ticks", 1, ".0f", False),
+        ("aligned allocations returned misaligned", "misaligned", 1, ".0f", False),
+        ("CPU time (s)", "cpu_s", 1, ".2f", True),
+    ],
+}
+# Why an allocator keeps its memory through idle_after_burst's idle period
+# (the Debian 12 peers' defaults), for the allocators whose RSS did not drop.
+IDLE_WHY = {
+    "glibc": "glibc gives memory back only inside free() (unmapping the blocks it mmapped, "
+             "trimming the top of a heap) or in malloc_trim()",
+    "jemalloc": "jemalloc purges dirty pages on a 10 s decay curve from inside its own calls "
+                "(its background thread is off by default)",
+    "tcmalloc": "gperftools tcmalloc releases free pages a little at a time from inside free()",
+    "mimalloc": "mimalloc purges freed pages after a delay that it checks inside its own calls",
+    "jsmalloc": "JSMalloc releases idle memory from its background thread, when that runs "
+                "(`JSMALLOC_BACKGROUND`)",
+}
+
+# The memory verdict: per workload, its peak and its end-of-run figure
+# (after the idle period, after the trim, with all slots live, ...).
+MEMORY_VERDICT = [
+    ("idle_after_burst", "peak RSS", "maxrss_kib"),
+    ("idle_after_burst", "RSS after 10 s idle", "rss_idle10_kib"),
+    ("small_process", "peak RSS, part 1", "hwm1_kib"),
+    ("small_process", "peak RSS", "maxrss_kib"),
+    ("fragmented_trim", "peak RSS", "maxrss_kib"),
+    ("fragmented_trim", "RSS after the trim", "rss_trim_kib"),
+    ("sparse_large", "peak RSS", "maxrss_kib"),
+    ("sparse_large", "RSS at the end", "rss_end_kib"),
+    ("soak", "peak RSS", "maxrss_kib"),
+    ("soak", "RSS / live (median)", "rss_live_median"),
+]
 
 WORKLOAD_NOTES = {
     "larson": "server-like churn, 4 threads, batches of blocks freed by another thread",
@@ -40,6 +148,13 @@ WORKLOAD_NOTES = {
     "realloc_builder": "interleaved realloc / std::string / std::vector growth",
     "symbolic": "binary trees and a hash-consed expression simplifier (new/delete)",
     "alloc_test": "thread-local churn on 1, 2 then 4 threads",
+    "idle_after_burst": "600 MiB burst on 2 threads, 90% freed (half cross-thread), then 10 s "
+                        "with no allocator call",
+    "small_process": "a short-lived tool: ~100 KiB live on 1 thread, then ~3 MiB on 2",
+    "fragmented_trim": "512 MiB of 16 B - 2 KiB objects, 15 of 16 freed scattered, then the "
+                       "allocator's trim call",
+    "sparse_large": "20,000 live slots, 1 in 16 a 1-5 MiB buffer with only 4 KiB written",
+    "soak": "4 threads at a fixed request rate for 60 s, ~130 MiB live, Pareto sizes to 4 MiB",
 }
 
 
@@ -74,24 +189,44 @@ def text_table(headers, rows, right_from=1):
     return "\n".join([line(headers), sep] + [line(r) for r in rows])
 
 
+# Columns after "scale" (added for the memory workloads; the earlier ones keep
+# their places). Empty where a workload does not report the figure.
+MEM_CSV_KEYS = ["live_kib", "rss_freed_kib", "rss_idle1_kib", "rss_idle2_kib", "rss_idle5_kib",
+                "rss_idle10_kib", "rss_pretrim_kib", "rss_trim_kib", "trim_ms", "trim_fn",
+                "hwm1_kib", "ops", "written_kib", "rss_end_kib", "trace_max_thp_kib",
+                "rss_live_median", "rss_live_final", "late_ticks", "misaligned", "start_rss_kib",
+                "start_anon_kib", "trace_shift_s", "rss_trace"]
+
+
 def write_csv(path, rows, med, args):
     keys = ["workload", "allocator", "run", "order", "wall_s", "user_s", "sys_s", "cpu_s",
             "maxrss_kib", "ru_maxrss_kib", "checksum", "exit", "thp_kib", "anon_kib", "thp_cov",
             "thp_avg_cov", "failed"]
+    out_dir = os.path.dirname(os.path.abspath(path))
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(keys + ["scale"])
+        w.writerow(keys + ["scale"] + MEM_CSV_KEYS)
 
         def cell(v):
             if isinstance(v, float):
                 return f"{v:.4f}"
             return v
 
+        def mem_cells(r):
+            vals = []
+            for k in MEM_CSV_KEYS:
+                v = r.get(k, "")
+                if k == "rss_trace" and v:
+                    v = os.path.relpath(v, out_dir)
+                vals.append(cell(v))
+            return vals
+
         for r in rows:
-            w.writerow([cell(r.get(k, "")) for k in keys] + [f"{args.scale:g}"])
+            w.writerow([cell(r.get(k, "")) for k in keys] + [f"{args.scale:g}"] + mem_cells(r))
         for (wl, a), m in med.items():
             vals = dict(m, workload=wl, allocator=a, run="median", order="", exit=0)
-            w.writerow([cell(vals.get(k, "")) for k in keys] + [f"{args.scale:g}"])
+            w.writerow([cell(vals.get(k, "")) for k in keys] + [f"{args.scale:g}"]
+                       + mem_cells(vals))
 
 
 class Report:
@@ -124,6 +259,8 @@ class Report:
         return best
 
     def ratio(self, wl, key, alloc="jsmalloc"):
+        if key == "wall_s" and wl in PACED_WORKLOADS:
+            return None
         best = self.best_peer(wl, key)
         v = self.value(wl, alloc, key)
         if best is None or v is None or best[1] <= 0:
@@ -145,7 +282,10 @@ class Report:
                 row.append(fnum(None if v is None else v / scale, fmt))
             best = self.best_peer(wl, key)
             row.append(best[0] if best else "n/a")
-            row.append(fnum(self.ratio(wl, key), ".3f"))
+            if key == "wall_s" and wl in PACED_WORKLOADS:
+                row.append("paced")
+            else:
+                row.append(fnum(self.ratio(wl, key), ".3f"))
             rows.append(row)
         geo = ["geomean vs best peer"]
         for a in self.allocs:
@@ -160,6 +300,8 @@ class Report:
         return SAMPLING_OFF in self.allocs and ("jsmalloc" in self.allocs or SAMPLING_64K in self.allocs)
 
     def sampling_ratio(self, wl, alloc, key):
+        if key == "wall_s" and wl in PACED_WORKLOADS:
+            return None
         v, off = self.value(wl, alloc, key), self.value(wl, SAMPLING_OFF, key)
         if v is None or off is None or off <= 0:
             return None
@@ -198,6 +340,8 @@ class Report:
         return "jsmalloc" in self.allocs and bool(self.numa_modes())
 
     def numa_ratio(self, wl, alloc, key):
+        if key == "wall_s" and wl in PACED_WORKLOADS:
+            return None
         v, off = self.value(wl, alloc, key), self.value(wl, "jsmalloc", key)
         if v is None or off is None or off <= 0:
             return None
@@ -379,14 +523,431 @@ class Report:
                     + ["", fnum(geomean(js_ratios), ".3f")])
         return headers, rows
 
+    # ----------------------------------------------------- memory over time --
+
+    def memory_workloads(self):
+        return [wl for wl in MEMORY_TABLES if wl in self.workloads]
+
+    def _mem_cell(self, wl, a, key, div, fmt, with_spread=True):
+        v = self.value(wl, a, key)
+        if v is None:
+            return "n/a"
+        text = format(v / div, fmt)
+        spread = (self.med.get((wl, a)) or {}).get("spread", {}).get(key)
+        if with_spread and spread is not None and self.run["runs"] > 1:
+            text += f" ±{100 * spread:.0f}%"
+        return text
+
+    def memory_table(self, wl):
+        """One workload's memory figures: a row per figure, a column per
+        allocator (median of the runs, ± the spread (max - min) / median when
+        there are several), the best peer and jsmalloc / best peer."""
+        headers = ["figure"] + self.allocs + ["best peer", "jsmalloc / best"]
+        rows = []
+        for label, key, div, fmt, compare in MEMORY_TABLES[wl]:
+            # Context rows (live bytes, operation counts) are the same in
+            # every run by construction: no spread for them.
+            row = [label] + [self._mem_cell(wl, a, key, div, fmt, compare) for a in self.allocs]
+            best = self.best_peer(wl, key) if compare else None
+            row.append(best[0] if best else "")
+            row.append(fnum(self.ratio(wl, key), ".3f") if compare else "")
+            rows.append(row)
+        if wl == "fragmented_trim":
+            fns = [(self.med.get((wl, a)) or {}).get("trim_fn", "") or "n/a" for a in self.allocs]
+            rows.append(["trim call made"] + fns + ["", ""])
+        return headers, rows
+
+    def verdict_rows(self):
+        """[(workload, label, best peer, best value, {alloc: ratio})] of the
+        memory verdict figures that were measured."""
+        out = []
+        for wl, label, key in MEMORY_VERDICT:
+            if wl not in self.workloads:
+                continue
+            best = self.best_peer(wl, key)
+            if best is None or best[1] <= 0:
+                continue
+            ratios = {}
+            for a in self.allocs:
+                v = self.value(wl, a, key)
+                ratios[a] = None if v is None else v / best[1]
+            out.append((wl, label, key, best, ratios))
+        return out
+
+    def verdict_table(self):
+        headers = ["workload", "figure", "best peer"] + self.allocs
+        rows = []
+        for wl, label, key, best, ratios in self.verdict_rows():
+            unit = "" if key == "rss_live_median" else " MiB"
+            div = 1 if key == "rss_live_median" else 1024
+            rows.append([wl, label, f"{best[0]} {best[1] / div:.{3 if unit == '' else 1}f}{unit}"]
+                        + [fnum(ratios[a], ".2f") for a in self.allocs])
+        geo = ["geomean", "", ""]
+        for a in self.allocs:
+            geo.append(fnum(geomean([r[4][a] for r in self.verdict_rows()]), ".2f"))
+        rows.append(geo)
+        return headers, rows
+
+    def verdict_sentence(self):
+        vr = self.verdict_rows()
+        if not vr:
+            return ""
+        if not self.has_js:
+            return "No verdict for JSMalloc: `jsmalloc` was not run."
+        js = [(wl, label, r["jsmalloc"]) for wl, label, _, _, r in vr if r.get("jsmalloc") is not None]
+        if not js:
+            return "No verdict for JSMalloc: no memory figure of `jsmalloc` was measured."
+        g = geomean([x[2] for x in js])
+        worse = sorted([x for x in js if x[2] > 1.10], key=lambda x: -x[2])
+        better = [x for x in js if x[2] <= 1.00]
+        parts = [f"Memory verdict: over the {len(js)} memory figures measured, JSMalloc's geomean "
+                 f"ratio to the best peer is {g:.2f} ("
+                 + ("uses less memory than the best peer" if g < 0.95 else
+                    "about as much as the best peer" if g <= 1.05 else
+                    "uses more memory than the best peer") + ")."]
+        if better:
+            parts.append("At or below the best peer: " + ", ".join(
+                f"{wl} {label} ({r:.2f})" for wl, label, r in better) + ".")
+        if worse:
+            parts.append("More than 10% above the best peer: " + ", ".join(
+                f"{wl} {label} ({r:.2f})" for wl, label, r in worse) + ".")
+        else:
+            parts.append("No figure is more than 10% above the best peer.")
+        if self.run["runs"] < 3:
+            parts.append(f"Only {self.run['runs']} run(s) per allocator: a few percent is within "
+                         f"run-to-run noise.")
+        return " ".join(parts)
+
+    def idle_sentence(self):
+        """What the idle period shows, from the data: which allocators gave
+        memory back while the process made no allocator call."""
+        wl = "idle_after_burst"
+        if wl not in self.workloads:
+            return ""
+        gave, kept, at_free = [], [], []
+        for a in self.allocs:
+            p, f = self.value(wl, a, "maxrss_kib"), self.value(wl, a, "rss_freed_kib")
+            if p and f is not None and f < 0.9 * p:
+                at_free.append((a, p, f))
+            f, e = self.value(wl, a, "rss_freed_kib"), self.value(wl, a, "rss_idle10_kib")
+            if f is None or e is None or f <= 0:
+                continue
+            drop = 1 - e / f
+            (gave if drop > 0.05 else kept).append((a, drop, f, e))
+        parts = []
+        if at_free:
+            parts.append("Gave memory back in the frees themselves (peak -> right after the "
+                         "frees): " + ", ".join(f"{a} ({p / 1024:.0f} -> {f / 1024:.0f} MiB)"
+                                                for a, p, f in at_free)
+                         + (" (glibc unmaps blocks it had mmapped and trims the top of its heaps "
+                            "inside free())" if any(a == "glibc" for a, _, _ in at_free) else "")
+                         + ".")
+        if gave:
+            parts.append("Returned memory while idle (RSS after 10 s vs right after the frees): "
+                         + ", ".join(f"{a} -{100 * d:.0f}% ({f / 1024:.0f} -> {e / 1024:.0f} MiB)"
+                                     for a, d, f, e in gave) + ".")
+        if kept:
+            why = []
+            for a, _, _, _ in kept:
+                key = "jsmalloc" if a.startswith("jsmalloc") else a
+                if key in IDLE_WHY and IDLE_WHY[key] not in why:
+                    why.append(IDLE_WHY[key])
+            parts.append("Kept their RSS through the idle period (within 5%): "
+                         + ", ".join(f"{a} ({f / 1024:.0f} -> {e / 1024:.0f} MiB)"
+                                     for a, d, f, e in kept)
+                         + ". Nothing in the process calls the allocator then, so only an "
+                           "allocator with a thread of its own can give memory back"
+                         + (": " + "; ".join(why) if why else "") + ".")
+        return " ".join(parts)
+
+    def memory_runs_for_chart(self, wl):
+        """[(allocator, row)] to draw for wl: per allocator (CHART_SKIP
+        excepted), the run with the median peak RSS (the lower middle one
+        for an even count)."""
+        out = []
+        for a in self.allocs:
+            if a in CHART_SKIP:
+                continue
+            rs = [r for r in self.rows if r["workload"] == wl and r["allocator"] == a
+                  and not r["failed"] and r.get("rss_trace") and os.path.exists(r["rss_trace"])]
+            if not rs:
+                continue
+            rs.sort(key=lambda r: (r["maxrss_kib"], r["run"]))
+            out.append((a, rs[(len(rs) - 1) // 2]))
+        return out
+
+    def rss_charts(self, chart_dir, data_dir):
+        """An RSS-over-time PNG per workload of RSS_CHARTS that was run, and
+        soak's RSS / live; returns {name: path}."""
+        made = {}
+        for wl, fname in RSS_CHARTS.items():
+            if wl not in self.workloads:
+                continue
+            runs = self.memory_runs_for_chart(wl)
+            if not runs:
+                continue
+            plots, peaks = [], []
+            shifted = wl == "idle_after_burst"
+            # Runs of one fixed amount of work that take very different times
+            # (sparse_large: 0.1 s against 10 s) share no useful time axis:
+            # then x is the fraction of each run's wall time.
+            walls = [r["wall_s"] for _, r in runs if r["wall_s"]]
+            normalised = (not shifted and wl not in PACED_WORKLOADS and walls
+                          and max(walls) > 4 * min(walls))
+            for a, r in runs:
+                dat = os.path.join(data_dir, f"rss_{wl}.{a}.dat")
+                shift = r.get("trace_shift_s") if shifted else 0.0
+                if shift in ("", None):
+                    shift = 0.0
+                n, peak = 0, 0
+                with open(r["rss_trace"]) as f, open(dat, "w") as out:
+                    out.write("# t_s rss_mib thp_mib (run %s)\n" % r["run"])
+                    next(f, None)
+                    for line in f:
+                        t, rss, _anon, thp = line.rstrip("\n").split(",")
+                        x = float(t) / r["wall_s"] if normalised else float(t) - shift
+                        out.write(f"{x:.4f} {int(rss) / 1024:.2f} "
+                                  f"{int(thp) / 1024 if thp else 'NaN'}\n")
+                        n += 1
+                        peak = max(peak, int(rss))
+                if n == 0:
+                    continue
+                peaks.append(peak)
+                style = CHART_STYLE.get(a, "lw 2")
+                plots.append(f"'{dat}' using 1:2 with lines {style} "
+                             f"title '{a} (run {r['run']}, {r['wall_s']:.1f} s)'")
+            if not plots:
+                continue
+            png = os.path.join(chart_dir, fname)
+            log_y = max(peaks) > 10 * max(1, min(peaks))
+            if normalised:
+                xlabel = ("fraction of the run (0 = start, 1 = exit; the wall time of each run is in "
+                          "the key)")
+                extra = "set xrange [0:1]\n"
+            elif shifted:
+                xlabel = "seconds since the frees (the idle period runs from 0 to 10 s; before 0: the burst)"
+                extra = ("set arrow from 0, graph 0 to 0, graph 1 nohead dt 2 lc rgb '#333333'\n"
+                         "set arrow from 10, graph 0 to 10, graph 1 nohead dt 2 lc rgb '#333333'\n"
+                         "set xrange [*:*]\n")
+            else:
+                xlabel = "elapsed (s)"
+                extra = "set xrange [0:*]\n"
+            what = {"idle_after_burst": "burst, 90% freed, then 10 s idle",
+                    "sparse_large": "1-5 MiB buffers with only 4 KiB written",
+                    "fragmented_trim": "fill, free 15/16, trim",
+                    "soak": "paced 4-thread churn, ~130 MiB live",
+                    "steady_churn": "working set in waves"}.get(wl, "")
+            script = f"""
+set terminal pngcairo size 1100,540 noenhanced font "sans,10"
+set output '{png}'
+set title "{wl}: {what}\\nresident set size sampled by bench/run every {int(RSS_INTERVAL * 1000)} ms, scale {self.run['scale']:g}, the median-peak run of each allocator"
+set xlabel '{xlabel}'
+set ylabel 'RSS (MiB{", log scale" if log_y else ""})'
+set grid
+set key outside right
+{"set logscale y" + chr(10) + "set yrange [1:*]" if log_y else "set yrange [0:*]"}
+{extra}plot {", ".join(plots)}
+"""
+            if self._gnuplot(script, data_dir, f"rss_{wl}"):
+                made[f"rss_{wl}"] = png
+        if "soak" in self.workloads:
+            plots = []
+            for a, r in self.memory_runs_for_chart("soak"):
+                src = r.get("live_log")
+                if not src or not os.path.exists(src) or os.path.getsize(src) == 0:
+                    continue
+                dat = os.path.join(data_dir, f"soak_rss_live.{a}.dat")
+                with open(src) as f, open(dat, "w") as out:
+                    for line in f:
+                        ms, rss, live = (int(x) for x in line.split())
+                        if live > 0:
+                            out.write(f"{ms / 1000:.2f} {rss / live:.4f}\n")
+                style = CHART_STYLE.get(a, "lw 2")
+                plots.append(f"'{dat}' using 1:2 with lines {style} title '{a} (run {r['run']})'")
+            if plots:
+                png = os.path.join(chart_dir, "soak_rss_live.png")
+                script = f"""
+set terminal pngcairo size 1100,540 noenhanced font "sans,10"
+set output '{png}'
+set title "soak: RSS / live bytes over time\\nsampled by the workload every 100 ms, scale {self.run['scale']:g}, the median-peak run of each allocator"
+set xlabel 'elapsed (s)'
+set ylabel 'RSS / live bytes requested'
+set grid
+set key outside right
+set xrange [0:*]
+set yrange [1:*]
+plot {", ".join(plots)}
+"""
+                if self._gnuplot(script, data_dir, "soak_rss_live"):
+                    made["soak_rss_live"] = png
+        return made
+
+    MEMORY_ABOUT = {
+        "idle_after_burst": "Two threads allocate a burst (mixed 16 B - 64 KiB objects and 256 KiB - "
+                            "4 MiB buffers, every page written), free 90% of it (half of the frees "
+                            "on the other thread), then block: for 10 s nothing calls the allocator "
+                            "while ~10% stays live. The workload reads its own RSS right after the "
+                            "frees and 1, 2, 5 and 10 s later; the chart is the runner's trace with "
+                            "0 at the end of the frees.",
+        "small_process": "A short-lived tool: a 200-entry configuration in a `std::map` (~100 KiB live, "
+                         "one thread; its peak RSS is read then), then a second thread counts words "
+                         "into an `std::unordered_map` while the first sorts and formats (~3 MiB "
+                         "live). Peak RSS (`VmHWM`) includes the program's code and libraries, the "
+                         "same under every allocator, and the allocator's own code, data and first "
+                         "mappings.",
+        "fragmented_trim": "512 MiB x scale of 16 B - 2 KiB objects, 15 of every 16 freed in a "
+                           "scattered order, then the allocator's trim call (looked up with `dlsym`: "
+                           "`malloc_trim(0)` where the allocator providing `malloc` exports it, "
+                           "else jemalloc's `mallctl(\"arena.4096.purge\")`, tcmalloc's "
+                           "`MallocExtension_ReleaseFreeMemory()`, mimalloc's `mi_collect(true)`).",
+        "sparse_large": "20,000 live slots on 2 threads, each operation replaces a random slot; one "
+                        "allocation in 16 is a 1 - 5 MiB buffer of which only the first 4 KiB is "
+                        "written, the others 64 B - 4 KiB written in full. The data live at any "
+                        "time is ~31 MiB (the row below) in ~3.7 GiB of address space; an "
+                        "allocator that backs the buffers with hugepages or recycles dirty pages "
+                        "into them makes the reservations resident. A fixed operation count, so "
+                        "the system time (page faults, mmap / munmap / madvise) compares too.",
+        "soak": "The access pattern of `tests/reliability/soak_test.cc` under every allocator: 4 "
+                "threads at a fixed rate (700 operations per thread per 10 ms), ~24 MiB live per "
+                "thread of Pareto sizes up to 4 MiB, malloc / calloc / aligned / realloc, a quarter "
+                "of the frees cross-thread, an 8 MiB burst per thread every 5 s freed a second "
+                "later. RSS / live is the workload's own sample (RSS over the bytes it holds, "
+                "requested sizes) every 100 ms.",
+    }
+
+    def memory_notes(self, wl):
+        """Explanations of peer figures that look odd, each printed only when
+        this run's data shows the effect (checked against the Debian 12
+        packages: glibc 2.36, jemalloc 5.3.0, gperftools 2.10, mimalloc
+        2.0.9)."""
+        notes = []
+
+        def v(a, key):
+            return self.value(wl, a, key)
+
+        if wl == "sparse_large":
+            g, best = v("glibc", "maxrss_kib"), self.best_peer(wl, "maxrss_kib")
+            if g and best and best[0] != "glibc" and g > 2 * best[1]:
+                notes.append(
+                    f"glibc's peak ({g / 1024:.0f} MiB) grows with the run: each time it frees "
+                    "a block it had mmapped it raises its mmap threshold to that block's size "
+                    "(the dynamic threshold, up to 32 MiB), so after the first free the 1-5 MiB "
+                    "buffers come from its heaps, where freed pages stay resident and get "
+                    "reused. With the threshold fixed "
+                    "(`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576`) its RSS at scale 1 "
+                    "stayed at 42 MiB, for 12.6 s of system time instead of 1.1 s.")
+            for a in self.allocs:
+                thp, peak = v(a, "trace_max_thp_kib"), v(a, "maxrss_kib")
+                # Hugepages that account for an RSS well above the best peer's.
+                if thp and peak and best and thp > 0.5 * peak and peak > 2 * best[1]:
+                    notes.append(
+                        f"`{a}` had up to {thp / 1024:.0f} MiB on transparent hugepages (peak RSS "
+                        f"{peak / 1024:.0f} MiB): its sparse buffers are backed by 2 MiB pages, so "
+                        f"writing their first 4 KiB faults in (and zeroes) 2 MiB.")
+        if wl == "fragmented_trim":
+            pre, post = v("mimalloc", "rss_pretrim_kib"), v("mimalloc", "rss_trim_kib")
+            if pre and post and post > 0.95 * pre:
+                notes.append(
+                    "mimalloc's `mi_collect(true)` gives back only pages with no live object in "
+                    "them; one survivor in 16 objects of ~440 B leaves a live object every ~7 KiB, "
+                    "so no 64 KiB mimalloc page is empty and nothing is returned.")
+            pre, post = v("tcmalloc", "rss_pretrim_kib"), v("tcmalloc", "rss_trim_kib")
+            best = self.best_peer(wl, "rss_trim_kib")
+            if pre and post and best and best[0] != "tcmalloc" and post > 1.2 * best[1]:
+                notes.append(
+                    "tcmalloc's `ReleaseFreeMemory` returns the free spans of its page heap; "
+                    "spans still holding a survivor stay with the central free lists, whole, "
+                    "while glibc's `malloc_trim` also releases the free pages inside its heap.")
+        if wl == "small_process":
+            st = [(a, v(a, "start_anon_kib"), v(a, "hwm1_kib")) for a in self.allocs]
+            st = [(a, s0, h) for a, s0, h in st if s0 is not None and h]
+            if st:
+                notes.append(
+                    "At ~100 KiB live most of the difference is there before `main()` "
+                    "allocates anything: anonymous memory at entry (the allocator's "
+                    "initialisation, and what the C++ runtime allocates through it) of "
+                    + ", ".join(f"{a} {s0 / 1024:.1f} MiB" for a, s0, _ in st)
+                    + "; the rest of the entry RSS is mapped library pages (the allocator's "
+                      "own, and what it links: JSMalloc, jemalloc and tcmalloc pull in "
+                      "libstdc++, JSMalloc also liburing).")
+        if wl == "soak":
+            bad = [(a, v(a, "misaligned")) for a in self.allocs if v(a, "misaligned")]
+            for a, n in bad:
+                notes.append(
+                    f"`{a}` returned {n:.0f} aligned allocations that were not aligned"
+                    + (" (mimalloc 2.0.9's `aligned_alloc` when the size equals an alignment of "
+                       "256, 512 or 1024, a bug of that version: microsoft/mimalloc#700, fixed "
+                       "in later releases)" if a == "mimalloc" else "")
+                    + "; the workload counts them and goes on.")
+        return notes
+
+    def memory_markdown(self, charts, doc_dir):
+        L = ["## Memory over time", ""]
+        wls = self.memory_workloads()
+        L.append(
+            f"`bench/run` samples every run's memory from outside: `/proc/PID/statm` every "
+            f"{int(RSS_INTERVAL * 1000)} ms (RSS, and anonymous RSS = resident - shared) and "
+            f"`AnonHugePages` from `/proc/PID/smaps_rollup` every {RSS_INTERVAL * SMAPS_EVERY:g} s "
+            f"(it walks the page tables); the traces are `{self.run['out_dir']}/rss/"
+            f"<workload>.<allocator>.run<N>.csv` (`t_s,rss_kib,anon_kib,thp_kib`). The charts "
+            f"draw, per allocator, the run with the median peak RSS; the sampling and NUMA "
+            f"variants of JSMalloc are left out of them (same memory behaviour as `jsmalloc`). "
+            f"The tables give medians of the runs"
+            + (" with ± the spread (max - min) / median" if self.run["runs"] > 1 else "")
+            + "; `best peer` and `jsmalloc / best` compare with glibc, jemalloc, tcmalloc and "
+              "mimalloc (lower is better).")
+        L.append("")
+        if not wls:
+            L.append("Not measured: none of " + ", ".join(f"`{w}`" for w in MEMORY_TABLES)
+                     + " was run.")
+            L.append("")
+            return L
+        for wl in wls:
+            L.append(f"### {wl}")
+            L.append("")
+            L.append(self.MEMORY_ABOUT.get(wl, ""))
+            L.append("")
+            L.append(md_table(*self.memory_table(wl)))
+            L.append("")
+            key = f"rss_{wl}"
+            if key in charts:
+                L.append(f"![{wl}: RSS over time]({os.path.relpath(charts[key], doc_dir)})")
+                L.append("")
+            if wl == "soak" and "soak_rss_live" in charts:
+                L.append(f"![soak: RSS / live over time]"
+                         f"({os.path.relpath(charts['soak_rss_live'], doc_dir)})")
+                L.append("")
+            if wl == "idle_after_burst" and self.idle_sentence():
+                L.append(self.idle_sentence())
+                L.append("")
+            for note in self.memory_notes(wl):
+                L.append(f"- {note}")
+            if self.memory_notes(wl):
+                L.append("")
+        if self.verdict_rows():
+            L.append("### Memory verdict")
+            L.append("")
+            L.append("Each allocator's figure divided by the best peer's (1.00 = as small as the "
+                     "best peer; below 1 is smaller). Peak RSS is `VmHWM`; the end figures are RSS "
+                     "after the idle period, after the trim, with all of sparse_large's slots "
+                     "live, and soak's median RSS / live.")
+            L.append("")
+            L.append(md_table(*self.verdict_table(), right_from=2))
+            L.append("")
+            L.append(self.verdict_sentence())
+            L.append("")
+        return L
+
     # ------------------------------------------------------------ targets --
 
     def targets(self):
         """[(name, target text, figure text, met: True/False/None)]"""
         out = []
         t = self.geo_ratio("wall_s")
+        timed = [wl for wl in self.workloads if wl not in PACED_WORKLOADS]
         out.append(("wall time", f"geomean JSMalloc / best peer <= {TIME_TARGET:.2f}",
-                    f"{fnum(t, '.3f')} over {len(self.workloads)} workloads",
+                    f"{fnum(t, '.3f')} over {len(timed)} workloads"
+                    + (" (paced ones left out)" if len(timed) < len(self.workloads) else ""),
                     None if t is None else t <= TIME_TARGET))
         r = self.geo_ratio("maxrss_kib")
         out.append(("peak RSS", f"geomean JSMalloc / best peer <= {RSS_TARGET:.2f}",
@@ -427,11 +988,12 @@ class Report:
         if not self.has_js or not self.peers:
             return ("No per-workload comparison: the run did not include both jsmalloc and at "
                     "least one peer allocator.")
-        t_all = [(wl, self.ratio(wl, "wall_s")) for wl in self.workloads]
+        t_all = [(wl, self.ratio(wl, "wall_s")) for wl in self.workloads
+                 if wl not in PACED_WORKLOADS]
         t_miss = [(wl, r) for wl, r in t_all if r is not None and r > TIME_TARGET]
         r_all = [(wl, self.ratio(wl, "maxrss_kib")) for wl in self.workloads]
         r_miss = [(wl, r) for wl, r in r_all if r is not None and r > RSS_TARGET]
-        no_data = [wl for wl, r in t_all if r is None]
+        no_data = [wl for wl, r in r_all if r is None]
         if len(no_data) == len(self.workloads):
             return "No workload has both a JSMalloc and a peer result in this run."
 
@@ -475,6 +1037,15 @@ class Report:
         if self.has_coverage():
             h, r = self.coverage_table()
             out += ["", "Hugepage coverage (AnonHugePages / Anonymous)", text_table(h, r)]
+        for wl in self.memory_workloads():
+            h, r = self.memory_table(wl)
+            out += ["", f"Memory: {wl}", text_table(h, r)]
+            out += [f"  note: {n}" for n in self.memory_notes(wl)]
+        if self.verdict_rows():
+            out += ["", "Memory verdict (figure / best peer's)",
+                    text_table(*self.verdict_table(), right_from=2), "", self.verdict_sentence()]
+            if self.idle_sentence():
+                out += ["", self.idle_sentence()]
         if self.has_sampling():
             h, r = self.sampling_table()
             out += ["", "Heap sampling overhead (JSMALLOC_SAMPLE_INTERVAL: off, 2 MiB, 64 KiB)",
@@ -519,6 +1090,12 @@ class Report:
                     f.write(f"{wl} {t if t is not None else 'NaN'} {r if r is not None else 'NaN'}\n")
                 t, r = self.geo_ratio("wall_s"), self.geo_ratio("maxrss_kib")
                 f.write(f"geomean {t if t is not None else 'NaN'} {r if r is not None else 'NaN'}\n")
+            # Only paced workloads: no wall-time ratio to draw (gnuplot
+            # rejects an all-NaN histogram column), so draw RSS alone.
+            has_time = t is not None
+            bars = ("'{0}' using 2:xtic(1) title 'wall time' lc rgb '#1f77b4', "
+                    "'' using 3 title 'peak RSS' lc rgb '#ff7f0e'" if has_time else
+                    "'{0}' using 3:xtic(1) title 'peak RSS' lc rgb '#ff7f0e'").format(dat)
             png = os.path.join(chart_dir, "ratios.png")
             script = f"""
 set terminal pngcairo size 1100,520 noenhanced font "sans,10"
@@ -535,7 +1112,7 @@ set ylabel 'ratio'
 set key top left
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 2 lc rgb '#333333'
 set arrow from graph 0, first {TIME_TARGET} to graph 1, first {TIME_TARGET} nohead dt 3 lw 1 lc rgb '#1f77b4'
-plot '{dat}' using 2:xtic(1) title 'wall time' lc rgb '#1f77b4', '' using 3 title 'peak RSS' lc rgb '#ff7f0e'
+plot {bars}
 """
             if self._gnuplot(script, data_dir, "ratios"):
                 made["ratios"] = png
@@ -571,38 +1148,8 @@ plot {cols}
 """
             if self._gnuplot(script, data_dir, "times_vs_glibc"):
                 made["times_vs_glibc"] = png
-        logs = self.rss_logs()
-        if logs:
-            png = os.path.join(chart_dir, "rss_over_time.png")
-            plots = ", ".join(f"'{path}' using ($1/1000):($2/1024) with lines lw 2 title '{a}'"
-                              for a, path in logs)
-            script = f"""
-set terminal pngcairo size 1100,520 noenhanced font "sans,10"
-set output '{png}'
-set title 'steady_churn: resident set size over time (sampled every 100 ms)'
-set xlabel 'elapsed (s)'
-set ylabel 'RSS (MiB)'
-set grid
-set key outside right
-set xrange [0:*]
-set yrange [0:*]
-plot {plots}
-"""
-            if self._gnuplot(script, data_dir, "rss_over_time"):
-                made["rss_over_time"] = png
+        made.update(self.rss_charts(chart_dir, data_dir))
         return made
-
-    def rss_logs(self):
-        """(allocator, path) of the steady_churn RSS trace of each allocator's
-        last run."""
-        out = []
-        for a in self.allocs:
-            rs = [r for r in self.rows if r["workload"] == "steady_churn" and r["allocator"] == a
-                  and r.get("rss_log") and os.path.exists(r["rss_log"])
-                  and os.path.getsize(r["rss_log"]) > 0]
-            if rs:
-                out.append((a, max(rs, key=lambda r: r["run"])["rss_log"]))
-        return out
 
     @staticmethod
     def _gnuplot(script, data_dir, name):
@@ -724,6 +1271,13 @@ plot {plots}
             "by the workload itself: for `steady_churn` at the end of the steady state (working set "
             "still live) and every 0.5 s during it (from 1 s on); for `fragmentation` after the last round's "
             "large objects are allocated.")
+        L.append(
+            f"- Memory over time: the runner samples every run's RSS from `/proc/PID/statm` every "
+            f"{int(RSS_INTERVAL * 1000)} ms and `AnonHugePages` every {RSS_INTERVAL * SMAPS_EVERY:g} s "
+            f"(see [Memory over time](#memory-over-time)). `idle_after_burst`, `fragmented_trim` and "
+            f"`soak` are paced (an idle period, pauses around the trim, a fixed request rate): "
+            f"their wall time is shown but gets no ratio and is left out of the wall-time "
+            f"geomeans.")
         L.append("")
         L.append("| workload | what it does |")
         L.append("|---|---|")
@@ -765,9 +1319,10 @@ plot {plots}
         else:
             L.append("Not measured: neither `steady_churn` nor `fragmentation` was run.")
         L.append("")
-        if "rss_over_time" in charts:
-            L.append(f"![steady_churn RSS over time]({os.path.relpath(charts['rss_over_time'], doc_dir)})")
+        if "rss_steady_churn" in charts:
+            L.append(f"![steady_churn RSS over time]({os.path.relpath(charts['rss_steady_churn'], doc_dir)})")
             L.append("")
+        L.extend(self.memory_markdown(charts, doc_dir))
         L.append("## Heap sampling overhead")
         L.append("")
         if self.has_sampling():

@@ -9,7 +9,9 @@
 #ifndef JSMALLOC_BENCH_WORKLOADS_COMMON_H_
 #define JSMALLOC_BENCH_WORKLOADS_COMMON_H_
 
+#include <errno.h>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -179,6 +181,92 @@ inline MemStatus ReadMemStatus() {
     m.hwm_kib = FindKib(buf, "VmHWM");
   }
   return m;
+}
+
+// RSS from /proc/self/statm through a descriptor opened once: pread into a
+// stack buffer, so a sampler can call it while the process must not allocate.
+class Statm {
+ public:
+  Statm() : fd_(open("/proc/self/statm", O_RDONLY | O_CLOEXEC)), page_kib_(sysconf(_SC_PAGESIZE) / 1024) {}
+  ~Statm() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Statm(const Statm&) = delete;
+  Statm& operator=(const Statm&) = delete;
+  // Resident set (KiB), or -1. `anon_kib` (optional): resident minus the
+  // file-backed and shared pages, i.e. RssAnon.
+  long RssKib(long* anon_kib = nullptr) const {
+    char buf[160];
+    ssize_t n = fd_ >= 0 ? pread(fd_, buf, sizeof(buf) - 1, 0) : -1;
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    char* end;
+    strtoul(buf, &end, 10);  // total program size
+    unsigned long resident = strtoul(end, &end, 10);
+    unsigned long shared = strtoul(end, nullptr, 10);
+    if (anon_kib != nullptr) anon_kib[0] = static_cast<long>((resident - shared) * page_kib_);
+    return static_cast<long>(resident * page_kib_);
+  }
+  // Virtual size (KiB), or -1.
+  long VirtKib() const {
+    char buf[160];
+    ssize_t n = fd_ >= 0 ? pread(fd_, buf, sizeof(buf) - 1, 0) : -1;
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    return static_cast<long>(strtoul(buf, nullptr, 10) * page_kib_);
+  }
+
+ private:
+  int fd_;
+  long page_kib_;
+};
+
+// Sleeps until `deadline` (seconds on NowSeconds()'s clock, CLOCK_MONOTONIC);
+// no allocation.
+inline void SleepUntil(double deadline) {
+  struct timespec ts;
+  ts.tv_sec = static_cast<time_t>(deadline);
+  ts.tv_nsec = static_cast<long>((deadline - static_cast<double>(ts.tv_sec)) * 1e9);
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec += 1;
+    ts.tv_nsec -= 1000000000L;
+  }
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+  }
+}
+
+// Fills every byte of a block from its tag (8-byte words tag ^ index*odd,
+// the last partial word truncated), and checks it; CheckFull returns a value
+// to fold into the checksum.
+inline uint64_t FillWord(uint64_t tag, size_t i) { return tag ^ (i * 0x9e3779b97f4a7c15ULL); }
+
+inline void FillFull(void* p, size_t size, uint64_t tag) {
+  auto* c = static_cast<unsigned char*>(p);
+  size_t words = size / 8;
+  for (size_t i = 0; i < words; ++i) {
+    uint64_t v = FillWord(tag, i);
+    memcpy(c + 8 * i, &v, 8);
+  }
+  uint64_t last = FillWord(tag, words);
+  memcpy(c + 8 * words, &last, size - 8 * words);
+}
+
+inline uint64_t CheckFull(const void* p, size_t size, uint64_t tag) {
+  const auto* c = static_cast<const unsigned char*>(p);
+  size_t words = size / 8;
+  uint64_t acc = 0;
+  for (size_t i = 0; i < words; ++i) {
+    uint64_t v;
+    memcpy(&v, c + 8 * i, 8);
+    if (v != FillWord(tag, i)) Die("block contents corrupted");
+    acc += v;
+  }
+  uint64_t last = FillWord(tag, words), got = 0;
+  memcpy(&got, c + 8 * words, size - 8 * words);
+  uint64_t want = 0;
+  memcpy(&want, &last, size - 8 * words);
+  if (got != want) Die("block tail corrupted");
+  return Mix64(tag + size) ^ acc;
 }
 
 struct HugeStatus {
