@@ -39,20 +39,21 @@ size_t HugeCache::DemandLimit() const {
 }
 
 void HugeCache::Insert(HugePageId first, size_t count, bool backed) {
-  auto next = free_.lower_bound(first);
+  Range* next = free_.lower_bound(Range{first, 0, false});
   if (next != free_.begin()) {
-    auto prev = std::prev(next);
-    if (prev->first + prev->second.count == first && prev->second.backed == backed) {
+    Range* prev = next - 1;
+    if (prev->first + prev->count == first && prev->backed == backed) {
       first = prev->first;
-      count += prev->second.count;
+      count += prev->count;
       free_.erase(prev);
+      next = prev;  // the element after the erased one moved into its slot
     }
   }
-  if (next != free_.end() && first + count == next->first && next->second.backed == backed) {
-    count += next->second.count;
+  if (next != free_.end() && first + count == next->first && next->backed == backed) {
+    count += next->count;
     free_.erase(next);
   }
-  free_.emplace(first, Range{count, backed});
+  free_.insert(Range{first, count, backed});
 }
 
 bool HugeCache::Grow(size_t count) {
@@ -71,23 +72,23 @@ bool HugeCache::Grow(size_t count) {
 }
 
 bool HugeCache::Get(size_t count, HugePageId* first, bool* backed) {
-  auto best = free_.end();
-  for (int pass = 0; pass < 2 && best == free_.end(); ++pass) {
+  Range* best = nullptr;
+  for (int pass = 0; pass < 2 && best == nullptr; ++pass) {
     bool want_backed = pass == 0;
-    for (auto it = free_.begin(); it != free_.end(); ++it) {
-      if (it->second.backed != want_backed || it->second.count < count) continue;
-      if (best == free_.end() || it->second.count < best->second.count) best = it;
-      if (best->second.count == count) break;
+    for (Range* r = free_.begin(); r != free_.end(); ++r) {
+      if (r->backed != want_backed || r->count < count) continue;
+      if (best == nullptr || r->count < best->count) best = r;
+      if (best->count == count) break;
     }
   }
-  if (best == free_.end()) {
+  if (best == nullptr) {
     if (!Grow(count)) return false;
     return Get(count, first, backed);
   }
-  HugePageId start = best->first;
-  Range r = best->second;
+  Range r = *best;
   free_.erase(best);
-  if (r.count > count) Insert(start + count, r.count - count, r.backed);
+  if (r.count > count) Insert(r.first + count, r.count - count, r.backed);
+  HugePageId start = r.first;
   if (r.backed) {
     backed_free_ -= count;
     ++hits_;
@@ -112,18 +113,17 @@ void HugeCache::Put(HugePageId first, size_t count, bool backed) {
   Insert(first, count, backed);
 }
 
-size_t HugeCache::ReleaseRange(RangeMap::iterator it, size_t max) {
-  HugePageId start = it->first;
-  size_t count = it->second.count;
+size_t HugeCache::ReleaseRange(Range* r, size_t max) {
+  const Range whole = *r;
   // Release from the top of the range: the low part stays backed and may
   // still coalesce with a backed neighbour below.
-  size_t take = count < max ? count : max;
-  HugePageId rel = start + count - take;
+  size_t take = whole.count < max ? whole.count : max;
+  HugePageId rel = whole.first + whole.count - take;
   if (!source_->Release(HugePageStart(rel), take * kHugePageSize)) return 0;
   JSMALLOC_PROBE(hugecache_release, ProbeAddr(HugePageStart(rel)), take, ProbeNumaNode());
   JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(rel)), take, ProbeNumaNode());
-  free_.erase(it);
-  if (take < count) free_.emplace(start, Range{count - take, true});
+  if (take < whole.count) r->count = whole.count - take;  // the backed low part stays in place
+  else free_.erase(r);
   backed_free_ -= take;
   unbacked_free_ += take;
   released_ += take;
@@ -135,17 +135,16 @@ size_t HugeCache::ReleaseAtLeast(size_t count) {
   size_t done = 0;
   while (done < count) {
     // Highest-address backed range first: keeps the heap dense at the bottom.
-    auto it = free_.end();
-    bool found = false;
-    while (it != free_.begin()) {
-      --it;
-      if (it->second.backed) {
-        found = true;
+    Range* found = nullptr;
+    for (Range* r = free_.end(); r != free_.begin();) {
+      --r;
+      if (r->backed) {
+        found = r;
         break;
       }
     }
-    if (!found) break;
-    size_t got = ReleaseRange(it, count - done);
+    if (found == nullptr) break;
+    size_t got = ReleaseRange(found, count - done);
     if (got == 0) break;
     done += got;
   }

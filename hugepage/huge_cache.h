@@ -19,11 +19,9 @@
 #ifndef JSMALLOC_HUGEPAGE_HUGE_CACHE_H_
 #define JSMALLOC_HUGEPAGE_HUGE_CACHE_H_
 
-#include <map>
-
 #include "hugepage/huge_pages.h"
 #include "hugepage/page_allocator.h"
-#include "runtime/arena.h"
+#include "runtime/sorted_array.h"
 
 namespace jsmalloc {
 
@@ -80,15 +78,18 @@ class HugeCache {
 
  private:
   struct Range {
+    HugePageId first;
     size_t count;
     bool backed;
   };
-  using RangeMap = std::map<HugePageId, Range, std::less<HugePageId>,
-                            ArenaStlAllocator<std::pair<const HugePageId, Range>>>;
+  struct ByFirst {
+    bool operator()(const Range& a, const Range& b) const { return a.first < b.first; }
+  };
+  using RangeSet = SortedArray<Range, ByFirst>;
 
   void Insert(HugePageId first, size_t count, bool backed);  // coalescing
   bool Grow(size_t count);
-  size_t ReleaseRange(RangeMap::iterator it, size_t max);
+  size_t ReleaseRange(Range* r, size_t max);
   void NoteDemand();
   size_t DemandLimit() const;
 
@@ -98,7 +99,7 @@ class HugeCache {
   uint64_t epoch_ns_;
   bool dense_;
   int window_;
-  RangeMap free_;
+  RangeSet free_;
   void* next_hint_ = nullptr;
   size_t mapped_ = 0, backed_free_ = 0, unbacked_free_ = 0, in_use_ = 0;
   size_t hits_ = 0, misses_ = 0, released_ = 0;

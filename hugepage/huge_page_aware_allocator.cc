@@ -93,10 +93,35 @@ Span* HugePageAwareAllocator::AllocSmall(Length n, bool sparse) {
   }
   t->Init(h, false);
   t->set_sparse(sparse);
+  if (!sparse) NoteSmallHeapHugepage(h);
   ProbeTaken(h, 1, backed);
   page = filler.AllocFromNew(t, n);
   note_peak();
   return MakeSpan(page, n, Span::kFromFiller);
+}
+
+// The first hugepages of small objects stay on base pages while the heap is
+// small (options_.small_heap_hugepages); the first one taken beyond them ends
+// that: the zone is advised for hugepages like the rest, except hugepages
+// whose released pages the khugepaged guard protects (it advises them again
+// when they are whole).
+void HugePageAwareAllocator::NoteSmallHeapHugepage(HugePageId h) {
+  const size_t zone = options_.small_heap_hugepages;
+  if (zone == 0 || small_zone_done_) return;
+  if (small_zone_ == 0) {
+    // The dense cache hands out its lowest hugepages first: this one and the
+    // next zone - 1 of the fresh address space.
+    small_zone_ = h;
+    source_->AllowHugePages(HugePageStart(h), zone * kHugePageSize, false);
+    return;
+  }
+  if (h >= small_zone_ && h < small_zone_ + zone) return;
+  small_zone_done_ = true;
+  for (size_t i = 0; i < zone; ++i) {
+    PageTracker* t = trackers_.Get(small_zone_ + i);
+    if (t != nullptr && t->no_thp()) continue;
+    source_->AllowHugePages(HugePageStart(small_zone_ + i), kHugePageSize, true);
+  }
 }
 
 // A hugepage that was subreleased and is full again can be a transparent
@@ -628,6 +653,7 @@ HugePageStats HugePageAwareAllocator::HugeStats() {
   s.cache = CacheStatsLocked();
   s.promoted_hugepages = promoted_hugepages_;
   s.promote_failures = promote_failures_;
+  s.small_heap_hugepages = small_zone_done_ ? 0 : options_.small_heap_hugepages;
   s.sparse_checks = sparse_checks_;
   regions_.ForEach([&](HugeRegion* r) {
     RegionStats rs = r->Stats();
@@ -704,6 +730,10 @@ void HugePageAwareAllocator::Print(Printer* out) {
   out->Str("Filler khugepaged guard: ").Str(options_.guard_khugepaged ? "on; " : "off; ").U(h.filler.no_thp)
       .Str(" hugepages advised MADV_NOHUGEPAGE now, ").U(h.filler.no_thp_refused)
       .Str(" subreleased without it\n");
+  if (h.small_heap_hugepages != 0) {
+    out->Str("Small heap: its first ").U(h.small_heap_hugepages)
+        .Str(" hugepages of small objects stay on base pages until it needs more\n");
+  }
   out->Str("Large allocations: ").Str(options_.sparse_large ? "base pages until dense; " : "on hugepages; ")
       .U(h.promoted_hugepages).Str(" hugepages collapsed when dense (").U(h.promote_failures)
       .Str(" refused), ").U(h.sparse_checks).Str(" checks found one sparse\n");

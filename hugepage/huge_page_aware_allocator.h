@@ -52,6 +52,12 @@ struct HugePageAwareOptions {
   // The page source advises base-page ranges MADV_NOHUGEPAGE (THP "always"),
   // so a range must be advised MADV_HUGEPAGE before it can be collapsed.
   bool sparse_nohugepage = false;
+  // A small heap stays on base pages: the first this many hugepages of
+  // small objects are advised MADV_NOHUGEPAGE until the heap needs more, so a
+  // process with a few MiB live does not pay 2 MiB per hugepage it touches.
+  // Then they are advised MADV_HUGEPAGE (khugepaged collapses them) and the
+  // rest of the heap is on hugepages from the start. 0: hugepages at once.
+  size_t small_heap_hugepages = 4;
   // Epochs of demand the hugepage caches and the fillers keep backed: free
   // memory goes back once the demand for it has been gone this long (the
   // release delay, JSMALLOC_RELEASE_DELAY). 1 .. HugeCache::kEpochs.
@@ -83,6 +89,7 @@ struct HugePageStats {
   // PromoteDense: hugepages of large allocations collapsed because they were
   // dense, collapses the kernel refused, and large allocations found sparse.
   size_t promoted_hugepages = 0, promote_failures = 0, sparse_checks = 0;
+  size_t small_heap_hugepages = 0;  // base-page zone of a small heap (0 once outgrown)
 };
 
 class HugePageAwareAllocator final : public PageAllocator {
@@ -194,6 +201,12 @@ class HugePageAwareAllocator final : public PageAllocator {
   size_t collapses_ = 0, collapse_failures_ = 0;
   size_t promoted_hugepages_ = 0, promote_failures_ = 0, sparse_checks_ = 0;
   uint32_t promote_cycle_ = 0;  // PromoteDense calls so far (its clock)
+  // options_.small_heap_hugepages: where the base-page zone starts (0 until
+  // the first hugepage of small objects is taken), and whether the heap has
+  // outgrown it.
+  HugePageId small_zone_ = 0;
+  bool small_zone_done_ = false;
+  void NoteSmallHeapHugepage(HugePageId h);
   uint64_t last_region_sweep_ns_ = 0;
   // Peak filler pages in use in each of the last demand_epochs_ epochs (the
   // release delay; the current one in demand_slot_): the filler keeps free what that demand

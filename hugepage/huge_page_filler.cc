@@ -1,13 +1,19 @@
 #include "hugepage/huge_page_filler.h"
 
 #include "probes/jsmalloc_probes.h"
+#include "runtime/arena.h"
 
 namespace jsmalloc {
 
 void HugePageFiller::Insert(PageTracker* t) {
+  if (lists_ == nullptr) {
+    // Zeroed by the kernel: every list in it is empty (IntrusiveList).
+    lists_ = static_cast<Lists*>(GlobalArena()->Alloc(sizeof(Lists), 4096));
+    if (lists_ == nullptr) ArenaExhausted();
+  }
   int g = GroupOf(t), c = ChunkOf(t);
   Length l = t->longest_free();
-  lists_[g][c][l].PushFront(t);
+  ListAt(g, c, l).PushFront(t);
   nonempty_[g][c].SetRange(l, 1);
   t->list_group = static_cast<uint16_t>(g);
   t->list_chunk = static_cast<uint16_t>(c);
@@ -17,7 +23,7 @@ void HugePageFiller::Insert(PageTracker* t) {
 
 void HugePageFiller::Remove(PageTracker* t) {
   IntrusiveList<PageTracker>::Remove(t);
-  IntrusiveList<PageTracker>& list = lists_[t->list_group][t->list_chunk][t->list_longest];
+  IntrusiveList<PageTracker>& list = ListAt(t->list_group, t->list_chunk, t->list_longest);
   if (list.empty()) nonempty_[t->list_group][t->list_chunk].ClearRange(t->list_longest, 1);
   t->on_list = false;
 }
@@ -27,7 +33,7 @@ PageTracker* HugePageFiller::TryAlloc(Length n, PageId* page, Length* was_releas
     for (int c = kChunks - 1; c >= 0; --c) {
       size_t l = nonempty_[g][c].Find(n, true, kPagesPerHugePage + 1);
       if (l > kPagesPerHugePage) continue;
-      PageTracker* t = lists_[g][c][l].first();
+      PageTracker* t = ListAt(g, c, l).first();
       Remove(t);
       Length idx = t->Alloc(n, was_released);
       if (t->full()) {
@@ -102,11 +108,12 @@ void HugePageFiller::MarkIdle() {
 
 Length HugePageFiller::SubReleaseFrom(Length desired, bool idle_only) {
   Length done = 0;
+  if (lists_ == nullptr) return 0;  // never held a hugepage
   // Least used first: their free pages are the most likely to stay free.
   for (int c = 0; c < kChunks && done < desired; ++c) {
     for (int g = 0; g < 2 && done < desired; ++g) {
       for (Length l = 1; l <= kPagesPerHugePage && done < desired; ++l) {
-        IntrusiveList<PageTracker>& list = lists_[g][c][l];
+        IntrusiveList<PageTracker>& list = ListAt(g, c, l);
         // Collect first: releasing moves trackers between lists.
         PageTracker* batch[64];
         int k = 0;
@@ -158,10 +165,10 @@ FillerStats HugePageFiller::Stats() const {
   s.refaulted_total_pages = refaulted_total_;
   s.no_thp = no_thp_;
   s.no_thp_refused = no_thp_refused_;
-  for (int g = 0; g < 2; ++g) {
+  for (int g = 0; g < 2 && lists_ != nullptr; ++g) {
     for (int c = 0; c < kChunks; ++c) {
       for (Length l = 0; l <= kPagesPerHugePage; ++l) {
-        lists_[g][c][l].ForEach([&](PageTracker* t) {
+        ListAt(g, c, l).ForEach([&](PageTracker* t) {
           if (t->broken()) ++s.broken;
           else if (t->full()) ++s.full;
           else ++s.intact_partial;

@@ -107,16 +107,20 @@ class Bitmap {
   uint64_t words_[kWords] = {};
 };
 
-// Circular intrusive list over objects with `next_`/`prev_` members.
+// Circular intrusive list over objects with `next_`/`prev_` members. An
+// all-zero list is empty (the head links itself on the first push), so big
+// arrays of lists can live in memory the kernel zeroed without being
+// written, and cost no RSS until used.
 template <typename T>
 class IntrusiveList {
  public:
-  IntrusiveList() { head_.next_ = head_.prev_ = &head_; }
+  IntrusiveList() = default;
   IntrusiveList(const IntrusiveList&) = delete;
   IntrusiveList& operator=(const IntrusiveList&) = delete;
-  bool empty() const { return head_.next_ == &head_; }
-  T* first() const { return static_cast<T*>(head_.next_); }
+  bool empty() const { return head_.next_ == nullptr || head_.next_ == &head_; }
+  T* first() const { return empty() ? nullptr : static_cast<T*>(head_.next_); }
   void PushFront(T* t) {
+    if (head_.next_ == nullptr) head_.next_ = head_.prev_ = &head_;
     t->next_ = head_.next_;
     t->prev_ = &head_;
     head_.next_->prev_ = t;
@@ -129,6 +133,7 @@ class IntrusiveList {
   }
   template <typename F>
   void ForEach(F f) const {
+    if (head_.next_ == nullptr) return;
     for (Node* n = head_.next_; n != &head_;) {
       Node* next = n->next_;
       f(static_cast<T*>(n));

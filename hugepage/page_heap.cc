@@ -42,7 +42,7 @@ void PageHeap::RemoveFree(Span* span) {
   else stats_.unmapped_bytes -= bytes;
   --stats_.free_runs;
   if (span->in_large_set) {
-    SetFor(span->location)->erase(span);
+    SetFor(span->location)->erase_value(span);
     span->in_large_set = false;
   } else {
     SpanList::Remove(span);
@@ -61,9 +61,9 @@ Span* PageHeap::SearchFreeLists(Length n) {
   key.num_pages = n > kMaxListPages ? n : kMaxListPages + 1;
   key.first_page = 0;
   Span* best = nullptr;
-  auto it = large_normal_.lower_bound(&key);
+  Span** it = large_normal_.lower_bound(&key);
   if (it != large_normal_.end()) best = *it;
-  auto jt = large_returned_.lower_bound(&key);
+  Span** jt = large_returned_.lower_bound(&key);
   if (jt != large_returned_.end() && (best == nullptr || (*jt)->num_pages < best->num_pages)) {
     best = *jt;
   }
@@ -266,9 +266,7 @@ size_t PageHeap::ReleaseAtLeastLocked(size_t bytes) {
   // Longest runs first: one madvise covers the most memory, and short runs
   // are the ones most likely to be reused soon.
   while (released < bytes && !large_normal_.empty()) {
-    auto it = large_normal_.end();
-    --it;
-    size_t got = ReleaseSpan(*it);
+    size_t got = ReleaseSpan(*(large_normal_.end() - 1));
     if (got == 0) return released;
     released += got;
   }

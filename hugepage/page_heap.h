@@ -4,10 +4,10 @@
 #ifndef JSMALLOC_HUGEPAGE_PAGE_HEAP_H_
 #define JSMALLOC_HUGEPAGE_PAGE_HEAP_H_
 
-#include <set>
 
 #include "hugepage/page_allocator.h"
 #include "runtime/arena.h"
+#include "runtime/sorted_array.h"
 #include "runtime/pagemap.h"
 #include "runtime/spinlock.h"
 
@@ -63,7 +63,7 @@ class PageHeap final : public PageAllocator {
       return a->first_page < b->first_page;
     }
   };
-  using LargeSet = std::set<Span*, ByLengthThenAddress, ArenaStlAllocator<Span*>>;
+  using LargeSet = SortedArray<Span*, ByLengthThenAddress>;
 
   Span* NewLocked(Length n);
   Span* SearchFreeLists(Length n);

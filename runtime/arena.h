@@ -75,65 +75,8 @@ class ObjectPool {
   size_t in_use_ = 0;
 };
 
-// A std-compatible allocator over a node pool, for the back-ends' ordered
-// sets. All nodes of one container type have the same size, so one free list
-// per instantiation suffices; it has its own lock because several containers
-// (under different owner locks) may share it.
-template <typename T>
-class ArenaStlAllocator {
- public:
-  using value_type = T;
-  ArenaStlAllocator() = default;
-  template <typename U>
-  ArenaStlAllocator(const ArenaStlAllocator<U>&) {}
-
-  T* allocate(size_t n) {
-    if (n == 1) {
-      SpinLockHolder h(&lock());
-      if (free_list() != nullptr) {
-        Node* node = free_list();
-        free_list() = node->next;
-        return reinterpret_cast<T*>(node);
-      }
-    }
-    size_t bytes = n * (sizeof(T) < sizeof(Node) ? sizeof(Node) : sizeof(T));
-    void* p = GlobalArena()->Alloc(bytes, alignof(T) < 16 ? 16 : alignof(T));
-    if (p == nullptr) throw_or_die();
-    return static_cast<T*>(p);
-  }
-  void deallocate(T* p, size_t n) {
-    if (n != 1) return;  // multi-object blocks are not recycled (never used)
-    Node* node = reinterpret_cast<Node*>(p);
-    SpinLockHolder h(&lock());
-    node->next = free_list();
-    free_list() = node;
-  }
-  template <typename U>
-  bool operator==(const ArenaStlAllocator<U>&) const {
-    return true;
-  }
-
- private:
-  struct Node {
-    Node* next;
-  };
-  static Node*& free_list() {
-    static constinit Node* head = nullptr;
-    return head;
-  }
-  static SpinLock& lock() {
-    static constinit SpinLock l;
-    return l;
-  }
-  [[noreturn]] static void throw_or_die();
-};
-
+// Aborts with a message: the arena could not map more metadata.
 [[noreturn]] void ArenaExhausted();
-
-template <typename T>
-void ArenaStlAllocator<T>::throw_or_die() {
-  ArenaExhausted();
-}
 
 }  // namespace jsmalloc
 

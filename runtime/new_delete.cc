@@ -1,12 +1,35 @@
 // Every C++ operator new and delete form. Failure follows the standard: call
 // the installed new-handler and retry, or throw std::bad_alloc; the nothrow
 // forms return nullptr instead.
+//
+// The C++ runtime (libstdc++: the new-handler, std::bad_alloc, throwing and
+// catching) is referenced weakly, and the library does not depend on it: a C
+// program that loads JSMalloc does not map libstdc++ (about 1 MiB of its
+// RSS) for nothing. A C++ program has it loaded before JSMalloc's references
+// are bound, so these work as usual. Only a process whose C++ runtime came
+// later (a C program that dlopens a C++ plugin) has none to throw with: an
+// operator new that fails then aborts with a message.
 #include <cstddef>
 #include <new>
 
+#include "os/linux/os_memory.h"
 #include "runtime/allocator.h"
 #include "runtime/heap_check.h"
+#include "runtime/internal_printer.h"
 #include "runtime/stack_trace.h"
+
+asm(".weak __gxx_personality_v0");
+asm(".weak __cxa_allocate_exception");
+asm(".weak __cxa_begin_catch");
+asm(".weak __cxa_end_catch");
+asm(".weak _ZTVSt9bad_alloc");       // vtable for std::bad_alloc
+asm(".weak _ZTISt9bad_alloc");       // typeinfo for std::bad_alloc
+asm(".weak _ZNSt9bad_allocD1Ev");    // std::bad_alloc::~bad_alloc()
+asm(".weak _ZSt9terminatev");        // std::terminate, if an exception leaves a noexcept form
+namespace std {
+new_handler get_new_handler() noexcept __attribute__((weak));
+}
+extern "C" [[noreturn]] void __cxa_throw(void*, void*, void (*)(void*)) __attribute__((weak));
 
 using jsmalloc::Allocate;
 using jsmalloc::AllocateAligned;
@@ -18,18 +41,35 @@ using jsmalloc::Free;
 
 namespace {
 
+std::new_handler CurrentNewHandler() {
+  return &std::get_new_handler != nullptr ? std::get_new_handler() : nullptr;
+}
+
+[[noreturn]] __attribute__((noinline)) void ThrowBadAlloc(size_t size) {
+  if (&__cxa_throw == nullptr) {
+    char buf[192];
+    jsmalloc::Printer p(buf, sizeof(buf));
+    p.Str("jsmalloc: operator new could not allocate ").U(size)
+        .Str(" bytes, and no C++ runtime was loaded when JSMalloc started to throw std::bad_alloc\n");
+    jsmalloc::os::WriteStderr(p.data(), p.written());
+    jsmalloc::os::Abort();
+  }
+  throw std::bad_alloc();
+}
+
 // Out of line: keeps the exception machinery off the fast path.
 JSMALLOC_ENTRY_SECTION __attribute__((noinline)) void* NewFailed(size_t size, size_t align, bool nothrow) {
   for (;;) {
-    std::new_handler handler = std::get_new_handler();
+    std::new_handler handler = CurrentNewHandler();
     if (handler == nullptr) {
       if (nothrow) return nullptr;
-      throw std::bad_alloc();
+      ThrowBadAlloc(size);
     }
     if (nothrow) {
+      // The nothrow forms return null when the handler gives up by throwing.
       try {
         handler();
-      } catch (const std::bad_alloc&) {
+      } catch (...) {
         return nullptr;
       }
     } else {
@@ -49,11 +89,7 @@ JSMALLOC_ENTRY_SECTION inline void* New(size_t size) {
 JSMALLOC_ENTRY_SECTION inline void* NewNothrow(size_t size) noexcept {
   void* p = Allocate(size);
   if (__builtin_expect(p != nullptr, 1)) return p;
-  try {
-    return NewFailed(size, 0, true);
-  } catch (...) {
-    return nullptr;
-  }
+  return NewFailed(size, 0, true);  // catches what the handler throws
 }
 
 JSMALLOC_ENTRY_SECTION inline void* NewAligned(size_t size, std::align_val_t al) {
@@ -67,11 +103,7 @@ JSMALLOC_ENTRY_SECTION inline void* NewAlignedNothrow(size_t size, std::align_va
   size_t align = static_cast<size_t>(al);
   void* p = AllocateAligned(size, align);
   if (__builtin_expect(p != nullptr, 1)) return p;
-  try {
-    return NewFailed(size, align, true);
-  } catch (...) {
-    return nullptr;
-  }
+  return NewFailed(size, align, true);  // catches what the handler throws
 }
 
 }  // namespace

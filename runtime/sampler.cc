@@ -1,6 +1,7 @@
 #include "runtime/sampler.h"
 
 #include "runtime/heap_check.h"
+#include "runtime/log_exp.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -8,7 +9,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cmath>
 #include <cstring>
 
 #include "os/linux/clock.h"
@@ -50,7 +50,7 @@ int64_t DrawSampleInterval(uint64_t* state, size_t mean) {
   // drives it below zero exactly when the exponential variable is below s.
   uint64_t r = SamplerNextRandom(state);
   double u = static_cast<double>((r >> 11) + 1) * 0x1.0p-53;
-  double v = -std::log(u) * static_cast<double>(mean);
+  double v = -NaturalLog(u) * static_cast<double>(mean);
   if (!(v < static_cast<double>(kMaxSampleCountdown))) return kMaxSampleCountdown;
   return static_cast<int64_t>(v);
 }
@@ -100,7 +100,7 @@ bool SampleDecision(int64_t* countdown, uint64_t* rng, size_t size, size_t inter
 
 double SampleProbability(size_t size, size_t interval) {
   if (interval == 0) return 0.0;
-  return -std::expm1(-static_cast<double>(size) / static_cast<double>(interval));
+  return -ExpMinusOne(-static_cast<double>(size) / static_cast<double>(interval));
 }
 
 double SampleWeight(size_t size, size_t interval) {

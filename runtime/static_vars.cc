@@ -290,7 +290,10 @@ void Static::Init() {
   {
     SpinLockHolder h(&init_lock);
     if (inited_.load(std::memory_order_relaxed)) return;
-    State* st = new (state_storage) State();
+    // Default-initialised, not value-initialised: the storage is static (zero)
+    // already, and zeroing the whole State again would fault in every page of
+    // it (~470 KiB) in every process, however small.
+    State* st = new (state_storage) State;
     ParseOptions(&st->options);
     InitHeapCheck(st->options.check);
     InitFreelistLinks(st->options.hardened);

@@ -13,7 +13,7 @@ checks:
   * every header that the sources include with "..." is under
     include/jsmalloc/ or matched by the JSMALLOC_INTERNAL_HEADERS glob;
   * JSMALLOC_COPTS carries CMake's warning and code-generation options, the
-    core library adds -fno-rtti, and -lpthread/-luring are linked;
+    core library adds -fno-rtti -fno-exceptions, and -lpthread/-luring are linked;
   * JSMALLOC_VARIANTS matches CMake's default page shift and variants;
   * the root WORKSPACE names the workspace "jsmalloc", the example pulls it
     in with local_repository(path = "../..") and links it with
@@ -175,7 +175,8 @@ if build is not None:
     warnings = cmake_list(cmake, "JSMALLOC_WARNINGS") or []
     options = [w for w in (cmake_list(cmake, "JSMALLOC_COMPILE_OPTIONS") or [])
                if not w.startswith("${")]
-    want = [o for o in warnings + options if o != "-fno-rtti"]
+    core_only = ["-fno-rtti", "-fno-exceptions"]  # the components only (operator new throws)
+    want = [o for o in warnings + options if o not in core_only]
     missing = [o for o in want if o not in copts]
     check(want and not missing, "BUILD.bazel: JSMALLOC_COPTS has CMake's options (%s)" % " ".join(want),
           "missing " + " ".join(missing))
@@ -187,8 +188,8 @@ if build is not None:
     core = named("jsmalloc_core")
     core_copts = kwarg(core[0], "copts") if core else None
     check(isinstance(core_copts, ast.BinOp) and isinstance(core_copts.left, ast.Name)
-          and core_copts.left.id == "JSMALLOC_COPTS" and literal(core_copts.right) == ["-fno-rtti"],
-          "BUILD.bazel: the core library is built with JSMALLOC_COPTS + -fno-rtti")
+          and core_copts.left.id == "JSMALLOC_COPTS" and literal(core_copts.right) == core_only,
+          "BUILD.bazel: the core library is built with JSMALLOC_COPTS + " + " ".join(core_only))
     linkopts = literal(top_level_assign(build, "JSMALLOC_LINKOPTS")) or []
     check("-lpthread" in linkopts and "-luring" in linkopts, "BUILD.bazel: links -lpthread -luring")
 
