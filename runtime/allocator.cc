@@ -234,10 +234,15 @@ void FlushCaches() {
 size_t TrimAll() {
   Static::InitIfNeeded();
   FlushCaches();
+  // Free objects' pages inside spans that still hold live objects.
+  size_t in_spans = 0;
+  for (int p = 0; p < Static::num_partitions(); ++p) {
+    for (int cl = 1; cl < kNumClasses; ++cl) in_spans += Static::central(p, cl).ReleaseFreePages();
+  }
   // Everything the program freed, including a large allocation whose free
   // the background thread parked while collapsing it.
   Static::backend()->WaitForDeferredFrees();
-  return Static::backend()->ReleaseAtLeast(~size_t{0});
+  return in_spans + Static::backend()->ReleaseAtLeast(~size_t{0});
 }
 
 }  // namespace jsmalloc

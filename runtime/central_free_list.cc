@@ -31,6 +31,7 @@ Span* CentralFreeList::Populate() {
   span->freelist = nullptr;
   span->allocated = 0;
   span->carved = 0;
+  span->released_pages = 0;
   // Publish the class before any object of the span can reach free().
   pagemap_->SetSizeClass(span->first_page, span->num_pages, static_cast<uint8_t>(sizeclass_));
   JSMALLOC_PROBE(span_alloc, sizeclass_, span->num_pages, ProbeAddr(span->start()),
@@ -60,6 +61,7 @@ int CentralFreeList::RemoveRange(void** batch, int n) {
     }
     while (got < n && span->allocated < objects_per_span_) {
       void* obj;
+      if (span->freelist == nullptr && span->carved == objects_per_span_) RefillFromReleased(span);
       if (span->freelist != nullptr) {
         obj = span->freelist;
         span->freelist = LoadLink(obj, sizeclass_, *pagemap_);
@@ -160,7 +162,117 @@ CentralStats CentralFreeList::Stats() {
   s.spans_created = spans_created_;
   s.spans_released = spans_released_;
   s.objects_rehomed = objects_rehomed_;
+  s.released_bytes = released_sys_pages_ * kSysPage;
   return s;
+}
+
+// Spans larger than 64 system pages (the 256 KiB-page build's biggest) keep
+// all their pages: released_pages has 64 bits.
+bool CentralFreeList::SpanFits() const { return (pages_per_span_ << kPageShift) <= 64 * kSysPage; }
+
+size_t CentralFreeList::ReleaseFreePages() {
+  if (objects_per_span_ == 0 || !SpanFits() || os::SystemPageSize() != kSysPage) return 0;
+  size_t released = 0;
+  SpinLockHolder h(&lock_);
+  for (int b = 0; b < kBuckets; ++b) {
+    for (Span* s = buckets_[b].first(); s != buckets_[b].end(); s = s->next) released += ReleaseSpanFreePages(s);
+  }
+  return released;
+}
+
+size_t CentralFreeList::ReleaseSpanFreePages(Span* span) {
+  // Which objects are free: the free list, and those released before.
+  // Objects past `carved` were never handed out: the bump index gives them
+  // out, so their pages stay as they are (untouched, usually).
+  static constexpr size_t kMinObjectSize = 8;
+  static constexpr size_t kMaxObjects = (64 * kSysPage) / kMinObjectSize;
+  uint64_t free_bits[kMaxObjects / 64] = {};
+  const size_t carved = span->carved;
+  char* start = static_cast<char*>(span->start());
+  // The system pages object i lies on, as a mask.
+  auto pages_of = [&](size_t i) {
+    size_t a = i * object_size_ / kSysPage, b = ((i + 1) * object_size_ - 1) / kSysPage;
+    return (b - a + 1 >= 64 ? ~uint64_t{0} : ((uint64_t{1} << (b - a + 1)) - 1)) << a;
+  };
+  for (void* o = span->freelist; o != nullptr; o = LoadLink(o, sizeclass_, *pagemap_)) {
+    size_t i = static_cast<size_t>(static_cast<char*>(o) - start) / object_size_;
+    free_bits[i / 64] |= uint64_t{1} << (i % 64);
+  }
+  auto is_free = [&](size_t i) {
+    // On the list, or off it because one of its pages is released.
+    return ((free_bits[i / 64] >> (i % 64)) & 1) != 0 || (pages_of(i) & span->released_pages) != 0;
+  };
+  // A page can go when every object that overlaps it is free and carved.
+  const size_t pages = (pages_per_span_ << kPageShift) / kSysPage;
+  uint64_t can = 0;
+  for (size_t p = 0; p < pages; ++p) {
+    size_t first = p * kSysPage / object_size_;
+    size_t last = ((p + 1) * kSysPage - 1) / object_size_;  // may be past the last object (tail)
+    bool ok = true;
+    for (size_t i = first; i <= last && ok; ++i) {
+      if (i >= objects_per_span_) break;  // the unused tail of the span
+      ok = i < carved && is_free(i);
+    }
+    if (ok) can |= uint64_t{1} << p;
+  }
+  uint64_t fresh = can & ~span->released_pages;
+  if (fresh == 0) return 0;
+  // Release each run of fresh pages.
+  size_t released = 0;
+  for (size_t p = 0; p < pages;) {
+    if (!((fresh >> p) & 1)) {
+      ++p;
+      continue;
+    }
+    size_t q = p;
+    while (q < pages && ((fresh >> q) & 1)) ++q;
+    if (!os::ReleasePages(start + p * kSysPage, (q - p) * kSysPage)) {
+      fresh &= ~(((q - p == 64) ? ~uint64_t{0} : ((uint64_t{1} << (q - p)) - 1)) << p);
+    } else {
+      released += (q - p) * kSysPage;
+    }
+    p = q;
+  }
+  span->released_pages |= fresh;
+  released_sys_pages_ += released / kSysPage;
+  // The free list keeps only objects on pages still there.
+  void* head = nullptr;
+  for (size_t i = carved; i-- > 0;) {
+    if (!((free_bits[i / 64] >> (i % 64)) & 1)) continue;
+    if (pages_of(i) & span->released_pages) continue;
+    void* o = start + i * object_size_;
+    StoreLink(o, head);
+    head = o;
+  }
+  span->freelist = head;
+  return released;
+}
+
+// The span ran out of listed and never-carved objects: the objects of its
+// lowest run of released pages go back on the list (writing their links
+// faults those pages in again, as zeros).
+void CentralFreeList::RefillFromReleased(Span* span) {
+  uint64_t r = span->released_pages;
+  if (r == 0) return;
+  size_t p = static_cast<size_t>(__builtin_ctzll(r));
+  size_t q = p;
+  while (q < 64 && ((r >> q) & 1)) ++q;
+  uint64_t run = (q - p == 64 ? ~uint64_t{0} : ((uint64_t{1} << (q - p)) - 1)) << p;
+  span->released_pages &= ~run;
+  released_sys_pages_ -= q - p;
+  // Every object overlapping the run is free and off the list (a maximal run
+  // is bounded by pages that are there, so no object reaches another run).
+  size_t first = p * kSysPage / object_size_;
+  size_t last = (q * kSysPage - 1) / object_size_;
+  if (last >= span->carved) last = span->carved - 1;  // released pages hold only carved objects
+  char* start = static_cast<char*>(span->start());
+  void* head = span->freelist;
+  for (size_t i = last + 1; i-- > first;) {
+    void* o = start + i * object_size_;
+    StoreLink(o, head);
+    head = o;
+  }
+  span->freelist = head;
 }
 
 }  // namespace jsmalloc

@@ -20,9 +20,11 @@ struct CentralStats {
   size_t spans_created = 0;   // cumulative
   size_t spans_released = 0;  // cumulative
   size_t objects_rehomed = 0;  // objects of another partition passed home
+  size_t released_bytes = 0;   // of free_bytes: system pages released by ReleaseFreePages
 
   // Sums (a class over NUMA partitions).
   CentralStats& operator+=(const CentralStats& o) {
+    released_bytes += o.released_bytes;
     spans += o.spans;
     live_objects += o.live_objects;
     free_objects += o.free_objects;
@@ -65,6 +67,14 @@ class CentralFreeList {
   void InsertRange(void* const* batch, int n);
 
   CentralStats Stats();
+
+  // malloc_trim: in every span that still holds live objects, releases to
+  // the OS the system pages (4 KiB) on which every object is free, and takes
+  // those objects off the span's free list; they come back (their pages
+  // fault in again as zeros) once the span has run out of other free
+  // objects. A fragmented heap (one object in 16 live, scattered) then keeps
+  // only the pages its live objects are on. Returns bytes released.
+  size_t ReleaseFreePages();
   int sizeclass() const { return sizeclass_; }
   void LockForFork() { lock_.Lock(); }
   void UnlockAfterFork(bool child) {
@@ -73,11 +83,15 @@ class CentralFreeList {
   }
 
  private:
+  static constexpr size_t kSysPage = 4096;  // what ReleaseFreePages releases
+  bool SpanFits() const;
   int BucketFor(uint32_t allocated) const {
     return static_cast<int>((static_cast<size_t>(allocated) * kBuckets) / objects_per_span_);
   }
   void FileSpan(Span* span);  // puts a non-full span in its bucket
   Span* Populate();
+  size_t ReleaseSpanFreePages(Span* span);
+  void RefillFromReleased(Span* span);
 
   SpinLock lock_;
   int sizeclass_ = 0;
@@ -94,6 +108,7 @@ class CentralFreeList {
   size_t spans_created_ = 0;
   size_t spans_released_ = 0;
   size_t objects_rehomed_ = 0;
+  size_t released_sys_pages_ = 0;  // system pages released inside live spans
   uint8_t partition_ = 0;
   HomeFn home_ = nullptr;
   int node_ = 0;  // for probes, with partitions

@@ -33,6 +33,12 @@ struct Span {
   uint32_t allocated = 0;
   uint32_t carved = 0;
 
+  // Small-object spans: system pages (4 KiB, bit i = page i of the span)
+  // that malloc_trim released because every object on them was free
+  // (CentralFreeList::ReleaseFreePages). Those objects are off the free
+  // list until the span runs out of others.
+  uint64_t released_pages = 0;
+
   uint8_t sizeclass = 0;  // 0: large allocation or free run
   Location location = kInUse;
   uint8_t bucket = 0;          // central free list occupancy bucket

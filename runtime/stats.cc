@@ -38,9 +38,12 @@ Summary GetSummary() {
   s.backend_free_bytes = b.free_bytes;
   s.unmapped_bytes = b.unmapped_bytes;
   s.spans_in_use = b.spans_in_use;
+  size_t released_in_spans = 0;
   for (int p = 0; p < Static::num_partitions(); ++p) {
     for (int cl = 1; cl < kNumClasses; ++cl) {
-      s.central_free_bytes += Static::central(p, cl).Stats().free_bytes;
+      CentralStats c = Static::central(p, cl).Stats();
+      s.central_free_bytes += c.free_bytes - c.released_bytes;
+      released_in_spans += c.released_bytes;
       s.transfer_free_bytes += Static::transfer(p)[cl].objects() * SizeMap::ClassSize(cl);
     }
   }
@@ -51,7 +54,9 @@ Summary GetSummary() {
 #endif
   s.thread_caches = t.caches;
   s.metadata_bytes = Static::arena()->bytes_mapped();
-  size_t cached = s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes +
+  // Pages malloc_trim released inside spans still in use are not backed.
+  s.unmapped_bytes += released_in_spans;
+  size_t cached = released_in_spans + s.central_free_bytes + s.transfer_free_bytes + s.thread_cache_bytes +
                   s.cpu_cache_bytes;
   // The pieces are read one after another while other threads run, so the
   // difference can dip below zero for a moment. Guarded blocks live outside

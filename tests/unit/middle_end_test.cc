@@ -104,6 +104,86 @@ TEST_F(MiddleEndTest, CentralAbortsOnForeignAndMisalignedPointers) {
   central_[cl].InsertRange(&p, 1);
 }
 
+// malloc_trim's release inside spans that still hold live objects: only
+// pages whose every object is free go, the live objects keep their bytes,
+// and the released objects are handed out again (once the span has no other
+// free object), each exactly once. Classes whose objects cross page
+// boundaries included.
+TEST_F(MiddleEndTest, ReleaseFreePagesKeepsLiveObjectsAndHandsTheRestOutAgain) {
+  int classes_with_free_pages = 0;
+  for (int cl = 1; cl < kNumClasses; cl += 3) {
+    SCOPED_TRACE(cl);
+    CentralFreeList& c = central_[cl];
+    const size_t size = SizeMap::ClassSize(cl);
+    const size_t per_span = SizeMap::ObjectsPerSpan(cl);
+    std::vector<void*> objs;
+    while (objs.size() < per_span * 4) {  // four whole spans, every object carved
+      void* batch[64];
+      int n = c.RemoveRange(batch, static_cast<int>(std::min<size_t>(64, per_span * 4 - objs.size())));
+      ASSERT_GT(n, 0);
+      objs.insert(objs.end(), batch, batch + n);
+    }
+    // Keep one object in 16 (scattered), each filled with its own byte.
+    std::vector<void*> keep, freed;
+    for (size_t i = 0; i < objs.size(); ++i) {
+      if ((i * 7919) % 16 == 0) {
+        memset(objs[i], static_cast<int>(i & 0xff), size);
+        keep.push_back(objs[i]);
+      } else {
+        freed.push_back(objs[i]);
+      }
+    }
+    for (size_t i = 0; i < freed.size(); i += 32) c.InsertRange(&freed[i], static_cast<int>(std::min<size_t>(32, freed.size() - i)));
+    // The 4 KiB pages that only freed objects of spans still in use lie on:
+    // at least these must go.
+    std::set<uintptr_t> freed_pages, kept_pages;
+    auto pages = [](void* o, size_t n, std::set<uintptr_t>* out) {
+      for (uintptr_t a = reinterpret_cast<uintptr_t>(o) / 4096; a <= (reinterpret_cast<uintptr_t>(o) + n - 1) / 4096; ++a) out->insert(a);
+    };
+    for (void* o : keep) pages(o, size, &kept_pages);
+    for (void* o : freed) {
+      Span* sp = pagemap_->Get(PageIdOf(o));
+      if (sp != nullptr && sp->allocated > 0) pages(o, size, &freed_pages);
+    }
+    size_t expect = 0;
+    for (uintptr_t a : freed_pages) expect += kept_pages.count(a) == 0;
+    size_t released = c.ReleaseFreePages();
+    CentralStats st = c.Stats();
+    EXPECT_EQ(st.released_bytes, released);
+    if ((SizeMap::ClassPages(cl) << kPageShift) <= 64 * 4096) {
+      EXPECT_GE(released, expect * 4096);
+      if (expect > 0) ++classes_with_free_pages;
+    }
+    EXPECT_EQ(c.ReleaseFreePages(), 0u) << "nothing new the second time";
+    for (size_t k = 0; k < keep.size(); ++k) {
+      size_t i = static_cast<size_t>(std::find(objs.begin(), objs.end(), keep[k]) - objs.begin());
+      const unsigned char* b = static_cast<const unsigned char*>(keep[k]);
+      for (size_t j = 0; j < size; ++j) ASSERT_EQ(b[j], static_cast<unsigned char>(i & 0xff)) << "live object changed";
+    }
+    // Every freed object comes back exactly once, writable, before the span
+    // asks the back-end for more.
+    std::set<void*> back;
+    std::set<void*> live(keep.begin(), keep.end());
+    while (back.size() < freed.size()) {
+      void* batch[64];
+      int n = c.RemoveRange(batch, static_cast<int>(std::min<size_t>(64, freed.size() - back.size())));
+      ASSERT_GT(n, 0);
+      for (int j = 0; j < n; ++j) {
+        ASSERT_TRUE(back.insert(batch[j]).second) << "handed out twice";
+        ASSERT_EQ(live.count(batch[j]), 0u) << "a live object handed out";
+        memset(batch[j], 0x5a, size);
+      }
+    }
+    EXPECT_EQ(back, std::set<void*>(freed.begin(), freed.end()));
+    EXPECT_EQ(c.Stats().released_bytes, 0u) << "all refilled";
+    std::vector<void*> all(back.begin(), back.end());
+    all.insert(all.end(), keep.begin(), keep.end());
+    for (size_t i = 0; i < all.size(); i += 32) c.InsertRange(&all[i], static_cast<int>(std::min<size_t>(32, all.size() - i)));
+    EXPECT_EQ(c.Stats().spans, 0u);
+  }
+  EXPECT_GT(classes_with_free_pages, 0) << "no class was checked for released pages";
+}
+
 TEST_F(MiddleEndTest, TransferCacheHoldsUpToCapacityThenOverflowsToCentral) {
   const int cl = 3;
   TransferCache& t = transfer_[cl];
