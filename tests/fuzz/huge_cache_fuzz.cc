@@ -51,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::FakeSpace space(kBase, kWindow);
   g_now = 1000 * kEpochNs + in.ConsumeIntegralInRange<uint64_t>(0, kEpochNs - 1);
   size_t grow = in.ConsumeIntegralInRange<size_t>(1, 64);
-  auto cache = std::make_unique<HugeCache>(&space, FakeClock, grow, kEpochNs);
+  auto cache = std::make_unique<HugeCache>(&space, FakeClock, grow, kEpochNs, /*dense=*/true);
 
   std::map<HugePageId, State> hp;  // every hugepage mapped
   std::vector<Range> out;          // handed out

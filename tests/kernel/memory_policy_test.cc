@@ -260,6 +260,47 @@ int ChildFragmentedTrim() {
   return 0;
 }
 
+// AnonHugePages of the whole process (smaps_rollup).
+size_t ProcessAnonHugeBytes() {
+  FILE* f = fopen("/proc/self/smaps_rollup", "r");
+  char line[256];
+  size_t kb = 0, v;
+  while (f != nullptr && fgets(line, sizeof(line), f) != nullptr) {
+    if (sscanf(line, "AnonHugePages: %zu kB", &v) == 1) kb = v;
+  }
+  if (f != nullptr) fclose(f);
+  return kb << 10;
+}
+
+// A small heap (3 MiB of small objects) lies on base pages: no transparent
+// hugepage faulted for it. Once it grows past the first 4 hugepages, the
+// rest comes on hugepages as before.
+int ChildSmallHeap() {
+  const size_t huge0 = ProcessAnonHugeBytes();
+  const size_t rss0 = RssBytes();
+  std::vector<void*> v;
+  for (int i = 0; i < 30000; ++i) {
+    void* p = malloc(100);
+    memset(p, 1, 100);
+    v.push_back(p);
+  }
+  const size_t huge_small = ProcessAnonHugeBytes() - huge0;
+  const size_t grown = RssBytes() - rss0;
+  printf("3 MiB of small objects: RSS +%.1f MiB, %zu KiB on THP\n", grown / 1048576.0, huge_small >> 10);
+  CHILD_CHECK(huge_small == 0, "a small heap faulted %zu bytes of hugepages", huge_small);
+  CHILD_CHECK(grown < size_t{5} << 20, "RSS grew by %zu bytes for 3 MiB of objects", grown);
+  for (int i = 0; i < 300000; ++i) {
+    void* p = malloc(100);
+    memset(p, 1, 100);
+    v.push_back(p);
+  }
+  const size_t huge_big = ProcessAnonHugeBytes() - huge0;
+  printf("then 33 MiB: %zu MiB on THP\n", huge_big >> 20);
+  CHILD_CHECK(huge_big >= size_t{16} << 20, "a grown heap has only %zu bytes of hugepages", huge_big);
+  for (void* p : v) free(p);
+  return 0;
+}
+
 // A process that never holds 32 MiB gets no background thread; one that
 // grows past it does.
 int ChildAutoStart() {
@@ -291,6 +332,11 @@ TEST(MemoryPolicy, TrimReleasesFreePagesInsideSpansOfAFragmentedHeap) {
   EXPECT_EQ(RunChild("fragmented", {}), 0);
 }
 
+TEST(MemoryPolicy, SmallHeapStaysOnBasePagesUntilItGrows) {
+  if (ThpMode() != "madvise") GTEST_SKIP() << "THP is '" << ThpMode() << "': the check counts every THP of the process";
+  EXPECT_EQ(RunChild("small", {}), 0);
+}
+
 TEST(MemoryPolicy, BackgroundThreadStartsOnFirstNeed) {
   EXPECT_EQ(RunChild("autostart", {}), 0);
   EXPECT_EQ(RunChild("autostart", {"JSMALLOC_OPTIONS=background=auto"}), 0);
@@ -309,6 +355,7 @@ int main(int argc, char** argv) {
     if (c == "idle") return ChildIdleAfterBurst();
     if (c == "autostart") return ChildAutoStart();
     if (c == "fragmented") return ChildFragmentedTrim();
+    if (c == "small") return ChildSmallHeap();
     return 100;
   }
   testing::InitGoogleTest(&argc, argv);
