@@ -367,10 +367,13 @@ void HugePageAwareAllocator::ReturnSpanPages(Span* span) {
   Length n = span->num_pages;
   if (span->origin == Span::kFromCache || span->origin == Span::kFromCacheDonated) {
     SpanList::Remove(span);
-    if (span->promote == Span::kDense && options_.sparse_nohugepage) {
-      // Its hugepages were advised MADV_HUGEPAGE to be collapsed; the range
-      // goes back to the base-page cache as it came.
-      source_->AllowHugePages(span->start(), (n / kPagesPerHugePage) * kHugePageSize, false);
+    // Hugepages PromoteDense advised MADV_HUGEPAGE to collapse them (all of
+    // a dense span, the first ones of a span it was not done with) go back
+    // to the base-page cache as they came.
+    size_t advised = span->promote == Span::kDense ? n / kPagesPerHugePage
+                                                   : reinterpret_cast<uintptr_t>(span->freelist);
+    if (options_.sparse_nohugepage && advised > 0) {
+      source_->AllowHugePages(span->start(), advised * kHugePageSize, false);
     }
   }
   switch (span->origin) {
@@ -425,17 +428,19 @@ void HugePageAwareAllocator::AddLargeSpan(Span* s) {
 
 size_t HugePageAwareAllocator::PromoteDense(size_t max_hugepages) {
   if (!options_.sparse_large || !options_.promote_dense) return 0;
-  // Per call: at most max_hugepages residency checks and kMaxCollapses
-  // collapses (each copies up to 2 MiB). One span at a time is held
+  // Per call: at most max_hugepages residency checks, kMaxCollapses
+  // collapses (each copies up to 2 MiB) and kMaxSpans spans (each found by a
+  // walk of the list under the lock). One span at a time is held
   // (kCollapsing) while its hugepages are looked at outside the lock, so a
   // free of it is parked for one span's collapses at most.
   static constexpr size_t kMaxCollapses = 16;
-  size_t checked = 0, collapsed = 0, failed = 0;
+  static constexpr size_t kMaxSpans = 64;
+  size_t checked = 0, collapsed = 0, failed = 0, spans = 0;
   {
     SpinLockHolder hold(&lock_);
     ++promote_cycle_;
   }
-  while (checked < max_hugepages && collapsed + failed < kMaxCollapses) {
+  while (checked < max_hugepages && collapsed + failed < kMaxCollapses && spans++ < kMaxSpans) {
     Span* s = nullptr;
     {
       SpinLockHolder hold(&lock_);
@@ -473,13 +478,19 @@ size_t HugePageAwareAllocator::PromoteDense(size_t max_hugepages) {
         JSMALLOC_PROBE(hugepage_collapsed, ProbeAddr(hp), 1, ProbeNumaNode());
       } else {
         ++failed;
-        sparse = true;  // the kernel refused; try again later, less often
+        // The kernel refused: the hugepage stays on base pages (so that a
+        // free does not leave it advised) and is tried again later, less often.
+        if (options_.sparse_nohugepage) source_->AllowHugePages(hp, kHugePageSize, false);
+        sparse = true;
         break;
       }
     }
     SpinLockHolder hold(&lock_);
     FlushReleasesOnExit flush(source_);
     const bool dense = !sparse && !out_of_budget;
+    // The hugepages before h are collapsed: later calls go on from h, and a
+    // free gives back the advice of those.
+    if (!dense) s->freelist = reinterpret_cast<void*>(static_cast<uintptr_t>(h));
     if (s->promote == Span::kFreePending) {
       s->promote = dense ? Span::kDense : Span::kUnchecked;
       ReturnSpanPages(s);
@@ -488,8 +499,6 @@ size_t HugePageAwareAllocator::PromoteDense(size_t max_hugepages) {
       s->promote = Span::kDense;
     } else {
       s->promote = Span::kUnchecked;
-      // The hugepages before h are collapsed: later calls go on from h.
-      s->freelist = reinterpret_cast<void*>(static_cast<uintptr_t>(h));
       if (out_of_budget) {
         s->allocated = promote_cycle_ + 1;  // not looked at to the end: next cycle
       } else {

@@ -534,6 +534,49 @@ TEST_F(HugePageAwareTest, PromoteDenseUnderThpAlwaysAllowsHugepagesFirst) {
   EXPECT_EQ(order, "HCN") << "MADV_HUGEPAGE, collapse, then MADV_NOHUGEPAGE when it goes back";
 }
 
+// Under THP "always" a span promoted only in part (a later hugepage still
+// sparse) has the advice of its collapsed hugepages taken back when freed,
+// and a hugepage the kernel refused to collapse is not left advised.
+TEST_F(HugePageAwareTest, PartlyPromotedSpanGivesBackItsAdviceWhenFreed) {
+  Make([](HugePageAwareOptions* o) { o->sparse_nohugepage = true; });
+  Span* s = hpaa_->New(3 * kPagesPerHugePage);
+  ASSERT_NE(s, nullptr);
+  char* start = static_cast<char*>(s->start());
+  source_.resident_all = true;
+  source_.logging = true;
+  hpaa_->PromoteDense(1024);  // ages it
+  // The first hugepage is dense; the second is found sparse.
+  source_.on_collapse = [&](void*) { source_.resident_all = false, source_.resident_none = true; };
+  EXPECT_EQ(hpaa_->PromoteDense(1024), 1u);
+  source_.on_collapse = nullptr;
+  EXPECT_EQ(s->promote, Span::kUnchecked);
+  hpaa_->Delete(s);
+  std::string first, second, refused;
+  for (auto& e : source_.events) {
+    if (e.ptr == start) first += e.what;
+    if (e.ptr == start + kHugePageSize) second += e.what;
+  }
+  EXPECT_EQ(first, "HCN") << "advised, collapsed, advice taken back with the free";
+  EXPECT_EQ(second, "") << "never advised";
+  source_.events.clear();
+  // A hugepage the kernel refuses to collapse is advised back at once.
+  Span* t = hpaa_->New(kPagesPerHugePage);
+  ASSERT_NE(t, nullptr);
+  char* t_start = static_cast<char*>(t->start());
+  source_.resident_none = false;
+  source_.resident_all = true;
+  source_.collapse_ok = false;
+  for (int i = 0; i < 3; ++i) hpaa_->PromoteDense(1024);
+  source_.logging = false;
+  for (auto& e : source_.events) {
+    if (e.ptr == t_start) refused += e.what;
+  }
+  ASSERT_GE(refused.size(), 3u);
+  EXPECT_EQ(refused.substr(0, 3), "HCN") << "a refused collapse leaves no advice behind";
+  EXPECT_EQ(hpaa_->HugeStats().promote_failures, refused.size() / 3);
+  hpaa_->Delete(t);
+}
+
 TEST_F(HugePageAwareTest, NoPromotionWhenTurnedOffOrWithLargeHugepages) {
   for (int mode = 0; mode < 2; ++mode) {
     Make([&](HugePageAwareOptions* o) {
