@@ -71,37 +71,137 @@ bool HugeCache::Grow(size_t count) {
   return true;
 }
 
-bool HugeCache::Get(size_t count, HugePageId* first, bool* backed) {
+HugeCache::Range* HugeCache::BestBackedRange(size_t count) {
   Range* best = nullptr;
-  for (int pass = 0; pass < 2 && best == nullptr; ++pass) {
-    bool want_backed = pass == 0;
-    for (Range* r = free_.begin(); r != free_.end(); ++r) {
-      if (r->backed != want_backed || r->count < count) continue;
-      if (best == nullptr || r->count < best->count) best = r;
-      if (best->count == count) break;
+  for (Range* r = free_.begin(); r != free_.end(); ++r) {
+    if (!r->backed || r->count < count) continue;
+    if (best == nullptr || r->count < best->count) best = r;
+    if (best->count == count) break;
+  }
+  return best;
+}
+
+bool HugeCache::BestWindow(size_t count, HugePageId* start, size_t* backed) const {
+  // A stretch is a maximal run of adjacent free ranges, backed or not. In
+  // each long enough, the window of `count` hugepages with the most backed
+  // ones starts where a range starts or ends where one ends (the backed
+  // count changes slope only there), so only those are looked at.
+  bool found = false;
+  size_t best_backed = 0, best_len = 0;
+  const Range* b = free_.begin();
+  while (b != free_.end()) {
+    const Range* e = b + 1;
+    while (e != free_.end() && (e - 1)->first + (e - 1)->count == e->first) ++e;
+    const HugePageId lo = b->first, hi = (e - 1)->first + (e - 1)->count;
+    const size_t len = hi - lo;
+    if (len >= count) {
+      for (const Range* c = b; c != e; ++c) {
+        for (int side = 0; side < 2; ++side) {
+          HugePageId s = side == 0 ? c->first : c->first + c->count;
+          if (side == 1) {
+            if (s < lo + count) continue;
+            s -= count;
+          }
+          if (s + count > hi) continue;
+          size_t k = 0;
+          for (const Range* d = b; d != e; ++d) {
+            if (!d->backed) continue;
+            HugePageId x = d->first > s ? d->first : s;
+            HugePageId y = d->first + d->count < s + count ? d->first + d->count : s + count;
+            if (y > x) k += y - x;
+          }
+          // Most backed; then the shortest stretch; then the lowest address.
+          bool better = !found || k > best_backed || (k == best_backed && len < best_len) ||
+                        (k == best_backed && len == best_len && s < *start);
+          if (better) {
+            found = true;
+            best_backed = k;
+            best_len = len;
+            *start = s;
+          }
+        }
+      }
     }
+    b = e;
   }
-  if (best == nullptr) {
-    if (!Grow(count)) return false;
-    return Get(count, first, backed);
+  *backed = best_backed;
+  return found;
+}
+
+void HugeCache::TakeWindow(HugePageId start, size_t count) {
+  const HugePageId end = start + count;
+  Range* r = free_.lower_bound(Range{start, 0, false});
+  if (r != free_.begin() && (r - 1)->first + (r - 1)->count > start) --r;
+  while (r != free_.end() && r->first < end) {
+    const Range whole = *r;
+    free_.erase(r);
+    HugePageId x = whole.first > start ? whole.first : start;
+    HugePageId y = whole.first + whole.count < end ? whole.first + whole.count : end;
+    (whole.backed ? backed_free_ : unbacked_free_) -= y - x;
+    // The parts outside the window stay free as they were; they cannot
+    // coalesce with the neighbours they had (those differ in state or are
+    // taken), so they go back in place.
+    if (whole.first < start) free_.insert(Range{whole.first, start - whole.first, whole.backed});
+    if (whole.first + whole.count > end) free_.insert(Range{end, whole.first + whole.count - end, whole.backed});
+    r = free_.lower_bound(Range{y, 0, false});
   }
-  Range r = *best;
-  free_.erase(best);
-  if (r.count > count) Insert(r.first + count, r.count - count, r.backed);
-  HugePageId start = r.first;
-  if (r.backed) {
+}
+
+bool HugeCache::Get(size_t count, HugePageId* first, size_t* backed) {
+  HugePageId start;
+  size_t got_backed;
+  if (Range* best = BestBackedRange(count)) {
+    // Common case: one backed range holds it.
+    Range r = *best;
+    free_.erase(best);
+    if (r.count > count) Insert(r.first + count, r.count - count, r.backed);
     backed_free_ -= count;
+    start = r.first;
+    got_backed = count;
+  } else {
+    // Otherwise the window with the most backed hugepages, even if it spans
+    // backed and unbacked ranges: backed hugepages left behind would stay
+    // resident beside fresh ones (in a churn of large buffers of varied
+    // sizes, that held the cache at twice the live heap).
+    if (!BestWindow(count, &start, &got_backed)) {
+      // Nothing long enough: grow, onto the end of the stretch that ends
+      // where the last mapping did if there is one, so that it is extended
+      // rather than stranded.
+      size_t tail = 0;
+      if (!free_.empty() && next_hint_ != nullptr) {
+        const Range* top = free_.end() - 1;
+        if (HugePageStart(top->first + top->count) == next_hint_) {
+          HugePageId lo = top->first;
+          for (const Range* c = top; c != free_.begin() && (c - 1)->first + (c - 1)->count == c->first;) {
+            --c;
+            lo = c->first;
+          }
+          tail = top->first + top->count - lo;
+        }
+      }
+      if (!Grow(tail < count ? count - tail : count)) return false;
+      if (!BestWindow(count, &start, &got_backed) && (!Grow(count) || !BestWindow(count, &start, &got_backed))) {
+        return false;
+      }
+    }
+    TakeWindow(start, count);
+    // The request faults in fresh hugepages while backed ones sit free,
+    // too short or apart: as many of those go back to the OS, so that the
+    // cache's shape does not add to the RSS (in a churn of large buffers of
+    // varied sizes it kept the peak 15-30% above the bytes live).
+    if (got_backed < count && backed_free_ > 0) ReleaseAtLeast(count - got_backed);
+  }
+  if (got_backed == count) {
     ++hits_;
     JSMALLOC_PROBE(hugecache_hit, ProbeAddr(HugePageStart(start)), count, ProbeNumaNode());
   } else {
-    unbacked_free_ -= count;
     ++misses_;
-    JSMALLOC_PROBE(hugecache_miss, ProbeAddr(HugePageStart(start)), count, ProbeNumaNode());
+    JSMALLOC_PROBE(hugecache_miss, ProbeAddr(HugePageStart(start)), count - got_backed, ProbeNumaNode());
   }
   in_use_ += count;
   NoteDemand();
   *first = start;
-  *backed = r.backed;
+  *backed = got_backed;
   return true;
 }
 

@@ -2,8 +2,12 @@
 //
 // Ranges of free hugepages are either backed (touched, probably a
 // transparent hugepage already) or unbacked (never touched or released).
-// Requests take the best-fitting backed range first. When nothing fits, the
-// cache maps more address space from the OS in large 2 MiB-aligned steps.
+// Requests take the best-fitting backed range first; failing that, the
+// window of free hugepages with the most backed ones, across adjacent backed
+// and unbacked ranges, so backed hugepages are not stranded beside the
+// fresh ones a request takes. When nothing is long enough, the cache maps
+// more address space from the OS in large 2 MiB-aligned steps, extending the
+// free stretch at its top when it can.
 //
 // Release policy (demand-based): the cache tracks how many hugepages were
 // taken out of it at the peak of each recent interval (the window: a few
@@ -62,9 +66,11 @@ class HugeCache {
   HugeCache(PageSource* source, ClockFn clock, size_t grow_hugepages, uint64_t epoch_ns, bool dense,
             int window_epochs = kEpochs);
 
-  // `count` contiguous free hugepages; *backed says whether all were backed.
-  // False when the OS refuses more address space.
-  bool Get(size_t count, HugePageId* first, bool* backed);
+  // `count` contiguous free hugepages, *backed of them backed: the
+  // best-fitting backed range, else the window of free hugepages (across
+  // backed and unbacked ranges) with the most backed ones, else grown
+  // address space. False when the OS refuses more address space.
+  bool Get(size_t count, HugePageId* first, size_t* backed);
   // Returns a range (backed: its pages may be resident).
   void Put(HugePageId first, size_t count, bool backed);
   // Releases backed free hugepages above what recent demand needs; returns
@@ -88,6 +94,9 @@ class HugeCache {
   using RangeSet = SortedArray<Range, ByFirst>;
 
   void Insert(HugePageId first, size_t count, bool backed);  // coalescing
+  Range* BestBackedRange(size_t count);
+  bool BestWindow(size_t count, HugePageId* start, size_t* backed) const;
+  void TakeWindow(HugePageId start, size_t count);
   bool Grow(size_t count);
   size_t ReleaseRange(Range* r, size_t max);
   void NoteDemand();

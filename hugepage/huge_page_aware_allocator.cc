@@ -40,9 +40,9 @@ void RecordSpan(PageMap* pagemap, PageId first, Length n, Span* s) {
 }
 
 // Hugepages handed out unbacked will be faulted in from the OS.
-void ProbeTaken(HugePageId first, size_t count, bool backed) {
-  if (!backed) {
-    JSMALLOC_PROBE(hugepage_taken, ProbeAddr(HugePageStart(first)), count, ProbeNumaNode());
+void ProbeTaken(HugePageId first, size_t count, size_t backed) {
+  if (backed < count) {
+    JSMALLOC_PROBE(hugepage_taken, ProbeAddr(HugePageStart(first)), count - backed, ProbeNumaNode());
   }
 }
 
@@ -82,13 +82,13 @@ Span* HugePageAwareAllocator::AllocSmall(Length n, bool sparse) {
     return MakeSpan(page, n, Span::kFromFiller);
   }
   HugePageId h;
-  bool backed;
+  size_t backed;
   HugeCache& cache = CacheFor(sparse);
   if (!cache.Get(1, &h, &backed)) return nullptr;
   t = tracker_pool_.New();
   if (t == nullptr || !trackers_.Set(h, t)) {
     if (t != nullptr) tracker_pool_.Delete(t);
-    cache.Put(h, 1, backed);
+    cache.Put(h, 1, backed > 0);
     return nullptr;
   }
   t->Init(h, false);
@@ -142,12 +142,12 @@ void HugePageAwareAllocator::MaybeCollapse(PageTracker* t) {
 
 Span* HugePageAwareAllocator::AllocWhole(Length n) {
   HugePageId h;
-  bool backed;
+  size_t backed;
   size_t count = HugePagesFor(n);
   if (!LargeCache().Get(count, &h, &backed)) return nullptr;
   Span* s = MakeSpan(FirstPageOf(h), n, Span::kFromCache);
   if (s == nullptr) {
-    LargeCache().Put(h, count, backed);
+    LargeCache().Put(h, count, backed > 0);
     return nullptr;
   }
   large_hugepages_ += count;
@@ -160,19 +160,19 @@ Span* HugePageAwareAllocator::AllocWhole(Length n) {
 Span* HugePageAwareAllocator::AllocDonating(Length n) {
   size_t count = (n + kPagesPerHugePage - 1) / kPagesPerHugePage;
   HugePageId h;
-  bool backed;
+  size_t backed;
   if (!LargeCache().Get(count, &h, &backed)) return nullptr;
   HugePageId tail = h + count - 1;
   PageTracker* t = tracker_pool_.New();
   if (t == nullptr || !trackers_.Set(tail, t)) {
     if (t != nullptr) tracker_pool_.Delete(t);
-    LargeCache().Put(h, count, backed);
+    LargeCache().Put(h, count, backed > 0);
     return nullptr;
   }
   Span* s = MakeSpan(FirstPageOf(h), n, Span::kFromCacheDonated);
   if (s == nullptr) {
     tracker_pool_.Delete(t);
-    LargeCache().Put(h, count, backed);
+    LargeCache().Put(h, count, backed > 0);
     return nullptr;
   }
   t->Init(tail, true);
@@ -195,17 +195,17 @@ Span* HugePageAwareAllocator::AllocRegion(Length n) {
   });
   if (best == nullptr) {
     HugePageId h;
-    bool backed;
+    size_t backed;
     size_t hps = options_.region_hugepages;
     if (!LargeCache().Get(hps, &h, &backed)) return nullptr;
     best = region_pool_.New();
     if (best == nullptr) {
-      LargeCache().Put(h, hps, backed);
+      LargeCache().Put(h, hps, backed > 0);
       return nullptr;
     }
     // Whatever the cache had backed there is released first, so the region's
     // own accounting of backed hugepages is exact.
-    if (backed) {
+    if (backed > 0) {
       source_->Release(HugePageStart(h), hps * kHugePageSize);
       JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(h)), hps, ProbeNumaNode());
     }
@@ -270,15 +270,17 @@ Span* HugePageAwareAllocator::NewAligned(Length n, Length align_pages) {
   size_t need = (n + kPagesPerHugePage - 1) / kPagesPerHugePage;
   size_t count = need + align_hps - 1;
   HugePageId h;
-  bool backed;
+  size_t backed;
   HugeCache& cache = LargeCache();
   if (!cache.Get(count, &h, &backed)) return nullptr;
   HugePageId aligned = (h + align_hps - 1) & ~(align_hps - 1);
-  if (aligned > h) cache.Put(h, aligned - h, backed);
-  if (h + count > aligned + need) cache.Put(aligned + need, h + count - (aligned + need), backed);
+  // Head and tail go back as backed if any of the run was: an upper bound
+  // (releasing an unbacked hugepage later costs nothing).
+  if (aligned > h) cache.Put(h, aligned - h, backed > 0);
+  if (h + count > aligned + need) cache.Put(aligned + need, h + count - (aligned + need), backed > 0);
   Span* s = MakeSpan(FirstPageOf(aligned), need * kPagesPerHugePage, Span::kFromCache);
   if (s == nullptr) {
-    cache.Put(aligned, need, backed);
+    cache.Put(aligned, need, backed > 0);
     return nullptr;
   }
   large_hugepages_ += need;

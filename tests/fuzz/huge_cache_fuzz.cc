@@ -6,8 +6,11 @@
 // maps or releases. Checked:
 //   - Get takes the documented range: the best-fitting free backed range
 //     (fewest hugepages that hold the request, lowest address among equals),
-//     else the best-fitting unbacked one, else it grows; *backed is right;
-//     it fails only when the OS refused;
+//     else the window across free ranges with the most backed hugepages
+//     (then the shortest stretch of free ones, then the lowest address), else
+//     it grows, by what the free stretch at the top lacks; *backed is right;
+//     it fails only when the OS refused; when it hands out fresh hugepages
+//     it releases as many free backed ones (the highest);
 //   - free ranges are coalesced: free_ranges is the number of maximal runs of
 //     free hugepages in the same state;
 //   - releases touch only free backed hugepages, whole; ReleaseAtLeast(k)
@@ -86,6 +89,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     return r;
   };
+  // Maximal runs of free hugepages, backed or not.
+  auto stretches = [&] {
+    std::vector<Range> r;
+    for (auto& [h, s] : hp) {
+      if (s == kInUse) continue;
+      if (!r.empty() && r.back().first + r.back().count == h) ++r.back().count;
+      else r.push_back({h, 1});
+    }
+    return r;
+  };
   // The limit as the cache computes it at its last look at the clock (Get,
   // Put and ReleaseExcess look; Stats and ReleaseAtLeast do not).
   uint64_t last_note = g_now;
@@ -134,23 +147,53 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 1:
       case 2: {  // Get
         size_t n = fuzz::PickLength(in, 4, 80);
-        // Expected choice before any growth: best fit among backed runs, then unbacked.
-        auto pick = [&](State st) -> std::optional<Range> {
+        // The documented choice: the best-fitting backed run (lowest address
+        // among equals); else, among windows of n free hugepages inside a
+        // stretch of free ones (backed or not), the most backed, then the
+        // shortest stretch, then the lowest address; else growth.
+        auto pick = [&]() -> std::optional<std::pair<HugePageId, size_t>> {
           std::optional<Range> best;
-          for (const Range& x : runs(st))
+          for (const Range& x : runs(kFreeBacked))
             if (x.count >= n && (!best || x.count < best->count)) best = x;
-          return best;
+          if (best) return std::make_pair(best->first, n);
+          std::optional<std::pair<HugePageId, size_t>> w;
+          size_t w_len = 0;
+          for (const Range& st : stretches()) {
+            if (st.count < n) continue;
+            for (HugePageId s0 = st.first; s0 + n <= st.first + st.count; ++s0) {
+              size_t k = 0;
+              for (HugePageId h = s0; h < s0 + n; ++h) k += hp[h] == kFreeBacked ? 1 : 0;
+              if (!w || k > w->second || (k == w->second && st.count < w_len)) {
+                w = std::make_pair(s0, k);
+                w_len = st.count;
+              }
+            }
+          }
+          return w;
         };
-        bool want_backed = true;
-        std::optional<Range> want = pick(kFreeBacked);
-        if (!want) {
-          want_backed = false;
-          want = pick(kFreeUnbacked);
+        auto want = pick();
+        // Growth: by what the stretch ending at the last mapping's end lacks
+        // (at least `grow`), placed right after it when the space allows.
+        size_t tail = 0;
+        if (!space.mappings.empty()) {
+          uintptr_t end = space.mappings.back().first + space.mappings.back().second;
+          HugePageId h = (end >> kHugePageShift) - 1;
+          while (hp.count(h) && hp[h] != kInUse) {
+            ++tail;
+            if (h == 0) break;
+            --h;
+          }
         }
         size_t maps_before = space.mappings.size(), refused_before = space.refused_maps;
+        size_t rel_refused_before = space.refused_releases;
         HugePageId first = 0;
-        bool backed = false;
+        size_t backed = 0;
+        released_now.clear();
         bool ok = cache->Get(n, &first, &backed);
+        // What Get released is checked below; the choice is checked on the
+        // state before it.
+        std::vector<HugePageId> released_in_get = released_now;
+        for (HugePageId h : released_in_get) hp[h] = kFreeBacked;
         // New address space joins the model as free unbacked hugepages.
         for (size_t i = maps_before; i < space.mappings.size(); ++i) {
           auto [a, bytes] = space.mappings[i];
@@ -161,28 +204,56 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (!ok) {
           FUZZ_CHECK(!want && space.refused_maps > refused_before,
                      "Get(%zu) failed with a fitting range or without a refused map", n);
+          FUZZ_CHECK(released_in_get.empty(), "a failed Get(%zu) released hugepages", n);
           break;
         }
         if (want) {
           FUZZ_CHECK(space.mappings.size() == maps_before, "Get(%zu) grew with a fitting free range", n);
-          FUZZ_CHECK(first == want->first && backed == want_backed,
-                     "Get(%zu) = %#lx backed %d; best fit is %#lx backed %d", n, (unsigned long)first, backed,
-                     (unsigned long)want->first, want_backed);
+          FUZZ_CHECK(first == want->first && backed == want->second,
+                     "Get(%zu) = %#lx with %zu backed; model %#lx with %zu", n, (unsigned long)first, backed,
+                     (unsigned long)want->first, want->second);
         } else {
-          // After growing, the choice is the best fit among the unbacked runs.
           FUZZ_CHECK(space.mappings.size() > maps_before, "Get(%zu) found no range and did not grow", n);
-          std::optional<Range> w = pick(kFreeUnbacked);
-          FUZZ_CHECK(w && first == w->first && !backed,
-                     "Get(%zu) after growing = %#lx backed %d, best fit %#lx", n, (unsigned long)first, backed,
+          if (space.refused_maps == refused_before) {
+            size_t need = tail < n ? n - tail : n;
+            FUZZ_CHECK(space.mappings[maps_before].second == std::max(need, grow) * kHugePageSize,
+                       "Get(%zu) grew by %zu bytes; the top stretch had %zu, minimum growth %zu", n,
+                       space.mappings[maps_before].second, tail, grow);
+          }
+          // After growing, the same rule on the larger space.
+          auto w = pick();
+          FUZZ_CHECK(w && first == w->first && backed == w->second,
+                     "Get(%zu) after growing = %#lx with %zu backed, model %#lx", n, (unsigned long)first, backed,
                      w ? (unsigned long)w->first : 0ul);
         }
+        size_t seen_backed = 0;
         for (HugePageId h = first; h < first + n; ++h) {
           auto it = hp.find(h);
-          FUZZ_CHECK(it != hp.end() && it->second == (backed ? kFreeBacked : kFreeUnbacked),
-                     "Get handed out hugepage %#lx in state %d", (unsigned long)h, it == hp.end() ? -1 : it->second);
+          FUZZ_CHECK(it != hp.end() && it->second != kInUse, "Get handed out hugepage %#lx in state %d",
+                     (unsigned long)h, it == hp.end() ? -1 : it->second);
+          seen_backed += it->second == kFreeBacked ? 1 : 0;
           it->second = kInUse;
         }
-        (backed ? hits : misses)++;
+        FUZZ_CHECK(seen_backed == backed, "Get(%zu) said %zu backed, the range had %zu", n, backed, seen_backed);
+        // Fresh hugepages taken while backed ones stayed free: that many of
+        // those (the highest) were released.
+        {
+          std::vector<HugePageId> fb;
+          for (auto& [h, st] : hp)
+            if (st == kFreeBacked) fb.push_back(h);
+          size_t owe = std::min(n - backed, fb.size());
+          std::sort(released_in_get.begin(), released_in_get.end());
+          if (space.refused_releases == rel_refused_before) {
+            std::vector<HugePageId> top(fb.end() - static_cast<long>(owe), fb.end());
+            FUZZ_CHECK(released_in_get == top, "Get(%zu) with %zu backed released %zu hugepages, model %zu (the highest "
+                       "free backed)", n, backed, released_in_get.size(), owe);
+          } else {
+            FUZZ_CHECK(released_in_get.size() <= owe, "Get(%zu) released %zu > %zu", n, released_in_get.size(), owe);
+          }
+          for (HugePageId h : released_in_get) hp[h] = kFreeUnbacked;
+          released_total += released_in_get.size();
+        }
+        (backed == n ? hits : misses)++;
         in_use += n;
         note();
         out.push_back({first, n});

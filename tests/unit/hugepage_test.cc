@@ -200,15 +200,15 @@ TEST(HugeCacheTest, ReusesBackedFirstGrowsAndCoalesces) {
   g_now = 0;
   HugeCache cache(&source, FakeClock, 8, kSec, true);
   HugePageId a, b;
-  bool backed;
+  size_t backed;
   ASSERT_TRUE(cache.Get(3, &a, &backed));
-  EXPECT_FALSE(backed) << "fresh address space";
+  EXPECT_EQ(backed, 0u) << "fresh address space";
   EXPECT_EQ(cache.Stats().mapped_hugepages, 8u);
   ASSERT_TRUE(cache.Get(2, &b, &backed));
   cache.Put(a, 3, true);
   HugePageId c;
   ASSERT_TRUE(cache.Get(2, &c, &backed));
-  EXPECT_TRUE(backed) << "a backed range is preferred";
+  EXPECT_EQ(backed, 2u) << "a backed range is preferred";
   EXPECT_EQ(c, a);
   cache.Put(c, 2, true);
   cache.Put(b, 2, true);
@@ -222,12 +222,102 @@ TEST(HugeCacheTest, ReusesBackedFirstGrowsAndCoalesces) {
   cache.Put(c, 20, false);
 }
 
+// Address space only (the cache never touches its memory): maps at the hint
+// when it is the end of the last mapping, else a hugepage further on.
+class FakeAddressSpace final : public PageSource {
+ public:
+  void* Map(size_t bytes, size_t align, void* hint, bool) override {
+    uintptr_t at = reinterpret_cast<uintptr_t>(hint) == next_ ? next_ : next_ + kHugePageSize;
+    at = (at + align - 1) & ~(uintptr_t{align} - 1);
+    next_ = at + bytes;
+    return reinterpret_cast<void*>(at);
+  }
+  bool Release(void*, size_t bytes) override {
+    released += bytes;
+    return true;
+  }
+  size_t released = 0;
+
+ private:
+  uintptr_t next_ = uintptr_t{0x5500} << 32;
+};
+
+// A request no backed range holds takes the window with the most backed
+// hugepages across adjacent backed and unbacked ranges, and growth extends
+// the free stretch at the top of the address space.
+TEST(HugeCacheTest, TakesTheWindowWithMostBackedAndExtendsTheTop) {
+  FakeAddressSpace space;
+  g_now = 0;
+  HugeCache cache(&space, FakeClock, 4, kSec, true);
+  HugePageId a, b, c;
+  size_t backed;
+  ASSERT_TRUE(cache.Get(8, &a, &backed));
+  EXPECT_EQ(backed, 0u);
+  cache.Put(a, 2, false);
+  cache.Put(a + 2, 3, true);
+  cache.Put(a + 5, 3, false);
+  ASSERT_TRUE(cache.Get(5, &b, &backed));
+  EXPECT_EQ(backed, 3u) << "the 3 backed hugepages and 2 next to them";
+  EXPECT_EQ(b, a) << "lowest of the windows holding all 3";
+  HugeCacheStats s = cache.Stats();
+  EXPECT_EQ(s.mapped_hugepages, 8u) << "no growth";
+  EXPECT_EQ(s.backed_free, 0u);
+  EXPECT_EQ(s.unbacked_free, 3u);
+  EXPECT_EQ(s.free_ranges, 1u);
+  EXPECT_EQ(s.misses, 2u);
+  // Free now: a..a+4 backed, a+5..a+7 unbacked, at the top of the address
+  // space. 10 hugepages: 2 more mapped right after (the minimum growth of 4)
+  // make the stretch long enough.
+  cache.Put(b, 5, true);
+  ASSERT_TRUE(cache.Get(10, &c, &backed));
+  EXPECT_EQ(c, a);
+  EXPECT_EQ(backed, 5u);
+  s = cache.Stats();
+  EXPECT_EQ(s.mapped_hugepages, 12u) << "grown by 4 at the top, not by 10 elsewhere";
+  EXPECT_EQ(s.unbacked_free, 2u);
+  EXPECT_EQ(s.backed_free, 0u);
+  // A backed range that holds a request is taken whole, as before.
+  cache.Put(c, 10, true);
+  HugePageId d;
+  ASSERT_TRUE(cache.Get(3, &d, &backed));
+  EXPECT_EQ(backed, 3u);
+  EXPECT_EQ(d, a);
+  cache.Put(d, 3, true);
+  EXPECT_EQ(cache.Stats().in_use, 0u);
+  EXPECT_EQ(space.released, 0u);
+}
+
+// Fresh hugepages handed out while backed ones stay free (too short for the
+// request) release as many of those: the highest first.
+TEST(HugeCacheTest, FreshHugepagesReleaseAsManyStrandedBackedOnes) {
+  FakeAddressSpace space;
+  g_now = 0;
+  HugeCache cache(&space, FakeClock, 4, kSec, true);
+  HugePageId a, c;
+  size_t backed;
+  ASSERT_TRUE(cache.Get(8, &a, &backed));
+  cache.Put(a, 2, true);      // a, a+1 backed
+  cache.Put(a + 3, 2, true);  // a+3, a+4 backed; a+2 and a+5.. stay in use
+  ASSERT_TRUE(cache.Get(3, &c, &backed));
+  EXPECT_EQ(backed, 0u);
+  EXPECT_EQ(c, a + 8) << "grown (the free stretch at the top is in use)";
+  EXPECT_EQ(space.released, 3 * kHugePageSize);
+  HugeCacheStats s = cache.Stats();
+  EXPECT_EQ(s.backed_free, 1u) << "a stays backed; a+1, a+3, a+4 released";
+  EXPECT_EQ(s.unbacked_free, 4u);
+  EXPECT_EQ(s.released_hugepages, 3u);
+  HugePageId d;
+  ASSERT_TRUE(cache.Get(1, &d, &backed));
+  EXPECT_EQ(d, a);
+  EXPECT_EQ(backed, 1u);
+}
+
 TEST(HugeCacheTest, DemandPolicyKeepsRecentPeakAndReleasesTheRest) {
   testing::FakePageSource source;
   g_now = 100 * kSec;
   HugeCache cache(&source, FakeClock, 64, kSec, true);
   std::vector<HugePageId> got;
-  bool backed;
+  size_t backed;
   for (int i = 0; i < 40; ++i) {
     HugePageId h;
     ASSERT_TRUE(cache.Get(1, &h, &backed));
