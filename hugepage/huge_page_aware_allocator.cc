@@ -84,7 +84,7 @@ Span* HugePageAwareAllocator::AllocSmall(Length n, bool sparse) {
   HugePageId h;
   size_t backed;
   HugeCache& cache = CacheFor(sparse);
-  if (!cache.Get(1, &h, &backed)) return nullptr;
+  if (!TakeHugepages(cache, 1, &h, &backed)) return nullptr;
   t = tracker_pool_.New();
   if (t == nullptr || !trackers_.Set(h, t)) {
     if (t != nullptr) tracker_pool_.Delete(t);
@@ -140,11 +140,29 @@ void HugePageAwareAllocator::MaybeCollapse(PageTracker* t) {
   t->MarkWhole();
 }
 
+bool HugePageAwareAllocator::TakeHugepages(HugeCache& cache, size_t count, HugePageId* h, size_t* backed) {
+  const size_t before = cache.backed_free();
+  if (!cache.Get(count, h, backed)) return false;
+  if (!options_.sparse_large || *backed == count) return true;
+  // The cache faulted in fresh hugepages and gave back as many of its own
+  // stranded backed ones as it had; the rest of the fresh ones are matched
+  // from the other cache's backed free hugepages. Without this the two kinds
+  // (dense and sparse) each hold their own backed reserve and RSS grows by
+  // the sum (realloc_builder: the dense cache kept 16 MiB backed and unused
+  // while the large cache faulted fresh ones).
+  const size_t released_own = before - cache.backed_free() - *backed;
+  const size_t fresh = count - *backed;
+  if (fresh <= released_own) return true;
+  HugeCache& other = &cache == &cache_ ? sparse_cache_ : cache_;
+  if (other.backed_free() > 0) other.ReleaseAtLeast(fresh - released_own);
+  return true;
+}
+
 Span* HugePageAwareAllocator::AllocWhole(Length n) {
   HugePageId h;
   size_t backed;
   size_t count = HugePagesFor(n);
-  if (!LargeCache().Get(count, &h, &backed)) return nullptr;
+  if (!TakeHugepages(LargeCache(), count, &h, &backed)) return nullptr;
   Span* s = MakeSpan(FirstPageOf(h), n, Span::kFromCache);
   if (s == nullptr) {
     LargeCache().Put(h, count, backed > 0);
@@ -161,7 +179,7 @@ Span* HugePageAwareAllocator::AllocDonating(Length n) {
   size_t count = (n + kPagesPerHugePage - 1) / kPagesPerHugePage;
   HugePageId h;
   size_t backed;
-  if (!LargeCache().Get(count, &h, &backed)) return nullptr;
+  if (!TakeHugepages(LargeCache(), count, &h, &backed)) return nullptr;
   HugePageId tail = h + count - 1;
   PageTracker* t = tracker_pool_.New();
   if (t == nullptr || !trackers_.Set(tail, t)) {
@@ -197,7 +215,7 @@ Span* HugePageAwareAllocator::AllocRegion(Length n) {
     HugePageId h;
     size_t backed;
     size_t hps = options_.region_hugepages;
-    if (!LargeCache().Get(hps, &h, &backed)) return nullptr;
+    if (!TakeHugepages(LargeCache(), hps, &h, &backed)) return nullptr;
     best = region_pool_.New();
     if (best == nullptr) {
       LargeCache().Put(h, hps, backed > 0);
@@ -272,7 +290,7 @@ Span* HugePageAwareAllocator::NewAligned(Length n, Length align_pages) {
   HugePageId h;
   size_t backed;
   HugeCache& cache = LargeCache();
-  if (!cache.Get(count, &h, &backed)) return nullptr;
+  if (!TakeHugepages(cache, count, &h, &backed)) return nullptr;
   HugePageId aligned = (h + align_hps - 1) & ~(align_hps - 1);
   // Head and tail go back as backed if any of the run was: an upper bound
   // (releasing an unbacked hugepage later costs nothing).

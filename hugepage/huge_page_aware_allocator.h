@@ -165,6 +165,9 @@ class HugePageAwareAllocator final : public PageAllocator {
   // Large allocations' memory (see "Dense and sparse memory").
   HugeCache& LargeCache() { return options_.sparse_large ? sparse_cache_ : cache_; }
   HugeCache& CacheFor(bool sparse) { return sparse ? LargeCache() : cache_; }
+  // cache.Get, and when it hands out fresh hugepages, releases as many backed
+  // free ones of the other cache as its own could not (RSS stays flat).
+  bool TakeHugepages(HugeCache& cache, size_t count, HugePageId* h, size_t* backed);
   void DeleteLocked(Span* span);
   void ReturnSpanPages(Span* span);
   void AddLargeSpan(Span* s);

@@ -61,8 +61,8 @@ class TransferCache {
     else lock_.Unlock();
   }
 
-  // The default capacity in objects for a class: about 512 KiB of objects,
-  // between 1 and 64 batches (so at most ~37 MiB over all classes).
+  // The default capacity in objects for a class: about 512 KiB of objects
+  // (128 KiB from 8 KiB objects up), between 1 and 64 batches.
   static int DefaultCapacity(size_t object_size, int batch);
 
  private:

@@ -557,6 +557,28 @@ TEST_F(HugePageAwareTest, PromoteDenseCollapsesDenseLargeAllocationsOnce) {
   EXPECT_EQ(hpaa_->Stats().in_use_bytes, 0u);
 }
 
+// The dense and the sparse caches share one RSS: fresh hugepages faulted in
+// for one are matched by releasing backed free ones held by the other.
+TEST_F(HugePageAwareTest, FreshHugepagesInOneCacheReleaseBackedOnesOfTheOther) {
+  Span* big = hpaa_->New(2 * kPagesPerHugePage);
+  ASSERT_NE(big, nullptr);
+  hpaa_->Delete(big);
+  ASSERT_EQ(hpaa_->HugeStats().sparse_cache.backed_free, 2u);
+  Span* small = hpaa_->New(3);  // the dense cache has nothing backed yet
+  ASSERT_NE(small, nullptr);
+  EXPECT_EQ(hpaa_->HugeStats().dense_cache.in_use, 1u);
+  EXPECT_EQ(hpaa_->HugeStats().sparse_cache.backed_free, 1u) << "one fresh dense hugepage, one sparse released";
+  hpaa_->Delete(small);  // its hugepage goes back to the dense cache, backed
+  ASSERT_EQ(hpaa_->HugeStats().dense_cache.backed_free, 1u);
+  // Two hugepages: the sparse cache's one backed and a fresh one, matched by
+  // the dense cache's backed one.
+  big = hpaa_->New(2 * kPagesPerHugePage);
+  ASSERT_NE(big, nullptr);
+  EXPECT_EQ(hpaa_->HugeStats().sparse_cache.backed_free, 0u);
+  EXPECT_EQ(hpaa_->HugeStats().dense_cache.backed_free, 0u) << "the dense cache gave back what the sparse one faulted";
+  hpaa_->Delete(big);
+}
+
 TEST_F(HugePageAwareTest, PromoteDenseBacksOffFromSparseAllocations) {
   Span* sparse = hpaa_->New(4 * kPagesPerHugePage);
   ASSERT_NE(sparse, nullptr);
