@@ -42,6 +42,7 @@ Span* CentralFreeList::Populate() {
 int CentralFreeList::RemoveRange(void** batch, int n) {
   int got = 0;
   lock_.Lock();
+  ++removes_;
   while (got < n) {
     while (highest_nonempty_ >= 0 && buckets_[highest_nonempty_].empty()) --highest_nonempty_;
     Span* span;
@@ -117,6 +118,10 @@ void CentralFreeList::InsertRange(void* const* batch, int n) {
       --live_objects_;
       if (span->allocated == 0) {
         if (!was_full) SpanList::Remove(span);
+        // Its released pages leave with it (the back-end counts them as
+        // backed, an upper bound; they fault in as zeros when reused).
+        released_sys_pages_ -= static_cast<size_t>(__builtin_popcountll(span->released_pages));
+        span->released_pages = 0;
         --num_spans_;
         ++spans_released_;
         empty[num_empty++] = span;
@@ -178,6 +183,28 @@ size_t CentralFreeList::ReleaseFreePages() {
     for (Span* s = buckets_[b].first(); s != buckets_[b].end(); s = s->next) released += ReleaseSpanFreePages(s);
   }
   return released;
+}
+
+size_t CentralFreeList::ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_bytes) {
+  if (objects_per_span_ == 0 || !SpanFits() || os::SystemPageSize() != kSysPage) return 0;
+  SpinLockHolder h(&lock_);
+  if (removes_ != removes_at_idle_check_) {
+    removes_at_idle_check_ = removes_;
+    idle_checks_ = 0;
+    return 0;
+  }
+  ++idle_checks_;
+  if (idle_calls < 1) idle_calls = 1;
+  if (idle_checks_ % idle_calls != 0 || num_spans_ == 0) return 0;
+  // Free bytes in spans, less what is already released.
+  const size_t free_bytes = (num_spans_ * objects_per_span_ - live_objects_) * object_size_;
+  const size_t released = released_sys_pages_ * kSysPage;
+  if (free_bytes < released + min_free_bytes) return 0;
+  size_t got = 0;
+  for (int b = 0; b < kBuckets; ++b) {
+    for (Span* s = buckets_[b].first(); s != buckets_[b].end(); s = s->next) got += ReleaseSpanFreePages(s);
+  }
+  return got;
 }
 
 size_t CentralFreeList::ReleaseSpanFreePages(Span* span) {

@@ -75,6 +75,12 @@ class CentralFreeList {
   // objects. A fragmented heap (one object in 16 live, scattered) then keeps
   // only the pages its live objects are on. Returns bytes released.
   size_t ReleaseFreePages();
+  // The background thread's form, called once a cycle: releases as
+  // ReleaseFreePages does once no object has been taken from this list for
+  // `idle_calls` calls in a row (the class is idle: nobody will fault those
+  // pages back soon), and again every `idle_calls` calls while it stays
+  // idle, if at least min_free_bytes not yet released sit free in its spans.
+  size_t ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_bytes);
   int sizeclass() const { return sizeclass_; }
   void LockForFork() { lock_.Lock(); }
   void UnlockAfterFork(bool child) {
@@ -109,6 +115,9 @@ class CentralFreeList {
   size_t spans_released_ = 0;
   size_t objects_rehomed_ = 0;
   size_t released_sys_pages_ = 0;  // system pages released inside live spans
+  size_t removes_ = 0;             // RemoveRange calls
+  size_t removes_at_idle_check_ = 0;
+  int idle_checks_ = 0;             // calls of ReleaseFreePagesIfIdle with no RemoveRange between
   uint8_t partition_ = 0;
   HomeFn home_ = nullptr;
   int node_ = 0;  // for probes, with partitions

@@ -184,6 +184,76 @@ TEST_F(MiddleEndTest, ReleaseFreePagesKeepsLiveObjectsAndHandsTheRestOutAgain) {
   EXPECT_GT(classes_with_free_pages, 0) << "no class was checked for released pages";
 }
 
+// A class whose spans have at least two 4 KiB pages (so one can be freed
+// while another keeps a live object) and at most 64 (what the release
+// inside spans handles); its objects from two whole spans, split into each
+// span's first object (kept) and the rest (freed).
+static int SplitTwoSpans(CentralFreeList* central, PageMap* pagemap, std::vector<void*>* keep, std::vector<void*>* freed) {
+  int cl = 1;
+  while (cl < kNumClasses && ((SizeMap::ClassPages(cl) << kPageShift) < 2 * 4096 ||
+                              (SizeMap::ClassPages(cl) << kPageShift) > 64 * 4096 || SizeMap::ClassSize(cl) > 1024))
+    ++cl;
+  if (cl >= kNumClasses) return 0;
+  CentralFreeList& c = central[cl];
+  std::vector<void*> objs(SizeMap::ObjectsPerSpan(cl) * 2);
+  for (size_t got = 0; got < objs.size();) {
+    int n = c.RemoveRange(&objs[got], static_cast<int>(std::min<size_t>(64, objs.size() - got)));
+    if (n <= 0) return 0;
+    got += static_cast<size_t>(n);
+  }
+  for (void* o : objs) {
+    Span* sp = pagemap->Get(PageIdOf(o));
+    size_t off = static_cast<size_t>(static_cast<char*>(o) - static_cast<char*>(sp->start()));
+    (off == 0 ? keep : freed)->push_back(o);
+  }
+  return cl;
+}
+
+// A span whose pages were released inside it and whose last live objects
+// are then freed leaves with its released pages: the count of pages
+// released inside live spans goes back to zero (it underflowed the stats
+// report's "central cache freelist" line before).
+TEST_F(MiddleEndTest, SpanEmptiedAfterAReleaseTakesItsReleasedPagesAlong) {
+  std::vector<void*> keep, freed;
+  const int cl = SplitTwoSpans(central_, pagemap_.get(), &keep, &freed);
+  ASSERT_GT(cl, 0) << "no class with multi-page spans";
+  CentralFreeList& c = central_[cl];
+  for (void* o : freed) c.InsertRange(&o, 1);
+  ASSERT_GT(c.ReleaseFreePages(), 0u) << "class " << cl << " size " << SizeMap::ClassSize(cl) << " pages " << SizeMap::ClassPages(cl) << " keep " << keep.size() << " freed " << freed.size() << " spans " << c.Stats().spans;
+  ASSERT_GT(c.Stats().released_bytes, 0u);
+  for (void* o : keep) c.InsertRange(&o, 1);
+  CentralStats st = c.Stats();
+  EXPECT_EQ(st.spans, 0u);
+  EXPECT_EQ(st.released_bytes, 0u);
+  EXPECT_EQ(st.free_bytes, 0u);
+}
+
+// The background thread's form: nothing until the class has seen no
+// RemoveRange for `idle_calls` calls, then what ReleaseFreePages would
+// release; any RemoveRange starts the count again.
+TEST_F(MiddleEndTest, ReleaseFreePagesIfIdleWaitsForAWholeIdleDelay) {
+  std::vector<void*> keep, freed;
+  const int cl = SplitTwoSpans(central_, pagemap_.get(), &keep, &freed);
+  ASSERT_GT(cl, 0) << "no class with multi-page spans";
+  CentralFreeList& c = central_[cl];
+  for (void* o : freed) c.InsertRange(&o, 1);
+  EXPECT_EQ(c.ReleaseFreePagesIfIdle(3, 0), 0u) << "RemoveRange ran since the last call";
+  EXPECT_EQ(c.ReleaseFreePagesIfIdle(3, 0), 0u) << "idle for 1 call of 3";
+  void* one;
+  ASSERT_EQ(c.RemoveRange(&one, 1), 1);
+  c.InsertRange(&one, 1);
+  EXPECT_EQ(c.ReleaseFreePagesIfIdle(3, 0), 0u) << "taken from again: the count starts over";
+  EXPECT_EQ(c.ReleaseFreePagesIfIdle(3, 0), 0u);
+  EXPECT_EQ(c.ReleaseFreePagesIfIdle(3, 0), 0u);
+  EXPECT_EQ(c.ReleaseFreePagesIfIdle(3, size_t{1} << 40), 0u) << "less free than the minimum";
+  size_t got = 0;
+  for (int i = 0; i < 3; ++i) got += c.ReleaseFreePagesIfIdle(3, 0);
+  EXPECT_GT(got, 0u) << "idle for 3 calls";
+  EXPECT_EQ(c.Stats().released_bytes, got);
+  for (void* o : keep) c.InsertRange(&o, 1);
+  EXPECT_EQ(c.Stats().released_bytes, 0u);
+}
+
 TEST_F(MiddleEndTest, TransferCacheHoldsUpToCapacityThenOverflowsToCentral) {
   const int cl = 3;
   TransferCache& t = transfer_[cl];
