@@ -1236,8 +1236,9 @@ plot {cols}
             f"`--scale {run['scale']:g}`{' (`--quick`)' if run['quick'] else ''}.")
         L.append(
             f"- {run['runs']} run(s) per workload and allocator; the allocators alternate run by run "
-            f"(round-robin: each repetition and workload starts with the next allocator), and the "
-            f"tables show the median of the runs.")
+            f"(a shuffled order for each repetition and workload, seeded: a fixed rotation kept each "
+            f"allocator behind the same predecessor, which on this VM biased the run that followed "
+            f"a large one), and the tables show the median of the runs.")
         L.append(
             "- Wall time from the runner's monotonic clock around the child; user+sys CPU time from "
             "`wait4()` on the child (the runner blocks in `wait4` while a workload runs: no "
