@@ -30,7 +30,7 @@ class MemoryLimiter final : public PageAllocator {
   // or more, on that allocating thread with no allocator lock held (it may
   // start a thread). Setting it again re-arms it.
   void SetGrowthHook(size_t bytes, void (*fn)()) {
-    hook_bytes_ = bytes;
+    hook_bytes_.store(bytes, std::memory_order_relaxed);
     hook_.store(fn, std::memory_order_release);
   }
   size_t in_use_bytes() const { return in_use_.load(std::memory_order_relaxed); }
@@ -69,7 +69,11 @@ class MemoryLimiter final : public PageAllocator {
   Span* Watch(Span* span) {
     if (span == nullptr) return nullptr;
     size_t now = in_use_.fetch_add(span->bytes(), std::memory_order_relaxed) + span->bytes();
-    if (JSMALLOC_UNLIKELY(hook_.load(std::memory_order_relaxed) != nullptr) && now >= hook_bytes_) {
+    // Acquire pairs with SetGrowthHook's release: the threshold read next is
+    // the one stored with this hook (ThreadSanitizer caught a relaxed load
+    // racing with the re-arm; a plain load on x86 either way).
+    if (JSMALLOC_UNLIKELY(hook_.load(std::memory_order_acquire) != nullptr) &&
+        now >= hook_bytes_.load(std::memory_order_relaxed)) {
       void (*fn)() = hook_.exchange(nullptr, std::memory_order_acq_rel);
       if (fn != nullptr) fn();
     }
@@ -117,7 +121,7 @@ class MemoryLimiter final : public PageAllocator {
   // theirs through Admit but may free them directly: an estimate).
   std::atomic<size_t> in_use_{0};
   std::atomic<void (*)()> hook_{nullptr};
-  size_t hook_bytes_ = 0;
+  std::atomic<size_t> hook_bytes_{0};
 };
 
 }  // namespace jsmalloc

@@ -187,22 +187,50 @@ size_t CentralFreeList::ReleaseFreePages() {
 
 size_t CentralFreeList::ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_bytes) {
   if (objects_per_span_ == 0 || !SpanFits() || os::SystemPageSize() != kSysPage) return 0;
-  SpinLockHolder h(&lock_);
-  if (removes_ != removes_at_idle_check_) {
-    removes_at_idle_check_ = removes_;
-    idle_checks_ = 0;
-    return 0;
-  }
-  ++idle_checks_;
   if (idle_calls < 1) idle_calls = 1;
-  if (idle_checks_ % idle_calls != 0 || num_spans_ == 0) return 0;
-  // Free bytes in spans, less what is already released.
-  const size_t free_bytes = (num_spans_ * objects_per_span_ - live_objects_) * object_size_;
-  const size_t released = released_sys_pages_ * kSysPage;
-  if (free_bytes < released + min_free_bytes) return 0;
+  size_t visits_left;
+  {
+    SpinLockHolder h(&lock_);
+    if (removes_ != removes_at_idle_check_) {
+      removes_at_idle_check_ = removes_;
+      idle_checks_ = 0;
+      return 0;
+    }
+    ++idle_checks_;
+    if (idle_checks_ % idle_calls != 0 || num_spans_ == 0) return 0;
+    // Free bytes in spans, less what is already released.
+    const size_t free_bytes = (num_spans_ * objects_per_span_ - live_objects_) * object_size_;
+    if (free_bytes < released_sys_pages_ * kSysPage + min_free_bytes) return 0;
+    visits_left = num_spans_;
+  }
+  // One lap over the spans, a few at a time: the class is idle for
+  // allocation, not necessarily for frees, and a free waits for at most one
+  // chunk (malloc_trim, which the program asks for, does it in one go). Each
+  // span visited moves from the back of its bucket to the front; the first
+  // one moved marks where the bucket's lap ends (compared, never read: it may
+  // have been freed since).
+  static constexpr int kChunkSpans = 16;
+  Span* lap_end[kBuckets] = {};
   size_t got = 0;
-  for (int b = 0; b < kBuckets; ++b) {
-    for (Span* s = buckets_[b].first(); s != buckets_[b].end(); s = s->next) got += ReleaseSpanFreePages(s);
+  bool more = true;
+  while (more && visits_left > 0) {
+    more = false;
+    SpinLockHolder h(&lock_);
+    if (removes_ != removes_at_idle_check_) break;  // allocation resumed
+    int budget = kChunkSpans;
+    for (int b = 0; b < kBuckets && budget > 0 && visits_left > 0; ++b) {
+      while (budget > 0 && visits_left > 0 && !buckets_[b].empty()) {
+        Span* s = buckets_[b].last();
+        if (s == lap_end[b]) break;
+        SpanList::Remove(s);
+        buckets_[b].PushFront(s);
+        if (lap_end[b] == nullptr) lap_end[b] = s;
+        got += ReleaseSpanFreePages(s);
+        --budget;
+        --visits_left;
+      }
+      if (budget == 0) more = true;
+    }
   }
   return got;
 }

@@ -80,6 +80,8 @@ class CentralFreeList {
   // `idle_calls` calls in a row (the class is idle: nobody will fault those
   // pages back soon), and again every `idle_calls` calls while it stays
   // idle, if at least min_free_bytes not yet released sit free in its spans.
+  // It holds the lock for 16 spans at a time, so frees of the class wait for
+  // one chunk, not the whole walk.
   size_t ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_bytes);
   int sizeclass() const { return sizeclass_; }
   void LockForFork() { lock_.Lock(); }

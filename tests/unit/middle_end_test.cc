@@ -186,16 +186,17 @@ TEST_F(MiddleEndTest, ReleaseFreePagesKeepsLiveObjectsAndHandsTheRestOutAgain) {
 
 // A class whose spans have at least two 4 KiB pages (so one can be freed
 // while another keeps a live object) and at most 64 (what the release
-// inside spans handles); its objects from two whole spans, split into each
-// span's first object (kept) and the rest (freed).
-static int SplitTwoSpans(CentralFreeList* central, PageMap* pagemap, std::vector<void*>* keep, std::vector<void*>* freed) {
+// inside spans handles); its objects from `spans` whole spans, split into
+// each span's first object (kept) and the rest (freed).
+static int SplitSpans(CentralFreeList* central, PageMap* pagemap, size_t spans, std::vector<void*>* keep,
+                      std::vector<void*>* freed) {
   int cl = 1;
   while (cl < kNumClasses && ((SizeMap::ClassPages(cl) << kPageShift) < 2 * 4096 ||
                               (SizeMap::ClassPages(cl) << kPageShift) > 64 * 4096 || SizeMap::ClassSize(cl) > 1024))
     ++cl;
   if (cl >= kNumClasses) return 0;
   CentralFreeList& c = central[cl];
-  std::vector<void*> objs(SizeMap::ObjectsPerSpan(cl) * 2);
+  std::vector<void*> objs(SizeMap::ObjectsPerSpan(cl) * spans);
   for (size_t got = 0; got < objs.size();) {
     int n = c.RemoveRange(&objs[got], static_cast<int>(std::min<size_t>(64, objs.size() - got)));
     if (n <= 0) return 0;
@@ -215,7 +216,7 @@ static int SplitTwoSpans(CentralFreeList* central, PageMap* pagemap, std::vector
 // report's "central cache freelist" line before).
 TEST_F(MiddleEndTest, SpanEmptiedAfterAReleaseTakesItsReleasedPagesAlong) {
   std::vector<void*> keep, freed;
-  const int cl = SplitTwoSpans(central_, pagemap_.get(), &keep, &freed);
+  const int cl = SplitSpans(central_, pagemap_.get(), 2, &keep, &freed);
   ASSERT_GT(cl, 0) << "no class with multi-page spans";
   CentralFreeList& c = central_[cl];
   for (void* o : freed) c.InsertRange(&o, 1);
@@ -233,7 +234,8 @@ TEST_F(MiddleEndTest, SpanEmptiedAfterAReleaseTakesItsReleasedPagesAlong) {
 // release; any RemoveRange starts the count again.
 TEST_F(MiddleEndTest, ReleaseFreePagesIfIdleWaitsForAWholeIdleDelay) {
   std::vector<void*> keep, freed;
-  const int cl = SplitTwoSpans(central_, pagemap_.get(), &keep, &freed);
+  // More spans than one chunk of the walk (16), so the lap takes several.
+  const int cl = SplitSpans(central_, pagemap_.get(), 40, &keep, &freed);
   ASSERT_GT(cl, 0) << "no class with multi-page spans";
   CentralFreeList& c = central_[cl];
   for (void* o : freed) c.InsertRange(&o, 1);
@@ -250,6 +252,8 @@ TEST_F(MiddleEndTest, ReleaseFreePagesIfIdleWaitsForAWholeIdleDelay) {
   for (int i = 0; i < 3; ++i) got += c.ReleaseFreePagesIfIdle(3, 0);
   EXPECT_GT(got, 0u) << "idle for 3 calls";
   EXPECT_EQ(c.Stats().released_bytes, got);
+  // One lap reached every span: a full trim finds nothing more to release.
+  EXPECT_EQ(c.ReleaseFreePages(), 0u) << "the idle release skipped spans";
   for (void* o : keep) c.InsertRange(&o, 1);
   EXPECT_EQ(c.Stats().released_bytes, 0u);
 }
