@@ -177,18 +177,18 @@ bool CentralFreeList::SpanFits() const { return (pages_per_span_ << kPageShift) 
 
 size_t CentralFreeList::ReleaseFreePages() {
   if (objects_per_span_ == 0 || !SpanFits() || os::SystemPageSize() != kSysPage) return 0;
-  size_t released = 0;
-  SpinLockHolder h(&lock_);
-  for (int b = 0; b < kBuckets; ++b) {
-    for (Span* s = buckets_[b].first(); s != buckets_[b].end(); s = s->next) released += ReleaseSpanFreePages(s);
+  size_t spans;
+  {
+    SpinLockHolder h(&lock_);
+    spans = num_spans_;
   }
-  return released;
+  return ReleaseLap(spans, false, 0);
 }
 
 size_t CentralFreeList::ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_bytes) {
   if (objects_per_span_ == 0 || !SpanFits() || os::SystemPageSize() != kSysPage) return 0;
   if (idle_calls < 1) idle_calls = 1;
-  size_t visits_left;
+  size_t visits_left, removes;
   {
     SpinLockHolder h(&lock_);
     if (removes_ != removes_at_idle_check_) {
@@ -202,13 +202,18 @@ size_t CentralFreeList::ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_b
     const size_t free_bytes = (num_spans_ * objects_per_span_ - live_objects_) * object_size_;
     if (free_bytes < released_sys_pages_ * kSysPage + min_free_bytes) return 0;
     visits_left = num_spans_;
+    removes = removes_;
   }
-  // One lap over the spans, a few at a time: the class is idle for
-  // allocation, not necessarily for frees, and a free waits for at most one
-  // chunk (malloc_trim, which the program asks for, does it in one go). Each
-  // span visited moves from the back of its bucket to the front; the first
-  // one moved marks where the bucket's lap ends (compared, never read: it may
-  // have been freed since).
+  // The class is idle for allocation, not necessarily for frees: stop if
+  // it allocates again.
+  return ReleaseLap(visits_left, true, removes);
+}
+
+// One lap over the spans, a few at a time, so a free of this class waits for
+// at most one chunk. Each span visited moves from the back of its bucket to
+// the front; the first one moved marks where the bucket's lap ends (compared,
+// never read: it may have been freed since).
+size_t CentralFreeList::ReleaseLap(size_t visits_left, bool stop_if_allocating, size_t removes_at_start) {
   static constexpr int kChunkSpans = 16;
   Span* lap_end[kBuckets] = {};
   size_t got = 0;
@@ -216,7 +221,7 @@ size_t CentralFreeList::ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_b
   while (more && visits_left > 0) {
     more = false;
     SpinLockHolder h(&lock_);
-    if (removes_ != removes_at_idle_check_) break;  // allocation resumed
+    if (stop_if_allocating && removes_ != removes_at_start) break;
     int budget = kChunkSpans;
     for (int b = 0; b < kBuckets && budget > 0 && visits_left > 0; ++b) {
       while (budget > 0 && visits_left > 0 && !buckets_[b].empty()) {

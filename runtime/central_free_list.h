@@ -80,8 +80,8 @@ class CentralFreeList {
   // `idle_calls` calls in a row (the class is idle: nobody will fault those
   // pages back soon), and again every `idle_calls` calls while it stays
   // idle, if at least min_free_bytes not yet released sit free in its spans.
-  // It holds the lock for 16 spans at a time, so frees of the class wait for
-  // one chunk, not the whole walk.
+  // Both forms hold the lock for 16 spans at a time, so frees of the class
+  // wait for one chunk, not the whole walk.
   size_t ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_bytes);
   int sizeclass() const { return sizeclass_; }
   void LockForFork() { lock_.Lock(); }
@@ -99,6 +99,10 @@ class CentralFreeList {
   void FileSpan(Span* span);  // puts a non-full span in its bucket
   Span* Populate();
   size_t ReleaseSpanFreePages(Span* span);
+  // Visits up to visits_left spans, 16 under each hold of the lock, releasing
+  // their free pages; with stop_if_allocating, stops once RemoveRange has run
+  // since removes_ was removes_at_start.
+  size_t ReleaseLap(size_t visits_left, bool stop_if_allocating, size_t removes_at_start);
   void RefillFromReleased(Span* span);
 
   SpinLock lock_;
