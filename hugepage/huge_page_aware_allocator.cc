@@ -13,7 +13,12 @@ HugePageAwareAllocator::HugePageAwareAllocator(PageMap* pagemap, PageSource* sou
       source_(source),
       options_(options),
       filler_(source, options.guard_khugepaged),
-      sparse_filler_(source, options.guard_khugepaged),
+      // No khugepaged guard for large allocations: their address space is
+      // never advised MADV_HUGEPAGE (THP "madvise") or is advised
+      // MADV_NOHUGEPAGE (THP "always"), so khugepaged leaves it alone, and
+      // the guard's "allow THP again once whole" would advise MADV_HUGEPAGE
+      // memory meant for base pages.
+      sparse_filler_(source, false),
       cache_(source, options.clock, options.cache_grow_hugepages, options.demand_epoch_ns, /*dense=*/true,
              options.cache_window_epochs),
       sparse_cache_(source, options.clock, options.cache_grow_hugepages, options.demand_epoch_ns,
@@ -93,6 +98,7 @@ Span* HugePageAwareAllocator::AllocSmall(Length n, bool sparse) {
   }
   t->Init(h, false);
   t->set_sparse(sparse);
+  t->promote_check_at = promote_cycle_ + 2;  // PromoteDense: after a whole cycle
   if (!sparse) NoteSmallHeapHugepage(h);
   ProbeTaken(h, 1, backed);
   page = filler.AllocFromNew(t, n);
@@ -355,7 +361,14 @@ void HugePageAwareAllocator::ReturnTracker(PageTracker* t) {
 void HugePageAwareAllocator::FreeSmall(PageId p, Length n) {
   PageTracker* t = trackers_.Get(HugePageOf(p));
   if (t == nullptr) os::FatalError("hugepage filler lost track of page", PageStart(p));
-  if (FillerOf(t).Free(t, p, n)) ReturnTracker(t);
+  if (FillerOf(t).Free(t, p, n)) {
+    // PromoteDense is collapsing it outside the lock: it goes back when done.
+    if (t->promote() == PageTracker::kCollapsing) {
+      t->return_pending = true;
+      return;
+    }
+    ReturnTracker(t);
+  }
 }
 
 void HugePageAwareAllocator::Delete(Span* span) {
@@ -531,10 +544,89 @@ size_t HugePageAwareAllocator::PromoteDense(size_t max_hugepages) {
     }
     promote_in_flight_.store(false, std::memory_order_release);
   }
+  if (checked < max_hugepages && collapsed + failed < kMaxCollapses) {
+    PromoteDenseFiller(max_hugepages, kMaxCollapses, &checked, &collapsed, &failed);
+  }
   SpinLockHolder hold(&lock_);
   promoted_hugepages_ += collapsed;
   promote_failures_ += failed;
   return collapsed;
+}
+
+// Hugepages of the large-allocation filler (allocations under a hugepage,
+// donated tails): one whose 2 MiB are all resident costs no more as a
+// transparent hugepage, so it is collapsed as a dense large span's are.
+// Up to kBatch of them are held (kCollapsing) while they are looked at
+// outside the lock; one that empties meanwhile goes back to the cache after.
+void HugePageAwareAllocator::PromoteDenseFiller(size_t max_checks, size_t max_collapses, size_t* checked,
+                                                size_t* collapsed, size_t* failed) {
+  static constexpr int kBatch = 16;
+  PageTracker* batch[kBatch];
+  int k = 0;
+  {
+    SpinLockHolder hold(&lock_);
+    const size_t room = max_checks - *checked;
+    sparse_filler_.ForEachTracker([&](PageTracker* t) {
+      if (k >= kBatch || static_cast<size_t>(k) >= room) return;
+      // Collapsed already, or holding released pages (not all resident).
+      if (t->promote() != PageTracker::kUnchecked || t->released() != 0) return;
+      if (static_cast<int32_t>(t->promote_check_at - promote_cycle_) > 0) return;
+      t->set_promote(PageTracker::kCollapsing);
+      batch[k++] = t;
+    });
+    if (k == 0) return;
+    promote_in_flight_.store(true, std::memory_order_relaxed);
+  }
+  enum Outcome : uint8_t { kSparse, kDense, kRefused, kNotLooked };
+  Outcome outcome[kBatch];
+  for (int i = 0; i < k; ++i) {
+    if (*collapsed + *failed >= max_collapses) {
+      outcome[i] = kNotLooked;
+      continue;
+    }
+    char* hp = static_cast<char*>(HugePageStart(batch[i]->hugepage()));
+    ++*checked;
+    if (source_->ResidentBytes(hp, kHugePageSize) != kHugePageSize) {
+      outcome[i] = kSparse;
+      continue;
+    }
+    if (options_.sparse_nohugepage) source_->AllowHugePages(hp, kHugePageSize, true);
+    const bool ok = source_->Collapse(hp, kHugePageSize);
+    // Under THP "always" the range is advised MADV_NOHUGEPAGE again at once:
+    // the collapsed hugepage stays, and after a later subrelease khugepaged
+    // does not refill the released pages.
+    if (options_.sparse_nohugepage) source_->AllowHugePages(hp, kHugePageSize, false);
+    if (ok) {
+      ++*collapsed;
+      JSMALLOC_PROBE(hugepage_collapsed, ProbeAddr(hp), 1, ProbeNumaNode());
+    } else {
+      ++*failed;
+    }
+    outcome[i] = ok ? kDense : kRefused;
+  }
+  SpinLockHolder hold(&lock_);
+  FlushReleasesOnExit flush(source_);
+  for (int i = 0; i < k; ++i) {
+    PageTracker* t = batch[i];
+    if (outcome[i] == kDense) {
+      t->set_promote(PageTracker::kDense);
+    } else {
+      t->set_promote(PageTracker::kUnchecked);
+      if (outcome[i] == kNotLooked) {
+        t->promote_check_at = promote_cycle_ + 1;
+      } else {
+        // As for large spans: a back-off that doubles up to 64 cycles.
+        t->promote_backoff = t->promote_backoff >= 32 ? 64 : (t->promote_backoff == 0 ? 1 : t->promote_backoff * 2);
+        t->promote_check_at = promote_cycle_ + t->promote_backoff;
+        if (outcome[i] == kSparse) ++sparse_checks_;
+      }
+    }
+    if (t->return_pending) {
+      t->return_pending = false;
+      ReturnTracker(t);
+    }
+  }
+  promote_in_flight_.store(false, std::memory_order_release);
 }
 
 void HugePageAwareAllocator::WaitForDeferredFrees() {

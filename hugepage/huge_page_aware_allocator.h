@@ -20,7 +20,8 @@
 // whole hugepages) come from a second cache, mapped for base pages, and are
 // made hugepages only once they are seen to be dense: PromoteDense, run by
 // the background thread, collapses (MADV_COLLAPSE) every hugepage of a live
-// large allocation whose base pages are all resident.
+// large allocation, and every hugepage of the large-allocation filler, whose
+// base pages are all resident.
 #ifndef JSMALLOC_HUGEPAGE_HUGE_PAGE_AWARE_ALLOCATOR_H_
 #define JSMALLOC_HUGEPAGE_HUGE_PAGE_AWARE_ALLOCATOR_H_
 
@@ -132,8 +133,9 @@ class HugePageAwareAllocator final : public PageAllocator {
   // Subreleases up to `bytes` of free pages inside partly used hugepages.
   size_t SubRelease(size_t bytes);
   // Collapses into transparent hugepages the hugepages of live large
-  // allocations whose base pages are all resident (at most max_hugepages in
-  // one call; a large allocation found sparse is looked at again later, less
+  // allocations whose base pages are all resident, then the hugepages of the
+  // large-allocation filler that are all resident (at most max_hugepages
+  // checks in one call; memory found sparse is looked at again later, less
   // and less often). Called by the background thread once per cycle; the
   // collapses run outside the back-end's lock. Returns hugepages collapsed.
   size_t PromoteDense(size_t max_hugepages);
@@ -171,6 +173,8 @@ class HugePageAwareAllocator final : public PageAllocator {
   void DeleteLocked(Span* span);
   void ReturnSpanPages(Span* span);
   void AddLargeSpan(Span* s);
+  void PromoteDenseFiller(size_t max_checks, size_t max_collapses, size_t* checked, size_t* collapsed,
+                          size_t* failed);
   size_t FillerUsedPages() const { return filler_.used_pages() + sparse_filler_.used_pages(); }
   FillerStats FillerStatsLocked() const;
   HugeCacheStats CacheStatsLocked() const;  // both caches

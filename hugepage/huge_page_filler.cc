@@ -118,7 +118,11 @@ Length HugePageFiller::SubReleaseFrom(Length desired, bool idle_only) {
         PageTracker* batch[64];
         int k = 0;
         list.ForEach([&](PageTracker* t) {
-          if (k < 64 && t->free() > t->released() && (!idle_only || t->idle_hint() > 0)) batch[k++] = t;
+          // A hugepage being collapsed keeps its pages until the collapse
+          // ends (a page released meanwhile would be refilled with zeros).
+          if (k < 64 && t->free() > t->released() && (!idle_only || t->idle_hint() > 0) &&
+              t->promote() != PageTracker::kCollapsing)
+            batch[k++] = t;
         });
         for (int i = 0; i < k && done < desired; ++i) {
           PageTracker* t = batch[i];

@@ -22,6 +22,10 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
     ever_released_ = false;
     no_thp_ = false;
     sparse_ = false;
+    promote_ = kUnchecked;
+    promote_check_at = 0;
+    promote_backoff = 0;
+    return_pending = false;
   }
 
   HugePageId hugepage() const { return hp_; }
@@ -40,6 +44,14 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
   // Held by the back-end's filler for large allocations, not small spans.
   bool sparse() const { return sparse_; }
   void set_sparse(bool v) { sparse_ = v; }
+  // PromoteDense's state for a hugepage of large allocations: collapsed into
+  // a transparent hugepage because all of it was resident (kDense, until a
+  // subrelease splits it), being collapsed outside the back-end's lock
+  // (kCollapsing: not subreleased, and not handed back to the cache if it
+  // empties meanwhile), or neither.
+  enum Promote : uint8_t { kUnchecked, kCollapsing, kDense };
+  Promote promote() const { return promote_; }
+  void set_promote(Promote p) { promote_ = p; }
   bool empty() const { return used_count_ == 0; }
   bool full() const { return used_count_ == kPagesPerHugePage; }
 
@@ -81,7 +93,7 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
       if (f(a, n)) total += MarkReleased(a, n);
     });
     released_count_ += total;
-    if (total > 0) ever_released_ = true;
+    if (total > 0) Broke();
     return total;
   }
 
@@ -104,7 +116,7 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
       i = b;
     }
     released_count_ += total;
-    if (total > 0) ever_released_ = true;
+    if (total > 0) Broke();
     return total;
   }
   // Starts a new age: every free, backed page is idle from now on.
@@ -121,6 +133,12 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
   uint16_t list_chunk = 0;
   uint16_t list_longest = 0;
   bool on_list = false;
+  // PromoteDense bookkeeping (the back-end's, under its lock): the cycle from
+  // which to look at this hugepage again, the back-off after a sparse check,
+  // and whether it emptied while being collapsed.
+  uint32_t promote_check_at = 0;
+  uint8_t promote_backoff = 0;
+  bool return_pending = false;
 
  private:
   // f(index, length) for each run of pages that are free and not released.
@@ -136,6 +154,11 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
         i = b;
       }
     });
+  }
+  // Pages went back to the OS: the kernel split the transparent hugepage.
+  void Broke() {
+    ever_released_ = true;
+    if (promote_ == kDense) promote_ = kUnchecked;
   }
   Length MarkReleased(size_t a, size_t n) {
     released_.SetRange(a, n);
@@ -155,6 +178,7 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
   bool ever_released_ = false;
   bool no_thp_ = false;
   bool sparse_ = false;
+  Promote promote_ = kUnchecked;
 };
 
 }  // namespace jsmalloc

@@ -168,6 +168,7 @@ CentralStats CentralFreeList::Stats() {
   s.spans_released = spans_released_;
   s.objects_rehomed = objects_rehomed_;
   s.released_bytes = released_sys_pages_ * kSysPage;
+  s.idle_laps = idle_laps_;
   return s;
 }
 
@@ -188,25 +189,31 @@ size_t CentralFreeList::ReleaseFreePages() {
 size_t CentralFreeList::ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_bytes) {
   if (objects_per_span_ == 0 || !SpanFits() || os::SystemPageSize() != kSysPage) return 0;
   if (idle_calls < 1) idle_calls = 1;
-  size_t visits_left, removes;
+  size_t visits_left, removes, free_bytes;
   {
     SpinLockHolder h(&lock_);
     if (removes_ != removes_at_idle_check_) {
       removes_at_idle_check_ = removes_;
       idle_checks_ = 0;
+      futile_lap_free_bytes_ = ~size_t{0};
       return 0;
     }
     ++idle_checks_;
     if (idle_checks_ % idle_calls != 0 || num_spans_ == 0) return 0;
     // Free bytes in spans, less what is already released.
-    const size_t free_bytes = (num_spans_ * objects_per_span_ - live_objects_) * object_size_;
+    free_bytes = (num_spans_ * objects_per_span_ - live_objects_) * object_size_;
     if (free_bytes < released_sys_pages_ * kSysPage + min_free_bytes) return 0;
+    if (free_bytes == futile_lap_free_bytes_) return 0;  // nothing freed since a walk found nothing
     visits_left = num_spans_;
     removes = removes_;
+    ++idle_laps_;
   }
   // The class is idle for allocation, not necessarily for frees: stop if
   // it allocates again.
-  return ReleaseLap(visits_left, true, removes);
+  const size_t got = ReleaseLap(visits_left, true, removes);
+  SpinLockHolder h(&lock_);
+  futile_lap_free_bytes_ = got == 0 && removes_ == removes ? free_bytes : ~size_t{0};
+  return got;
 }
 
 // One lap over the spans, a few at a time, so a free of this class waits for

@@ -21,6 +21,7 @@ struct CentralStats {
   size_t spans_released = 0;  // cumulative
   size_t objects_rehomed = 0;  // objects of another partition passed home
   size_t released_bytes = 0;   // of free_bytes: system pages released by ReleaseFreePages
+  size_t idle_laps = 0;        // walks ReleaseFreePagesIfIdle made (cumulative)
 
   // Sums (a class over NUMA partitions).
   CentralStats& operator+=(const CentralStats& o) {
@@ -32,6 +33,7 @@ struct CentralStats {
     spans_created += o.spans_created;
     spans_released += o.spans_released;
     objects_rehomed += o.objects_rehomed;
+    idle_laps += o.idle_laps;
     return *this;
   }
 };
@@ -79,8 +81,10 @@ class CentralFreeList {
   // ReleaseFreePages does once no object has been taken from this list for
   // `idle_calls` calls in a row (the class is idle: nobody will fault those
   // pages back soon), and again every `idle_calls` calls while it stays
-  // idle, if at least min_free_bytes not yet released sit free in its spans.
-  // Both forms hold the lock for 16 spans at a time, so frees of the class
+  // idle, if at least min_free_bytes not yet released sit free in its spans
+  // and something was freed since a walk that released nothing (free space
+  // scattered over pages that live objects keep is walked once, not every
+  // delay). Both forms hold the lock for 16 spans at a time, so frees of the class
   // wait for one chunk, not the whole walk.
   size_t ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_bytes);
   int sizeclass() const { return sizeclass_; }
@@ -124,6 +128,10 @@ class CentralFreeList {
   size_t removes_ = 0;             // RemoveRange calls
   size_t removes_at_idle_check_ = 0;
   int idle_checks_ = 0;             // calls of ReleaseFreePagesIfIdle with no RemoveRange between
+  size_t idle_laps_ = 0;
+  // Free bytes when an idle walk released nothing (~0: none did since the
+  // class last allocated): the next walk waits until more is free.
+  size_t futile_lap_free_bytes_ = ~size_t{0};
   uint8_t partition_ = 0;
   HomeFn home_ = nullptr;
   int node_ = 0;  // for probes, with partitions

@@ -167,6 +167,40 @@ int ChildDenseBuffer() {
   return 0;
 }
 
+// 64 buffers of 512 KiB written in full: under a hugepage each, four share
+// a hugepage of the large-allocation filler; the background thread collapses
+// those hugepages once all of them is resident, at no cost in RSS.
+int ChildDenseBuffersUnderAHugepage() {
+  constexpr int kN = 64;
+  constexpr size_t kSize = size_t{512} << 10;
+  std::vector<char*> bufs;
+  for (int i = 0; i < kN; ++i) {
+    char* p = static_cast<char*>(malloc(kSize));
+    CHILD_CHECK(p != nullptr, "malloc");
+    memset(p, i + 1, kSize);
+    bufs.push_back(p);
+  }
+  CHILD_CHECK(AnonHugeBytesAt(bufs[0]) < size_t{8} << 20, "on hugepages before being seen dense");
+  const size_t rss0 = RssBytes();
+  size_t promoted = 0;
+  for (int i = 0; i < 120 && promoted < 14; ++i) {
+    usleep(250 * 1000);
+    promoted = Prop("jsmalloc.hugepage.promoted");
+  }
+  const size_t huge = AnonHugeBytesAt(bufs[0]);
+  const size_t rss1 = RssBytes();
+  printf("%zu hugepages collapsed; %zu MiB of the buffers' mapping on THP; RSS %.1f -> %.1f MiB\n", promoted,
+         huge >> 20, rss0 / 1048576.0, rss1 / 1048576.0);
+  CHILD_CHECK(promoted >= 14, "%zu of 16 hugepages collapsed", promoted);
+  CHILD_CHECK(huge >= size_t{28} << 20, "%zu bytes on THP", huge);
+  CHILD_CHECK(rss1 < rss0 + (size_t{4} << 20), "RSS grew from %zu to %zu", rss0, rss1);
+  for (int i = 0; i < kN; ++i) {
+    for (size_t j = 0; j < kSize; j += 4096) CHILD_CHECK(bufs[i][j] == static_cast<char>(i + 1), "contents");
+    free(bufs[i]);
+  }
+  return 0;
+}
+
 // A burst of ~300 MiB, 90% freed, then idle: the background thread gives
 // the free memory back after the release delay (2 s here).
 int ChildIdleAfterBurst() {
@@ -369,6 +403,11 @@ TEST(MemoryPolicy, DenseLargeBufferBecomesTransparentHugepages) {
   EXPECT_EQ(RunChild("dense", {}), 0);
 }
 
+TEST(MemoryPolicy, DenseBuffersUnderAHugepageBecomeTransparentHugepages) {
+  if (ThpMode() == "never") GTEST_SKIP() << "THP is 'never' on this kernel: JSMalloc collapses nothing then";
+  EXPECT_EQ(RunChild("dense_under", {"JSMALLOC_BACKGROUND=1"}), 0);
+}
+
 TEST(MemoryPolicy, IdleHeapGivesFreeMemoryBackWithoutBeingAsked) {
   EXPECT_EQ(RunChild("idle", {"JSMALLOC_RELEASE_DELAY=2"}), 0);
 }
@@ -401,6 +440,7 @@ int main(int argc, char** argv) {
     std::string c = argv[2];
     if (c == "sparse") return ChildSparseBuffers();
     if (c == "dense") return ChildDenseBuffer();
+    if (c == "dense_under") return ChildDenseBuffersUnderAHugepage();
     if (c == "idle") return ChildIdleAfterBurst();
     if (c == "autostart") return ChildAutoStart();
     if (c == "fragmented") return ChildFragmentedTrim();

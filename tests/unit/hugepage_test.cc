@@ -689,6 +689,132 @@ TEST_F(HugePageAwareTest, PartlyPromotedSpanGivesBackItsAdviceWhenFreed) {
   hpaa_->Delete(t);
 }
 
+// Large allocations under a hugepage share hugepages in their own filler:
+// kFit of kLarge pages each fit in one; kParts of kPart pages fill one
+// exactly, where the build's page size allows it (0 otherwise).
+constexpr Length kLarge = HugePageAwareAllocator::kMaxObjectSpanPages + 1;
+constexpr int kFit = static_cast<int>(kPagesPerHugePage / kLarge);
+constexpr int kParts = kPagesPerHugePage % 4 == 0 && kPagesPerHugePage / 4 >= kLarge   ? 4
+                       : kPagesPerHugePage % 2 == 0 && kPagesPerHugePage / 2 >= kLarge ? 2
+                                                                                       : 0;
+constexpr Length kPart = kParts > 0 ? kPagesPerHugePage / kParts : 0;
+
+// A hugepage of the large-allocation filler whose 2 MiB are all resident is
+// collapsed, once; after a subrelease split it, again once it is whole.
+TEST_F(HugePageAwareTest, PromoteDenseCollapsesResidentHugepagesOfTheLargeAllocationFiller) {
+  if (kParts == 0) GTEST_SKIP() << "large allocations cannot fill a hugepage exactly with this page size";
+  std::vector<Span*> spans;
+  for (int i = 0; i < kParts; ++i) spans.push_back(hpaa_->New(kPart));
+  Span* small = hpaa_->New(1);  // a span of small objects: its hugepage is not looked at
+  ASSERT_TRUE(small && spans.back());
+  ASSERT_EQ(hpaa_->HugeStats().sparse_filler.hugepages, 1u);
+  ASSERT_EQ(HugePageOf(spans[0]->first_page), HugePageOf(spans.back()->first_page));
+  char* hp = static_cast<char*>(HugePageStart(HugePageOf(spans[0]->first_page)));
+  source_.resident_all = true;
+  source_.logging = true;
+  EXPECT_EQ(hpaa_->PromoteDense(1024), 0u) << "not before a whole cycle has passed";
+  EXPECT_EQ(hpaa_->PromoteDense(1024), 1u);
+  for (int i = 0; i < 10; ++i) hpaa_->PromoteDense(1024);
+  EXPECT_EQ(source_.collapse_calls.load(), 1u) << "collapsed once";
+  ASSERT_EQ(source_.events.size(), 1u);
+  EXPECT_EQ(source_.events[0].what, 'C');
+  EXPECT_EQ(source_.events[0].ptr, hp);
+  // A subrelease splits it; not collapsed while pages of it are released.
+  void* freed_at = spans.back()->start();
+  hpaa_->Delete(spans.back());
+  EXPECT_GE(hpaa_->SubRelease(~size_t{0}), kPart << kPageShift);
+  for (int i = 0; i < 70; ++i) hpaa_->PromoteDense(1024);
+  EXPECT_EQ(source_.collapse_calls.load(), 1u);
+  // The released pages are in use again: whole, resident, collapsed again.
+  spans.back() = hpaa_->New(kPart);
+  ASSERT_EQ(spans.back()->start(), freed_at);
+  EXPECT_EQ(hpaa_->HugeStats().sparse_filler.released_pages, 0u);
+  for (int i = 0; i < 70; ++i) hpaa_->PromoteDense(1024);
+  EXPECT_EQ(source_.collapse_calls.load(), 2u);
+  EXPECT_EQ(hpaa_->HugeStats().promoted_hugepages, 2u);
+  source_.logging = false;
+  for (Span* s : spans) hpaa_->Delete(s);
+  hpaa_->Delete(small);
+  EXPECT_EQ(hpaa_->Stats().in_use_bytes, 0u);
+}
+
+// One found sparse is looked at less and less often; one that empties while
+// it is collapsed outside the lock keeps its pages (no subrelease) and goes
+// back to the cache when the collapse ends.
+TEST_F(HugePageAwareTest, FillerHugepageEmptiedDuringItsCollapseGoesBackAfter) {
+  if (kFit == 0) GTEST_SKIP() << "no large allocation fits in a hugepage in this build";
+  std::vector<Span*> spans;
+  for (int i = 0; i < kFit; ++i) spans.push_back(hpaa_->New(kLarge));
+  ASSERT_NE(spans.back(), nullptr);
+  void* start = spans[0]->start();
+  source_.resident_none = true;
+  for (int i = 0; i < 200; ++i) hpaa_->PromoteDense(1024);
+  const size_t checks = hpaa_->HugeStats().sparse_checks;
+  EXPECT_GE(checks, 5u);
+  EXPECT_LE(checks, 12u) << "back-off 1, 2, 4, ..., 64 cycles";
+  EXPECT_EQ(source_.collapse_calls.load(), 0u);
+  source_.resident_none = false;
+  source_.resident_all = true;
+  size_t released_meanwhile = ~size_t{0};
+  int calls = 0;
+  source_.on_collapse = [&](void*) {
+    if (calls++ != 0) return;
+    // Frees by other threads, and a malloc_trim, while the collapse runs.
+    hpaa_->Delete(spans[0]);
+    released_meanwhile = hpaa_->SubRelease(~size_t{0});
+    for (int i = 1; i < kFit; ++i) hpaa_->Delete(spans[i]);
+    EXPECT_EQ(hpaa_->Stats().in_use_bytes, 0u) << "freed at once for the program";
+    EXPECT_EQ(hpaa_->HugeStats().sparse_cache.in_use, 1u) << "its hugepage not back in the cache yet";
+  };
+  for (int i = 0; i < 65 && calls == 0; ++i) hpaa_->PromoteDense(1024);
+  source_.on_collapse = nullptr;
+  ASSERT_EQ(calls, 1);
+  EXPECT_EQ(released_meanwhile, 0u) << "nothing of it released during the collapse";
+  HugePageStats h = hpaa_->HugeStats();
+  EXPECT_EQ(h.sparse_cache.in_use, 0u);
+  EXPECT_EQ(h.sparse_cache.backed_free, 1u) << "back, backed, once the collapse ended";
+  EXPECT_EQ(h.sparse_filler.hugepages, 0u);
+  BackendStats b = hpaa_->Stats();
+  EXPECT_EQ(b.free_bytes + b.unmapped_bytes, b.system_bytes) << "every byte accounted";
+  Span* again = hpaa_->New(kLarge);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->start(), start) << "reused as any other";
+  hpaa_->Delete(again);
+}
+
+// The khugepaged guard is for the hugepages of small objects: the large
+// allocations' address space is never advised MADV_HUGEPAGE, not even after
+// a subrelease (the guard would advise it when the hugepage is whole again).
+TEST_F(HugePageAwareTest, LargeAllocationFillerIsNeverAdvisedForHugepages) {
+  if (kFit == 0) GTEST_SKIP() << "no large allocation fits in a hugepage in this build";
+  Make([](HugePageAwareOptions* o) {
+    o->guard_khugepaged = true;
+    o->promote_dense = false;
+  });
+  std::vector<Span*> spans;
+  for (int i = 0; i < kFit; ++i) spans.push_back(hpaa_->New(kLarge));
+  ASSERT_NE(spans.back(), nullptr);
+  // Free pages (one allocation's, and what no allocation fits in) released.
+  hpaa_->Delete(spans.back());
+  EXPECT_GT(hpaa_->SubRelease(~size_t{0}), 0u);
+  spans.back() = hpaa_->New(kLarge);  // in use again
+  for (Span* s : spans) hpaa_->Delete(s);
+  EXPECT_EQ(source_.allow_calls.load(), 0u);
+  EXPECT_EQ(source_.disallow_calls.load(), 0u);
+  // The guard still protects the small objects' hugepages.
+  Span* a = hpaa_->New(kPagesPerHugePage / 2);
+  Span* b = hpaa_->New(1);
+  ASSERT_TRUE(a && b);
+  if (a->origin == Span::kFromFiller && HugePageOf(a->first_page) == HugePageOf(b->first_page)) {
+    hpaa_->Delete(a);
+    EXPECT_GT(hpaa_->SubRelease(~size_t{0}), 0u);
+    EXPECT_EQ(source_.disallow_calls.load(), 1u);
+  } else {
+    hpaa_->Delete(a);
+  }
+  hpaa_->Delete(b);
+}
+
 TEST_F(HugePageAwareTest, NoPromotionWhenTurnedOffOrWithLargeHugepages) {
   for (int mode = 0; mode < 2; ++mode) {
     Make([&](HugePageAwareOptions* o) {

@@ -254,6 +254,18 @@ TEST_F(MiddleEndTest, ReleaseFreePagesIfIdleWaitsForAWholeIdleDelay) {
   EXPECT_EQ(c.Stats().released_bytes, got);
   // One lap reached every span: a full trim finds nothing more to release.
   EXPECT_EQ(c.ReleaseFreePages(), 0u) << "the idle release skipped spans";
+  // Free space left on pages that live objects keep: one more walk finds
+  // nothing to release, and the class is not walked again until something
+  // is freed.
+  const size_t laps = c.Stats().idle_laps;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(c.ReleaseFreePagesIfIdle(3, 0), 0u);
+  EXPECT_EQ(c.Stats().idle_laps, laps + 1) << "the walk that found nothing";
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(c.ReleaseFreePagesIfIdle(3, 0), 0u);
+  EXPECT_EQ(c.Stats().idle_laps, laps + 1) << "not walked again while nothing is freed";
+  c.InsertRange(&keep.back(), 1);
+  keep.pop_back();
+  for (int i = 0; i < 3; ++i) c.ReleaseFreePagesIfIdle(3, 0);
+  EXPECT_EQ(c.Stats().idle_laps, laps + 2) << "walked again after a free";
   for (void* o : keep) c.InsertRange(&o, 1);
   EXPECT_EQ(c.Stats().released_bytes, 0u);
 }
