@@ -459,6 +459,12 @@ void HugePageAwareAllocator::AddLargeSpan(Span* s) {
   s->allocated = promote_cycle_ + 2;
 }
 
+namespace {
+// PromoteDense's back-off after memory is found sparse: 1, 2, 4, ..., 64
+// cycles, then every 64 (so a buffer filled slowly is still found).
+uint32_t NextPromoteBackoff(uint32_t cycles) { return cycles >= 32 ? 64 : cycles == 0 ? 1 : cycles * 2; }
+}  // namespace
+
 size_t HugePageAwareAllocator::PromoteDense(size_t max_hugepages) {
   if (!options_.sparse_large || !options_.promote_dense) return 0;
   // Per call: at most max_hugepages residency checks, kMaxCollapses
@@ -535,9 +541,8 @@ size_t HugePageAwareAllocator::PromoteDense(size_t max_hugepages) {
       if (out_of_budget) {
         s->allocated = promote_cycle_ + 1;  // not looked at to the end: next cycle
       } else {
-        // Sparse: look again after a back-off that doubles up to 64 cycles,
-        // so a buffer filled slowly is still found.
-        s->carved = s->carved >= 32 ? 64 : s->carved * 2;
+        // Sparse: look again after a back-off.
+        s->carved = NextPromoteBackoff(s->carved);
         s->allocated = promote_cycle_ + s->carved;
         ++sparse_checks_;
       }
@@ -615,8 +620,8 @@ void HugePageAwareAllocator::PromoteDenseFiller(size_t max_checks, size_t max_co
       if (outcome[i] == kNotLooked) {
         t->promote_check_at = promote_cycle_ + 1;
       } else {
-        // As for large spans: a back-off that doubles up to 64 cycles.
-        t->promote_backoff = t->promote_backoff >= 32 ? 64 : (t->promote_backoff == 0 ? 1 : t->promote_backoff * 2);
+        // Sparse or refused: look again after a back-off, as for large spans.
+        t->promote_backoff = static_cast<uint8_t>(NextPromoteBackoff(t->promote_backoff));
         t->promote_check_at = promote_cycle_ + t->promote_backoff;
         if (outcome[i] == kSparse) ++sparse_checks_;
       }
