@@ -459,6 +459,17 @@ void HugePageAwareAllocator::AddLargeSpan(Span* s) {
   s->allocated = promote_cycle_ + 2;
 }
 
+// Under THP "always" base-page memory is advised MADV_NOHUGEPAGE, which
+// MADV_COLLAPSE refuses: the hugepage is advised MADV_HUGEPAGE first, and
+// again MADV_NOHUGEPAGE after a refusal (or at once, without keep_advice).
+bool HugePageAwareAllocator::CollapseSparse(char* hp, bool keep_advice) {
+  if (options_.sparse_nohugepage) source_->AllowHugePages(hp, kHugePageSize, true);
+  const bool ok = source_->Collapse(hp, kHugePageSize);
+  if (options_.sparse_nohugepage && !(ok && keep_advice)) source_->AllowHugePages(hp, kHugePageSize, false);
+  if (ok) JSMALLOC_PROBE(hugepage_collapsed, ProbeAddr(hp), 1, ProbeNumaNode());
+  return ok;
+}
+
 namespace {
 // PromoteDense's back-off after memory is found sparse: 1, 2, 4, ..., 64
 // cycles, then every 64 (so a buffer filled slowly is still found).
@@ -511,15 +522,11 @@ size_t HugePageAwareAllocator::PromoteDense(size_t max_hugepages) {
         sparse = true;  // a base page is missing: not dense (yet)
         break;
       }
-      if (options_.sparse_nohugepage) source_->AllowHugePages(hp, kHugePageSize, true);
-      if (source_->Collapse(hp, kHugePageSize)) {
+      // A collapsed hugepage keeps its advice until the span is freed.
+      if (CollapseSparse(hp, /*keep_advice=*/true)) {
         ++collapsed;
-        JSMALLOC_PROBE(hugepage_collapsed, ProbeAddr(hp), 1, ProbeNumaNode());
       } else {
-        ++failed;
-        // The kernel refused: the hugepage stays on base pages (so that a
-        // free does not leave it advised) and is tried again later, less often.
-        if (options_.sparse_nohugepage) source_->AllowHugePages(hp, kHugePageSize, false);
+        ++failed;  // tried again later, less often
         sparse = true;
         break;
       }
@@ -595,15 +602,12 @@ void HugePageAwareAllocator::PromoteDenseFiller(size_t max_checks, size_t max_co
       outcome[i] = kSparse;
       continue;
     }
-    if (options_.sparse_nohugepage) source_->AllowHugePages(hp, kHugePageSize, true);
-    const bool ok = source_->Collapse(hp, kHugePageSize);
-    // Under THP "always" the range is advised MADV_NOHUGEPAGE again at once:
-    // the collapsed hugepage stays, and after a later subrelease khugepaged
-    // does not refill the released pages.
-    if (options_.sparse_nohugepage) source_->AllowHugePages(hp, kHugePageSize, false);
+    // Advised MADV_NOHUGEPAGE again at once under THP "always": the collapsed
+    // hugepage stays, and after a later subrelease khugepaged does not refill
+    // the released pages.
+    const bool ok = CollapseSparse(hp, /*keep_advice=*/false);
     if (ok) {
       ++*collapsed;
-      JSMALLOC_PROBE(hugepage_collapsed, ProbeAddr(hp), 1, ProbeNumaNode());
     } else {
       ++*failed;
     }

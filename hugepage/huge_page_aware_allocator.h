@@ -173,6 +173,7 @@ class HugePageAwareAllocator final : public PageAllocator {
   void DeleteLocked(Span* span);
   void ReturnSpanPages(Span* span);
   void AddLargeSpan(Span* s);
+  bool CollapseSparse(char* hp, bool keep_advice);  // MADV_COLLAPSE of base-page memory
   void PromoteDenseFiller(size_t max_checks, size_t max_collapses, size_t* checked, size_t* collapsed,
                           size_t* failed);
   size_t FillerUsedPages() const { return filler_.used_pages() + sparse_filler_.used_pages(); }

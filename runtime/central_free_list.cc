@@ -173,11 +173,15 @@ CentralStats CentralFreeList::Stats() {
 }
 
 // Spans larger than 64 system pages (the 256 KiB-page build's biggest) keep
-// all their pages: released_pages has 64 bits.
-bool CentralFreeList::SpanFits() const { return (pages_per_span_ << kPageShift) <= 64 * kSysPage; }
+// all their pages: released_pages has 64 bits; and only 4 KiB system pages
+// are released.
+bool CentralFreeList::CanReleaseInSpans() const {
+  return objects_per_span_ != 0 && (pages_per_span_ << kPageShift) <= 64 * kSysPage &&
+         os::SystemPageSize() == kSysPage;
+}
 
 size_t CentralFreeList::ReleaseFreePages() {
-  if (objects_per_span_ == 0 || !SpanFits() || os::SystemPageSize() != kSysPage) return 0;
+  if (!CanReleaseInSpans()) return 0;
   size_t spans;
   {
     SpinLockHolder h(&lock_);
@@ -187,7 +191,7 @@ size_t CentralFreeList::ReleaseFreePages() {
 }
 
 size_t CentralFreeList::ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_bytes) {
-  if (objects_per_span_ == 0 || !SpanFits() || os::SystemPageSize() != kSysPage) return 0;
+  if (!CanReleaseInSpans()) return 0;
   if (idle_calls < 1) idle_calls = 1;
   size_t visits_left, removes, free_bytes;
   {

@@ -96,7 +96,7 @@ class CentralFreeList {
 
  private:
   static constexpr size_t kSysPage = 4096;  // what ReleaseFreePages releases
-  bool SpanFits() const;
+  bool CanReleaseInSpans() const;  // ReleaseFreePages works for this class
   int BucketFor(uint32_t allocated) const {
     return static_cast<int>((static_cast<size_t>(allocated) * kBuckets) / objects_per_span_);
   }
