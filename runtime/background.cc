@@ -144,10 +144,15 @@ BackgroundStats GetBackgroundStats() {
   s.promoted_hugepages = promoted.load(std::memory_order_relaxed);
   s.auto_start = Static::options().background < 0;
   s.release_rate = rate.load(std::memory_order_relaxed);
+  // The ring can stop taking requests later (the batcher then goes direct).
   s.madvise_path = madvise_path;
+  if (state.load() == 2 && batcher.mode() != os::MadviseBatcher::Mode::kIoUring && madvise_path[0] == 'i') {
+    s.madvise_path = batcher.fallback_reason();
+  }
   s.madvise_batches = batcher.batches();
   s.madvise_ranges = batcher.ranges();
   s.madvise_syscalls = batcher.syscalls();
+  s.madvise_interrupted_waits = batcher.interrupted_waits();
   return s;
 }
 

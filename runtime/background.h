@@ -25,6 +25,7 @@ struct BackgroundStats {
   size_t madvise_batches = 0;
   size_t madvise_ranges = 0;
   size_t madvise_syscalls = 0;
+  size_t madvise_interrupted_waits = 0;  // waits for io_uring completions interrupted (EINTR) and resumed
   size_t promoted_hugepages = 0;  // dense large allocations' hugepages collapsed
   bool auto_start = false;        // JSMALLOC_BACKGROUND=auto
 };

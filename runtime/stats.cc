@@ -141,7 +141,8 @@ void PrintHugepageSection(Printer* out) {
         .U(Static::options().release_delay).Str(" s; steady rate ").MiB(bg.release_rate).Str(" MiB/s); ")
         .U(bg.promoted_hugepages).Str(" hugepages collapsed;\n  madvise via ").Str(bg.madvise_path)
         .Str(" (").U(bg.madvise_batches).Str(" batches, ").U(bg.madvise_ranges).Str(" ranges, ")
-        .U(bg.madvise_syscalls).Str(" system calls)\n");
+        .U(bg.madvise_syscalls).Str(" system calls, ").U(bg.madvise_interrupted_waits)
+        .Str(" interrupted waits resumed)\n");
   } else if (bg.auto_start) {
     out->Str("Background thread: not started (starts when the spans in use reach 32 MiB; "
              "JSMALLOC_BACKGROUND=1 at once)\n");

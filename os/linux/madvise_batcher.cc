@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <sys/mman.h>
 
+#include "os/linux/os_memory.h"
+
 namespace jsmalloc::os {
 
 bool MadviseBatcher::Init(int advice, bool allow_io_uring) {
@@ -61,7 +63,7 @@ void MadviseBatcher::Add(void* p, size_t bytes) {
 size_t MadviseBatcher::Flush() {
   if (count_ == 0) return 0;
   int saved = errno;
-  size_t done = mode_ == Mode::kIoUring ? FlushIoUring() : FlushDirect();
+  size_t done = mode_ == Mode::kIoUring ? FlushIoUring() : FlushDirect(0);
   ++batches_;
   ranges_ += static_cast<size_t>(count_);
   count_ = 0;
@@ -69,9 +71,9 @@ size_t MadviseBatcher::Flush() {
   return done;
 }
 
-size_t MadviseBatcher::FlushDirect() {
+size_t MadviseBatcher::FlushDirect(int from) {
   size_t done = 0;
-  for (int i = 0; i < count_; ++i) {
+  for (int i = from; i < count_; ++i) {
     ++syscalls_;
     if (madvise(pending_[i].p, pending_[i].bytes, advice_) == 0) done += pending_[i].bytes;
     else ++failures_;
@@ -79,33 +81,76 @@ size_t MadviseBatcher::FlushDirect() {
   return done;
 }
 
+namespace {
+
+// io_uring_enter results after which the same call is simply made again.
+bool Retryable(int rc) { return rc == -EINTR || rc == -EAGAIN || rc == -EBUSY; }
+
+}  // namespace
+
+// Submits the count_ prepared requests; returns how many the kernel took
+// (in order: the first ones). Requests it did not take stay in the ring.
+int MadviseBatcher::SubmitAll() {
+  static constexpr int kMaxTries = 100;
+  int submitted = 0;
+  for (int tries = 0; submitted < count_ && tries < kMaxTries; ++tries) {
+    ++syscalls_;
+    int rc = io_uring_submit(&ring_);
+    if (rc > 0) {
+      submitted += rc;
+    } else if (rc != 0 && !Retryable(rc)) {
+      break;
+    }
+  }
+  return submitted;
+}
+
 size_t MadviseBatcher::FlushIoUring() {
+  // Completions are matched to this batch by a tag, never by count alone: a
+  // completion of another batch must not stand in for one of this batch's.
+  const uint64_t tag = ++batch_tag_;
   for (int i = 0; i < count_; ++i) {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    if (sqe == nullptr) return FlushDirect();  // cannot happen: ring holds kMaxBatch
+    if (sqe == nullptr) FatalError("jsmalloc: io_uring submission queue unexpectedly full", nullptr);
     io_uring_prep_madvise(sqe, pending_[i].p, static_cast<off_t>(pending_[i].bytes), advice_);
-    io_uring_sqe_set_data64(sqe, static_cast<uint64_t>(i));
+    io_uring_sqe_set_data64(sqe, (tag << 8) | static_cast<uint64_t>(i));
   }
-  ++syscalls_;
-  int rc = io_uring_submit_and_wait(&ring_, static_cast<unsigned>(count_));
-  if (rc < 0) {
-    // The ring refused the batch: nothing was submitted, do it directly.
-    return FlushDirect();
-  }
+  const int submitted = SubmitAll();
   size_t done = 0;
-  for (int reaped = 0; reaped < count_;) {
+  for (int reaped = 0; reaped < submitted;) {
     io_uring_cqe* cqe = nullptr;
     int w = io_uring_peek_cqe(&ring_, &cqe);
-    if (w != 0 || cqe == nullptr) {
+    if (w != 0) {
       ++syscalls_;
       w = io_uring_wait_cqe(&ring_, &cqe);
-      if (w != 0 || cqe == nullptr) break;
     }
-    uint64_t i = io_uring_cqe_get_data64(cqe);
-    if (cqe->res == 0 && i < static_cast<uint64_t>(count_)) done += pending_[i].bytes;
-    else ++failures_;
+    if (w != 0 || cqe == nullptr) {
+      // Returning now would leave requests in flight that drop memory after
+      // it has been handed out again: resume after a signal, never give up
+      // silently.
+      if (w == -EINTR) ++interrupted_waits_;
+      if (Retryable(w) || w == 0) continue;
+      FatalError("jsmalloc: cannot wait for io_uring madvise completions (JSMALLOC_IO_URING=0 avoids io_uring)",
+                 nullptr);
+    }
+    const uint64_t data = io_uring_cqe_get_data64(cqe);
+    if ((data >> 8) == tag) {
+      const uint64_t i = data & 0xff;
+      if (cqe->res == 0 && i < static_cast<uint64_t>(count_)) done += pending_[i].bytes;
+      else ++failures_;
+      ++reaped;
+    }
     io_uring_cqe_seen(&ring_, cqe);
-    ++reaped;
+  }
+  if (submitted < count_) {
+    // The kernel would not take the rest: they must never be submitted by a
+    // later call (their ranges may be in use by then), so this ring is not
+    // entered again; they and every later batch go to madvise directly.
+    io_uring_queue_exit(&ring_);
+    ring_ready_ = false;
+    mode_ = Mode::kDirect;
+    reason_ = "plain madvise (io_uring stopped taking requests)";
+    done += FlushDirect(submitted);
   }
   return done;
 }

@@ -3,19 +3,24 @@
 // system call each. Falls back to plain madvise where io_uring is not allowed
 // (kernel.io_uring_disabled, seccomp, old kernels). Not thread-safe: its
 // user (SystemPageSource) serialises the calls.
+//
+// Flush returns only once the kernel has done every range it was given:
+// its caller hands the memory out again right after. A signal that
+// interrupts the wait is resumed from, never taken as the end of the batch.
 #ifndef JSMALLOC_OS_LINUX_MADVISE_BATCHER_H_
 #define JSMALLOC_OS_LINUX_MADVISE_BATCHER_H_
 
 #include <liburing.h>
 
 #include <cstddef>
+#include <cstdint>
 
 namespace jsmalloc::os {
 
 class MadviseBatcher {
  public:
   enum class Mode { kIoUring, kDirect };
-  static constexpr int kMaxBatch = 64;
+  static constexpr int kMaxBatch = 64;  // a request's index fits in the low 8 bits of its user data
 
   constexpr MadviseBatcher() = default;
 
@@ -34,13 +39,16 @@ class MadviseBatcher {
   size_t ranges() const { return ranges_; }
   size_t failures() const { return failures_; }
   size_t syscalls() const { return syscalls_; }
+  // Waits for completions that a signal interrupted (and that were resumed).
+  size_t interrupted_waits() const { return interrupted_waits_; }
 
   // Tests: make the next Init fail to set up io_uring with this errno.
   static void FailNextSetupForTest(int err) { fail_setup_errno_ = err; }
 
  private:
-  size_t FlushDirect();
+  size_t FlushDirect(int from);
   size_t FlushIoUring();
+  int SubmitAll();
 
   struct Range {
     void* p;
@@ -53,7 +61,8 @@ class MadviseBatcher {
   struct io_uring ring_ = {};
   Range pending_[kMaxBatch] = {};
   int count_ = 0;
-  size_t batches_ = 0, ranges_ = 0, failures_ = 0, syscalls_ = 0;
+  uint64_t batch_tag_ = 0;  // the batch a completion belongs to (user data above the index)
+  size_t batches_ = 0, ranges_ = 0, failures_ = 0, syscalls_ = 0, interrupted_waits_ = 0;
   static inline int fail_setup_errno_ = 0;
 };
 

@@ -111,7 +111,7 @@ class Worker {
 
   void Release(const Obj& o) {
     if (o.p == nullptr) return;
-    if (!CheckStamp(o.p, o.size, o.seed)) Bad("contents changed before free");
+    if (!CheckStamp(o.p, o.size, o.seed)) Bad("contents changed before free", o);
     free(o.p);
   }
 
@@ -129,7 +129,7 @@ class Worker {
     } else {
       Obj& o = live_[rng_() % live_.size()];
       size_t size = MixedSize(rng_);
-      if (!CheckStamp(o.p, o.size, o.seed)) Bad("contents changed before realloc");
+      if (!CheckStamp(o.p, o.size, o.seed)) Bad("contents changed before realloc", o);
       auto* p = static_cast<unsigned char*>(realloc(o.p, size));
       if (p == nullptr) {
         Bad("realloc failed");
@@ -153,6 +153,12 @@ class Worker {
  private:
   void Bad(const char* what) {
     if (bad_->fetch_add(1) < 5) fprintf(stderr, "pid %d: %s\n", static_cast<int>(getpid()), what);
+  }
+  void Bad(const char* what, const Obj& o) {
+    if (bad_->fetch_add(1) >= 5) return;
+    char damage[256];
+    reliability::DescribeDamage(o.p, o.size, o.seed, damage, sizeof(damage));
+    fprintf(stderr, "pid %d: %s: %s\n", static_cast<int>(getpid()), what, damage);
   }
 
   std::mt19937_64 rng_;

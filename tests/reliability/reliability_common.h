@@ -89,6 +89,28 @@ inline bool CheckStamp(const unsigned char* p, size_t size, uint64_t seed, size_
   return ok;
 }
 
+// What a failed CheckStamp found, for the failure message: the object, the
+// first stamped position that differs (expected and found byte), how many
+// differ and how many of those read zero (zeros point at memory released to
+// the OS while in use; other values at memory handed out twice).
+inline void DescribeDamage(const unsigned char* p, size_t size, uint64_t seed, char* out, size_t out_size,
+                           size_t limit = SIZE_MAX) {
+  size_t first = SIZE_MAX, differ = 0, zero = 0, checked = 0;
+  ForEachStampedPosition(size, limit, [&](size_t i) {
+    ++checked;
+    if (p[i] == Tag(seed, i)) return;
+    if (first == SIZE_MAX) first = i;
+    ++differ;
+    if (p[i] == 0) ++zero;
+  });
+  if (first == SIZE_MAX) {
+    snprintf(out, out_size, "%p (%zu B): intact", static_cast<const void*>(p), size);
+    return;
+  }
+  snprintf(out, out_size, "%p (%zu B): offset %zu expected 0x%02x found 0x%02x; %zu of %zu positions differ, %zu read 0",
+           static_cast<const void*>(p), size, first, Tag(seed, first), p[first], differ, checked, zero);
+}
+
 inline bool StampedPositionsAreZero(const unsigned char* p, size_t size) {
   bool ok = true;
   ForEachStampedPosition(size, size, [&](size_t i) { ok = ok && p[i] == 0; });
