@@ -88,6 +88,13 @@ bool Retryable(int rc) { return rc == -EINTR || rc == -EAGAIN || rc == -EBUSY; }
 
 }  // namespace
 
+void MadviseBatcher::StopRing(const char* reason) {
+  io_uring_queue_exit(&ring_);
+  ring_ready_ = false;
+  mode_ = Mode::kDirect;
+  reason_ = reason;
+}
+
 // Submits the count_ prepared requests; returns how many the kernel took
 // (in order: the first ones). Requests it did not take stay in the ring.
 int MadviseBatcher::SubmitAll() {
@@ -95,7 +102,9 @@ int MadviseBatcher::SubmitAll() {
   int submitted = 0;
   for (int tries = 0; submitted < count_ && tries < kMaxTries; ++tries) {
     ++syscalls_;
-    int rc = io_uring_submit(&ring_);
+    // The first call also waits for the whole batch (one system call in the
+    // usual case); a call after a partial submission only submits.
+    int rc = tries == 0 ? io_uring_submit_and_wait(&ring_, static_cast<unsigned>(count_)) : io_uring_submit(&ring_);
     if (rc > 0) {
       submitted += rc;
     } else if (rc != 0 && !Retryable(rc)) {
@@ -111,7 +120,13 @@ size_t MadviseBatcher::FlushIoUring() {
   const uint64_t tag = ++batch_tag_;
   for (int i = 0; i < count_; ++i) {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    if (sqe == nullptr) FatalError("jsmalloc: io_uring submission queue unexpectedly full", nullptr);
+    if (sqe == nullptr) {
+      // Cannot happen (the ring holds kMaxBatch and every batch is reaped):
+      // nothing of this batch was submitted, and closing the ring keeps the
+      // requests prepared so far from ever running.
+      StopRing("plain madvise (io_uring submission queue unexpectedly full)");
+      return FlushDirect(0);
+    }
     io_uring_prep_madvise(sqe, pending_[i].p, static_cast<off_t>(pending_[i].bytes), advice_);
     io_uring_sqe_set_data64(sqe, (tag << 8) | static_cast<uint64_t>(i));
   }
@@ -121,8 +136,9 @@ size_t MadviseBatcher::FlushIoUring() {
     io_uring_cqe* cqe = nullptr;
     int w = io_uring_peek_cqe(&ring_, &cqe);
     if (w != 0) {
+      // Wait for all that is missing at once, not one completion per call.
       ++syscalls_;
-      w = io_uring_wait_cqe(&ring_, &cqe);
+      w = io_uring_wait_cqe_nr(&ring_, &cqe, static_cast<unsigned>(submitted - reaped));
     }
     if (w != 0 || cqe == nullptr) {
       // Returning now would leave requests in flight that drop memory after
@@ -130,8 +146,8 @@ size_t MadviseBatcher::FlushIoUring() {
       // silently.
       if (w == -EINTR) ++interrupted_waits_;
       if (Retryable(w) || w == 0) continue;
-      FatalError("jsmalloc: cannot wait for io_uring madvise completions (JSMALLOC_IO_URING=0 avoids io_uring)",
-                 nullptr);
+      FatalError("cannot wait for io_uring madvise completions (JSMALLOC_IO_URING=0 avoids io_uring); batch at",
+                 pending_[0].p);
     }
     const uint64_t data = io_uring_cqe_get_data64(cqe);
     if ((data >> 8) == tag) {
@@ -146,10 +162,7 @@ size_t MadviseBatcher::FlushIoUring() {
     // The kernel would not take the rest: they must never be submitted by a
     // later call (their ranges may be in use by then), so this ring is not
     // entered again; they and every later batch go to madvise directly.
-    io_uring_queue_exit(&ring_);
-    ring_ready_ = false;
-    mode_ = Mode::kDirect;
-    reason_ = "plain madvise (io_uring stopped taking requests)";
+    StopRing("plain madvise (io_uring stopped taking requests)");
     done += FlushDirect(submitted);
   }
   return done;

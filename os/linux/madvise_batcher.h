@@ -49,6 +49,7 @@ class MadviseBatcher {
   size_t FlushDirect(int from);
   size_t FlushIoUring();
   int SubmitAll();
+  void StopRing(const char* reason);  // never enters the ring again; direct madvise from now on
 
   struct Range {
     void* p;
