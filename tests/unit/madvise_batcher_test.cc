@@ -85,7 +85,7 @@ TEST(MadviseBatcherTest, AutoFlushesAtBatchSize) {
 // A signal that interrupts the wait for completions must not end a flush
 // early: the madvise requests still in flight would drop memory the
 // allocator has handed out again by the time they run (found as zeroed
-// large allocations in a threaded test whose children sent SIGCHLD), and
+// large allocations in a threaded reliability test), and
 // every later flush would reap the previous batch's completions instead of
 // its own. Each batch's pages must read zero when Flush returns, and the
 // values written into them afterwards must survive every later batch.
