@@ -494,13 +494,12 @@ size_t HugePageAwareAllocator::PromoteDense(size_t max_hugepages) {
     Span* s = nullptr;
     {
       SpinLockHolder hold(&lock_);
-      for (Span* c = large_spans_.first(); c != large_spans_.end(); c = c->next) {
-        // Dense already, being collapsed, backing off, or no whole hugepage.
-        if (c->promote != Span::kUnchecked || static_cast<int32_t>(c->allocated - promote_cycle_) > 0) continue;
-        if (c->num_pages < kPagesPerHugePage) continue;
-        s = c;
-        break;
-      }
+      s = large_spans_.Find([&](Span* c) {
+        // Not dense already, being collapsed or backing off, and at least one
+        // whole hugepage.
+        return c->promote == Span::kUnchecked && static_cast<int32_t>(c->allocated - promote_cycle_) <= 0 &&
+               c->num_pages >= kPagesPerHugePage;
+      });
       if (s == nullptr) break;
       s->promote = Span::kCollapsing;
       promote_in_flight_.store(true, std::memory_order_relaxed);
@@ -811,14 +810,14 @@ size_t HugePageAwareAllocator::UsedHugePages(UsedHugePage* out, size_t max) {
   };
   filler_.ForEachTracker([&](PageTracker* t) { add(t->hugepage(), t->used() << kPageShift); });
   sparse_filler_.ForEachTracker([&](PageTracker* t) { add(t->hugepage(), t->used() << kPageShift); });
-  for (Span* s = large_spans_.first(); s != large_spans_.end(); s = s->next) {
+  large_spans_.ForEach([&](Span* s) {
     size_t whole = s->num_pages / kPagesPerHugePage;
     for (size_t i = 0; i < whole; ++i) add(HugePageOf(s->first_page) + i, kHugePageSize);
     // The partly used last hugepage of a whole-hugepage span (a donated
     // tail is the filler's).
     Length rest = s->num_pages % kPagesPerHugePage;
     if (rest != 0 && s->origin == Span::kFromCache) add(HugePageOf(s->first_page) + whole, rest << kPageShift);
-  }
+  });
   regions_.ForEach([&](HugeRegion* r) {
     for (size_t i = 0; i < r->hugepages(); ++i) add(r->first_hugepage() + i, r->UsedBytesIn(i));
   });

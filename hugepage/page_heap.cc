@@ -352,10 +352,12 @@ bool PageHeap::CheckInvariants() {
     return true;
   };
   for (Length i = 1; i <= kMaxListPages; ++i) {
-    for (Span* s = normal_[i].first(); s != normal_[i].end(); s = s->next)
-      if (s->num_pages != i || !check(s, Span::kOnNormalFreelist)) return false;
-    for (Span* s = returned_[i].first(); s != returned_[i].end(); s = s->next)
-      if (s->num_pages != i || !check(s, Span::kOnReturnedFreelist)) return false;
+    if (normal_[i].Find([&](Span* s) { return s->num_pages != i || !check(s, Span::kOnNormalFreelist); })) {
+      return false;
+    }
+    if (returned_[i].Find([&](Span* s) { return s->num_pages != i || !check(s, Span::kOnReturnedFreelist); })) {
+      return false;
+    }
   }
   for (Span* s : large_normal_)
     if (s->num_pages <= kMaxListPages || !check(s, Span::kOnNormalFreelist)) return false;

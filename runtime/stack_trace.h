@@ -9,6 +9,7 @@
 #ifndef JSMALLOC_RUNTIME_STACK_TRACE_H_
 #define JSMALLOC_RUNTIME_STACK_TRACE_H_
 
+#include <cstddef>
 #include <cstdint>
 
 // Marks a function as part of the allocator's entry path (see above).
@@ -33,6 +34,23 @@ bool InAllocatorEntry(uintptr_t pc);
 // same call frame information; it returns -1 when a frame needs libgcc.
 int CaptureStackWithLibgcc(void** out, int max);
 int CaptureStackCached(void** out, int max);
+
+// Where the cached walk found the FDEs (call frame information) of the
+// PCs it worked out rules for: read from the objects' files, or through
+// their mappings by libgcc's _Unwind_Find_FDE (the fallback).
+struct FdeReadCounts {
+  size_t from_file = 0;
+  size_t from_mapping = 0;
+};
+FdeReadCounts FdeReads();
+
+// Tests: forget every cached rule; choose whether FDEs are read from the
+// files (the default) or only through the mappings; and the packed rule of
+// one PC each way (*handled false when the file path declines the PC).
+void ResetUnwindRulesForTest();
+void SetReadFdesFromFilesForTest(bool on);
+uint64_t UnwindRuleFromFileForTest(uintptr_t pc, bool* handled);
+uint64_t UnwindRuleThroughMappingForTest(uintptr_t pc);
 
 // Where a cached walk starts: a PC in the calling function and the stack
 // and frame pointers there. Taking it inline lets a caller (the sampler)

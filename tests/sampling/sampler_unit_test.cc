@@ -3,7 +3,10 @@
 // malloc); the process-wide sampler is tested in sampling_test.cc.
 #include "run_command.h"
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <link.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -13,6 +16,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -240,7 +244,14 @@ int CompareInQsort(const void* a, const void* b) {
 
 TEST(StackTrace, CachedWalkMatchesLibgcc) {
   supported = unsupported = 0;
-  for (int round = 0; round < 2; ++round) {  // the second round hits the cache
+  // Rounds 0-1 read FDEs from the objects' files (the second hits the rule
+  // cache); rounds 2-3 again after forgetting the rules, through libgcc's
+  // lookup in the mappings.
+  for (int round = 0; round < 4; ++round) {
+    if (round == 0 || round == 2) {
+      ResetUnwindRulesForTest();
+      SetReadFdesFromFilesForTest(round == 0);
+    }
     for (int d = 0; d < 70; d += 7) Recurse(d);
     WithVla(100);
     WithVla(5000);
@@ -263,7 +274,9 @@ TEST(StackTrace, CachedWalkMatchesLibgcc) {
       CompareHere("catch block");
     }
   }
-  EXPECT_GE(supported, 40) << unsupported << " unsupported";
+  SetReadFdesFromFilesForTest(true);
+  EXPECT_GE(supported, 80) << unsupported << " unsupported";
+  EXPECT_GT(FdeReads().from_file, 0u) << "the cached walk read no FDE from a file";
   // Through a signal frame: the cache hands it to libgcc (or matches it).
   static int in_handler_frames = 0;
   struct sigaction sa = {}, old = {};
@@ -280,6 +293,135 @@ TEST(StackTrace, CachedWalkMatchesLibgcc) {
   Captured a;
   EXPECT_EQ(DeepCapture(100, &a), 100);
   EXPECT_EQ(a.n, kMaxStackDepth);
+}
+
+// ---- FDEs read from the objects' files ------------------------------------
+
+// An object's executable segment and its unwind table's address.
+struct ObjectText {
+  uintptr_t lo = 0, hi = 0, eh_frame_hdr = 0;
+};
+
+ObjectText TextOf(const char* name_part) {
+  struct Query {
+    const char* part;
+    ObjectText out;
+  } q{name_part, {}};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* arg) {
+        Query* q = static_cast<Query*>(arg);
+        const char* name = info->dlpi_name ? info->dlpi_name : "";
+        if (q->part[0] == '\0' ? name[0] != '\0' : strstr(name, q->part) == nullptr) return 0;
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type == PT_LOAD && (ph.p_flags & PF_X)) {
+            q->out.lo = info->dlpi_addr + ph.p_vaddr;
+            q->out.hi = q->out.lo + ph.p_memsz;
+          } else if (ph.p_type == PT_GNU_EH_FRAME) {
+            q->out.eh_frame_hdr = info->dlpi_addr + ph.p_vaddr;
+          }
+        }
+        return 1;
+      },
+      &q);
+  return q.out;
+}
+
+// Every few bytes of the program's, libc's and libstdc++'s code: the rule
+// worked out from the FDE read from the file is the one worked out from
+// libgcc's lookup through the mapping (including "no FDE here").
+TEST(StackTrace, FdesReadFromFilesGiveTheRulesOfTheMappedOnes) {
+  for (const char* object : {"", "libc.so", "libstdc++.so"}) {
+    ObjectText t = TextOf(object);
+    ASSERT_NE(t.lo, 0u) << "no executable segment found for '" << object << "'";
+    size_t handled = 0, declined = 0, ends = 0, checked = 0;
+    const uintptr_t step = std::max<uintptr_t>(13, (t.hi - t.lo) / 6000) | 1;
+    for (uintptr_t pc = t.lo; pc < t.hi; pc += step) {
+      bool ok = false;
+      const uint64_t from_file = UnwindRuleFromFileForTest(pc, &ok);
+      if (!ok) {
+        ++declined;
+        continue;
+      }
+      ++handled;
+      const uint64_t through_mapping = UnwindRuleThroughMappingForTest(pc);
+      ASSERT_EQ(from_file, through_mapping) << "pc " << reinterpret_cast<void*>(pc) << " in '" << object << "'";
+      if ((from_file & 3) == 2) ++ends;  // Rule::kEnd
+      ++checked;
+    }
+    EXPECT_EQ(declined, 0u) << "'" << object << "': the file path declined PCs it should read";
+    EXPECT_GT(checked, 500u) << object;
+    EXPECT_LT(ends, checked / 2) << object;
+  }
+}
+
+// Rss of the mapping holding `addr` in this process, from /proc/self/smaps
+// (read without stdio, so that only the code under test touches libc's
+// read-only data).
+long RssKibOfMappingAt(uintptr_t addr) {
+  static char buf[1 << 21];
+  int fd = open("/proc/self/smaps", O_RDONLY);
+  if (fd < 0) return -1;
+  size_t used = 0;
+  ssize_t n;
+  while (used < sizeof(buf) - 1 && (n = read(fd, buf + used, sizeof(buf) - 1 - used)) > 0) used += n;
+  close(fd);
+  buf[used] = '\0';
+  for (char* line = buf; line != nullptr && *line != '\0';) {
+    char* end;
+    unsigned long lo = strtoul(line, &end, 16);
+    if (*end == '-') {
+      unsigned long hi = strtoul(end + 1, nullptr, 16);
+      if (addr >= lo && addr < hi) {
+        char* rss = strstr(line, "\nRss:");
+        return rss ? strtol(rss + 5, nullptr, 10) : -1;
+      }
+    }
+    line = strchr(line, '\n');
+    if (line) ++line;
+  }
+  return -1;
+}
+
+// The point of reading FDEs from files: working out the rules of libc's
+// code must not fault libc's unwind tables into the process (a child of
+// fork starts with none of a file mapping's pages mapped). The same walk
+// through libgcc's lookup does fault them in, which shows the measure works.
+TEST(StackTrace, RulesFromFilesLeaveUnwindTablesOutOfTheRss) {
+  ObjectText libc = TextOf("libc.so");
+  ASSERT_NE(libc.eh_frame_hdr, 0u);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // Twice: parsing the first reading touches libc's read-only data (the
+    // character tables strtoul uses) after the figures were taken.
+    RssKibOfMappingAt(libc.eh_frame_hdr);
+    const long before = RssKibOfMappingAt(libc.eh_frame_hdr);
+    const uintptr_t step = (libc.hi - libc.lo) / 64;
+    for (uintptr_t pc = libc.lo + 1; pc < libc.hi; pc += step) {
+      bool ok;
+      UnwindRuleFromFileForTest(pc, &ok);
+      if (!ok) _exit(10);
+    }
+    const long after_file = RssKibOfMappingAt(libc.eh_frame_hdr);
+    for (uintptr_t pc = libc.lo + 1; pc < libc.hi; pc += step) UnwindRuleThroughMappingForTest(pc);
+    const long after_mapping = RssKibOfMappingAt(libc.eh_frame_hdr);
+    fprintf(stderr, "libc unwind tables' mapping: %ld KiB resident, %ld after 64 rules from the file, %ld after the same through the mapping\n",
+            before, after_file, after_mapping);
+    if (before < 0 || after_file < 0 || after_mapping < 0) _exit(11);
+    if (after_file - before >= 16) _exit(12);
+    if (after_mapping - after_file < 64) _exit(13);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  const int code = WEXITSTATUS(status);
+  EXPECT_NE(code, 10) << "the file path declined a libc PC";
+  EXPECT_NE(code, 11) << "could not read /proc/self/smaps";
+  EXPECT_NE(code, 12) << "rules read from the file still faulted libc's unwind tables in";
+  EXPECT_NE(code, 13) << "the control did not fault them in: the measure shows nothing";
+  EXPECT_EQ(code, 0);
 }
 
 std::string ReadFile(const std::string& path) {

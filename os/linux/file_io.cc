@@ -1,0 +1,49 @@
+#include "os/linux/file_io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace jsmalloc::os {
+
+// Raw system calls: glibc's open, pread and close are cancellation points,
+// and a thread cancelled inside malloc (sampling reads unwind tables there)
+// would unwind through malloc's noexcept frame into std::terminate.
+
+int OpenForReading(const char* path) {
+  const int saved_errno = errno;
+  long fd;
+  do {
+    fd = syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  errno = saved_errno;
+  return fd < 0 ? -1 : static_cast<int>(fd);
+}
+
+bool ReadAt(int fd, uint64_t offset, void* buf, size_t n) {
+  const int saved_errno = errno;
+  char* p = static_cast<char*>(buf);
+  bool ok = true;
+  while (n > 0) {
+    long got = syscall(SYS_pread64, fd, p, n, static_cast<off_t>(offset));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      ok = false;
+      break;
+    }
+    p += got;
+    n -= static_cast<size_t>(got);
+    offset += static_cast<uint64_t>(got);
+  }
+  errno = saved_errno;
+  return ok;
+}
+
+void CloseFile(int fd) {
+  const int saved_errno = errno;
+  syscall(SYS_close, fd);  // not retried on EINTR: on Linux the descriptor is gone either way
+  errno = saved_errno;
+}
+
+}  // namespace jsmalloc::os
