@@ -87,19 +87,24 @@ class CpuCacheT {
   size_t TotalCachedBytes();
 
   void LockForFork() {
-    for (int c = 0; c < slab_->num_cpus(); ++c) cpus_[c].lock.Lock();
+    for (int c = 0; c < slab_->num_cpus(); ++c) locks_[c].Lock();
   }
   void UnlockAfterFork(bool child) {
     for (int c = 0; c < slab_->num_cpus(); ++c) {
-      if (child) cpus_[c].lock.ResetAfterFork();
-      else cpus_[c].lock.Unlock();
+      if (child) locks_[c].ResetAfterFork();
+      else locks_[c].Unlock();
     }
   }
 
  private:
+  // A CPU's state, guarded by locks_[cpu]. Zero (the arena's pages, never
+  // written) until the CPU is first used: a process that runs on a few of a
+  // machine's CPUs touches no page of the others' state (the locks live in
+  // their own small array for the same reason: passes over every CPU take
+  // them).
   struct CpuState {
-    SpinLock lock;
     bool populated;
+    bool headers_ready;  // the slab's headers for this CPU are written
     size_t capacity_bytes;
     uint16_t capacity[kMaxClasses];  // source of truth; mirrored into the slab
     uint32_t misses[kMaxClasses];
@@ -111,6 +116,8 @@ class CpuCacheT {
     uint32_t steal_backoff;  // misses to skip stealing after a fruitless try
   };
 
+  // Marks the CPU in use, writing its slab headers the first time. Lock held.
+  void PopulateLocked(int cpu, CpuState& s);
   // Grows (cpu, cl) by up to `want` slots within the budget. Lock held.
   bool GrowLocked(int cpu, CpuState& s, int cl, int want);
   // Frees at least `bytes` of unused capacity on the CPU, taken from classes
@@ -132,6 +139,7 @@ class CpuCacheT {
   TransferCache* partition_transfer_[kMaxCachePartitions] = {};
   const uint8_t* cpu_partition_ = nullptr;
   CpuState* cpus_ = nullptr;
+  SpinLock* locks_ = nullptr;  // one per CPU
   std::atomic<size_t> max_bytes_{0};
   std::atomic<uint64_t> last_resize_ns_{0};
   SpinLock resize_lock_;

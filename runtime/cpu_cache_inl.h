@@ -15,9 +15,11 @@ void CpuCacheT<Env>::Init(Env* env, PerCpuSlab* slab, TransferCache* transfer,
   max_bytes_.store(max_bytes_per_cpu, std::memory_order_relaxed);
   size_t n = static_cast<size_t>(slab->num_cpus());
   void* mem = arena->Alloc(sizeof(CpuState) * n, 64);
-  if (mem == nullptr) ArenaExhausted();
-  cpus_ = static_cast<CpuState*>(mem);  // zeroed by the arena
-  for (size_t i = 0; i < n; ++i) new (&cpus_[i].lock) SpinLock();
+  void* locks = arena->Alloc(sizeof(SpinLock) * n, 64);
+  if (mem == nullptr || locks == nullptr) ArenaExhausted();
+  cpus_ = static_cast<CpuState*>(mem);  // zeroed by the arena, and left so
+  locks_ = static_cast<SpinLock*>(locks);
+  for (size_t i = 0; i < n; ++i) new (&locks_[i]) SpinLock();
 }
 
 template <typename Env>
@@ -71,6 +73,15 @@ void CpuCacheT<Env>::StealLocked(int cpu, CpuState& s, int except, size_t bytes)
 }
 
 template <typename Env>
+void CpuCacheT<Env>::PopulateLocked(int cpu, CpuState& s) {
+  if (!s.headers_ready) {
+    slab_->InitCpu(cpu);
+    s.headers_ready = true;
+  }
+  s.populated = true;
+}
+
+template <typename Env>
 bool CpuCacheT<Env>::GrowLocked(int cpu, CpuState& s, int cl, int want) {
   uint16_t cap = s.capacity[cl];
   uint16_t max = slab_->MaxCapacity(cpu, cl);
@@ -99,8 +110,8 @@ void* CpuCacheT<Env>::Underflow(int cl) {
   int cpu = CurrentCpu();
   if (cpu >= 0) {
     CpuState& s = cpus_[cpu];
-    SpinLockHolder h(&s.lock);
-    s.populated = true;
+    SpinLockHolder h(&locks_[cpu]);
+    PopulateLocked(cpu, s);
     ++s.misses[cl];
     ++s.total_misses;
     ++s.underflows;
@@ -138,8 +149,8 @@ void CpuCacheT<Env>::Overflow(void* p, int cl) {
   bool grown;
   {
     CpuState& s = cpus_[cpu];
-    SpinLockHolder h(&s.lock);
-    s.populated = true;
+    SpinLockHolder h(&locks_[cpu]);
+    PopulateLocked(cpu, s);
     ++s.misses[cl];
     ++s.total_misses;
     ++s.overflows;
@@ -158,7 +169,7 @@ void CpuCacheT<Env>::Overflow(void* p, int cl) {
 template <typename Env>
 size_t CpuCacheT<Env>::DrainCpu(int cpu) {
   CpuState& s = cpus_[cpu];
-  SpinLockHolder h(&s.lock);
+  SpinLockHolder h(&locks_[cpu]);
   if (!s.populated) return 0;
   if (!env_->FenceAvailable()) return 0;
   slab_->StopCpu(cpu);
@@ -209,7 +220,7 @@ void CpuCacheT<Env>::ResizePass(uint64_t now) {
     CpuState& s = cpus_[cpu];
     bool idle;
     {
-      SpinLockHolder h(&s.lock);
+      SpinLockHolder h(&locks_[cpu]);
       if (!s.populated) continue;
       idle = s.total_misses == s.total_misses_at_last_pass;
       s.total_misses_at_last_pass = s.total_misses;
@@ -240,7 +251,7 @@ template <typename Env>
 CpuCacheCpuStats CpuCacheT<Env>::CpuStats(int cpu) {
   CpuCacheCpuStats out;
   CpuState& s = cpus_[cpu];
-  SpinLockHolder h(&s.lock);
+  SpinLockHolder h(&locks_[cpu]);
   out.populated = s.populated;
   out.capacity_bytes = s.capacity_bytes;
   out.misses = s.total_misses;
@@ -258,7 +269,7 @@ void CpuCacheT<Env>::ClassStats(CpuCacheClassStats* out) {
   for (int cl = 0; cl < kMaxClasses; ++cl) out[cl] = CpuCacheClassStats();
   for (int cpu = 0; cpu < slab_->num_cpus(); ++cpu) {
     CpuState& s = cpus_[cpu];
-    SpinLockHolder h(&s.lock);
+    SpinLockHolder h(&locks_[cpu]);
     if (!s.populated) continue;
     for (int cl = 1; cl < kNumClasses; ++cl) {
       out[cl].capacity += s.capacity[cl];

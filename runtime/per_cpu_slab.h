@@ -39,8 +39,16 @@ class PerCpuSlab {
   static void ComputeMaxCapacities(uint16_t* out /* [kMaxClasses] */);
 
   // base: kRegionBytes * num_cpus bytes of zeroed memory aligned to
-  // kRegionBytes. Sets every class's capacity to zero.
+  // kRegionBytes. Lays the classes out; writes no CPU's region. A CPU's
+  // all-zero headers read as every class empty with no capacity (every
+  // operation misses) until InitCpu.
   void Init(void* base, int num_cpus, const uint16_t* max_capacity);
+  // Writes cpu's headers: every class empty, capacity zero, its slots
+  // [LayoutBegin, LayoutEnd). Once, before the CPU's first capacity change
+  // (the caller holds that CPU's lock).
+  void InitCpu(int cpu);
+  uint16_t LayoutBegin(int cl) const { return begin_[cl]; }
+  uint16_t LayoutEnd(int cl) const { return max_end_[cl]; }
 
   uintptr_t base() const { return reinterpret_cast<uintptr_t>(base_); }
   int num_cpus() const { return num_cpus_; }
@@ -112,6 +120,7 @@ class PerCpuSlab {
   char* base_ = nullptr;
   int num_cpus_ = 0;
   uint16_t begin_[kMaxClasses] = {};  // the layout, kept while a CPU is stopped
+  uint16_t max_end_[kMaxClasses] = {};
 };
 
 }  // namespace jsmalloc

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <random>
@@ -94,9 +96,54 @@ TEST(PerCpuSlabTest, LayoutFitsAndClassesDoNotOverlap) {
   }
   EXPECT_LT(total, PerCpuSlab::kSlots);
   Fixture<FakeCpuEnv> f(2, 1 << 20);
+  f.slab.InitCpu(0);
   for (int cl = 2; cl < kNumClasses; ++cl) {
+    EXPECT_EQ(f.slab.LayoutBegin(cl), f.slab.LayoutEnd(cl - 1));
     EXPECT_EQ(f.slab.HeaderOf(0, cl)->begin, f.slab.HeaderOf(0, cl - 1)->max_end);
-    EXPECT_EQ(f.slab.Capacity(1, cl), 0) << "classes start with no capacity";
+    EXPECT_EQ(f.slab.HeaderOf(0, cl)->begin, f.slab.LayoutBegin(cl));
+    EXPECT_EQ(f.slab.Capacity(0, cl), 0) << "classes start with no capacity";
+    EXPECT_EQ(f.slab.Capacity(1, cl), 0) << "a CPU never used has no capacity";
+    EXPECT_EQ(f.slab.Length(1, cl), 0);
+  }
+}
+
+// Resident pages of [p, p + bytes), by mincore.
+size_t ResidentPages(const void* p, size_t bytes) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> vec((bytes + page - 1) / page);
+  if (mincore(const_cast<void*>(p), bytes, vec.data()) != 0) return ~size_t{0};
+  size_t n = 0;
+  for (unsigned char v : vec) n += v & 1;
+  return n;
+}
+
+// A host may report hundreds of possible CPUs: the slab must cost nothing
+// for the CPUs a process never runs on (it wrote a header page for every
+// one at start-up, 4 KiB each).
+TEST(PerCpuSlabTest, CpusNeverUsedTouchNoSlabMemory) {
+  const int cpus = 64;
+  Fixture<FakeCpuEnv> f(cpus, 1 << 20);
+  const size_t region = PerCpuSlab::kRegionBytes;
+  EXPECT_EQ(ResidentPages(f.slab_mem, region * cpus), 0u) << "Init wrote a CPU's region";
+  f.env.cpu = 37;
+  std::vector<void*> got;
+  for (int i = 0; i < 100; ++i) got.push_back(f.Alloc(3));
+  for (void* p : got) f.Free(p, 3);
+  for (int c = 0; c < cpus; ++c) {
+    const size_t resident = ResidentPages(static_cast<char*>(f.slab_mem) + region * c, region);
+    if (c == 37) {
+      EXPECT_GE(resident, 1u) << "the CPU in use has its headers";
+    } else {
+      EXPECT_EQ(resident, 0u) << "CPU " << c << " was never used";
+    }
+  }
+  // A pass over every CPU (resize, drain, stats) touches none of the others.
+  f.cache.DrainAll();
+  f.cache.ResizePass(~uint64_t{0} >> 1);
+  CpuCacheClassStats stats[kMaxClasses];
+  f.cache.ClassStats(stats);
+  for (int c = 0; c < cpus; ++c) {
+    if (c != 37) EXPECT_EQ(ResidentPages(static_cast<char*>(f.slab_mem) + region * c, region), 0u) << c;
   }
 }
 
@@ -218,6 +265,7 @@ TEST(RseqSlabTest, BatchPushAndPopMoveWholeRunsInOrder) {
   int ncpu = os::PossibleCpuCount();
   Fixture<RseqCpuEnv> f(ncpu, 256 * 1024);
   const int cl = 5;
+  f.slab.InitCpu(0);
   uint16_t cap = f.slab.MaxCapacity(0, cl) < 40 ? f.slab.MaxCapacity(0, cl) : 40;
   f.slab.SetCapacity(0, cl, cap);
   void* in[64];
