@@ -469,7 +469,7 @@ std::atomic<size_t> fde_reads_from_mapping{0};
 // held no longer than libgcc holds it. The copy also means that no mapped
 // byte of the object is read once the lock is dropped (it may be dlclosed).
 struct ObjectCopy {
-  static constexpr int kMaxPhdrs = 16;
+  static constexpr int kMaxPhdrs = 16;  // PT_LOAD, PT_NOTE and PT_GNU_EH_FRAME only
   static constexpr size_t kMaxNotes = 256;
   char path[256];
   ElfW(Phdr) phdr[kMaxPhdrs];
@@ -607,7 +607,6 @@ int FindObject(dl_phdr_info* info, size_t, void* arg) {
   if (!holds_pc) return 0;
   q->matched = true;
   ObjectCopy& o = *q->object;
-  if (info->dlpi_phnum > ObjectCopy::kMaxPhdrs) return 1;
   // The program's own name is empty; /proc/self/exe is its file even if the
   // path was replaced since. A library's name is the path the loader opened.
   const char* path = info->dlpi_name != nullptr && info->dlpi_name[0] != '\0' ? info->dlpi_name
@@ -616,12 +615,14 @@ int FindObject(dl_phdr_info* info, size_t, void* arg) {
   const size_t path_len = strnlen(path, sizeof(o.path));
   if (path_len == sizeof(o.path)) return 1;
   memcpy(o.path, path, path_len + 1);
-  o.phnum = info->dlpi_phnum;
   o.bias = info->dlpi_addr;
-  for (int i = 0; i < o.phnum; ++i) {
+  // Only the headers the reads use (an object has 10-20 in all).
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-    o.phdr[i] = ph;
-    if (ph.p_type == kPtGnuEhFrame) o.eh_frame_hdr = i;
+    if (ph.p_type != kPtLoad && ph.p_type != kPtNote && ph.p_type != kPtGnuEhFrame) continue;
+    if (o.phnum == ObjectCopy::kMaxPhdrs) return 1;
+    if (ph.p_type == kPtGnuEhFrame) o.eh_frame_hdr = o.phnum;
+    o.phdr[o.phnum++] = ph;
     if (ph.p_type == kPtNote) {
       if (o.notes_bytes + ph.p_filesz > sizeof(o.notes)) return 1;
       memcpy(o.notes + o.notes_bytes, reinterpret_cast<const void*>(info->dlpi_addr + ph.p_vaddr), ph.p_filesz);
