@@ -41,9 +41,8 @@ void PerCpuSlab::InitCpu(int cpu) {
   for (int cl = 1; cl < kNumClasses; ++cl) {
     // One 8-byte store per header: a critical section racing with it sees
     // either the all-zero header (empty, no capacity: it misses) or this one.
-    const uint64_t word = uint64_t{begin_[cl]} | (uint64_t{begin_[cl]} << 16) | (uint64_t{begin_[cl]} << 32) |
-                          (uint64_t{max_end_[cl]} << 48);
-    __atomic_store_n(reinterpret_cast<uint64_t*>(HeaderOf(cpu, cl)), word, __ATOMIC_RELEASE);
+    Header h = {begin_[cl], begin_[cl], begin_[cl], max_end_[cl]};  // current, end, begin, max_end
+    __atomic_store(HeaderOf(cpu, cl), &h, __ATOMIC_RELEASE);
   }
 }
 

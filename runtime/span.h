@@ -12,9 +12,9 @@ namespace jsmalloc {
 
 struct SampledAllocation;  // runtime/sampler.cc
 
-// A span's links in an intrusive list. A list's head is only links: with a
-// whole Span as its sentinel, every central free list (eight of them) took
-// 750 bytes, written for all 96 classes at start-up (~45 KiB of every
+// A span's links in an intrusive list. A list's head is only links: with
+// whole Spans as sentinels, a central free list's eight bucket heads took
+// 576 bytes, written for all 96 classes at start-up (~45 KiB of every
 // process's RSS, however small).
 struct SpanLinks {
   SpanLinks* next = nullptr;
