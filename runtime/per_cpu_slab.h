@@ -26,7 +26,7 @@ class PerCpuSlab {
   static constexpr size_t kSlots = kRegionBytes / sizeof(void*);
   static_assert(kSlots <= 65536, "slot indexes are 16-bit");
 
-  struct Header {
+  struct alignas(8) Header {  // aligned: InitCpu writes it with one 8-byte atomic store
     uint16_t current;
     uint16_t end;
     uint16_t begin;
