@@ -483,9 +483,8 @@ struct ObjectCopy {
 struct FileQuery {
   uintptr_t pc;
   ObjectCopy* object;
-  bool first = true;     // the first object dl_iterate_phdr reports is the program
-  bool matched = false;  // some object's segment holds pc
-  bool copied = false;   // *object describes it and it can be read from a file
+  bool first = true;    // the first object dl_iterate_phdr reports is the program
+  bool copied = false;  // *object describes the object holding pc, which has a file
 };
 
 // The file offset of link-time address `vaddr` (n bytes), or -1.
@@ -605,7 +604,6 @@ int FindObject(dl_phdr_info* info, size_t, void* arg) {
     if (q->pc >= lo && q->pc < lo + ph.p_memsz) holds_pc = true;
   }
   if (!holds_pc) return 0;
-  q->matched = true;
   ObjectCopy& o = *q->object;
   // The program's own name is empty; /proc/self/exe is its file even if the
   // path was replaced since. A library's name is the path the loader opened.
