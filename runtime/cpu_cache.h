@@ -35,7 +35,9 @@ struct CpuCacheCpuStats {
   size_t underflows = 0;
   size_t overflows = 0;
   size_t drains = 0;
+  size_t fence_failures = 0;  // drains given up (or left stopped) without a fence
   bool populated = false;
+  bool retired = false;  // slab stopped for good after a failed fence
 };
 
 struct CpuCacheClassStats {
@@ -112,12 +114,15 @@ class CpuCacheT {
     size_t total_misses;
     size_t total_misses_at_last_pass;
     size_t underflows, overflows, drains;
+    size_t fence_failures;  // drains that found the kernel unable to fence
+    bool retired;           // stopped for good: a fence failed mid-drain
     int steal_cursor;
     uint32_t steal_backoff;  // misses to skip stealing after a fruitless try
   };
 
-  // Marks the CPU in use, writing its slab headers the first time. Lock held.
-  void PopulateLocked(int cpu, CpuState& s);
+  // Marks the CPU in use, writing its slab headers the first time; false
+  // for a retired CPU (its slab stays stopped). Lock held.
+  bool PopulateLocked(int cpu, CpuState& s);
   // Grows (cpu, cl) by up to `want` slots within the budget. Lock held.
   bool GrowLocked(int cpu, CpuState& s, int cl, int want);
   // Frees at least `bytes` of unused capacity on the CPU, taken from classes

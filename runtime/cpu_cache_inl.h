@@ -73,12 +73,14 @@ void CpuCacheT<Env>::StealLocked(int cpu, CpuState& s, int except, size_t bytes)
 }
 
 template <typename Env>
-void CpuCacheT<Env>::PopulateLocked(int cpu, CpuState& s) {
+bool CpuCacheT<Env>::PopulateLocked(int cpu, CpuState& s) {
+  if (JSMALLOC_UNLIKELY(s.retired)) return false;
   if (!s.headers_ready) {
     slab_->InitCpu(cpu);
     s.headers_ready = true;
   }
   s.populated = true;
+  return true;
 }
 
 template <typename Env>
@@ -111,11 +113,10 @@ void* CpuCacheT<Env>::Underflow(int cl) {
   if (cpu >= 0) {
     CpuState& s = cpus_[cpu];
     SpinLockHolder h(&locks_[cpu]);
-    PopulateLocked(cpu, s);
     ++s.misses[cl];
     ++s.total_misses;
     ++s.underflows;
-    GrowLocked(cpu, s, cl, batch);
+    if (PopulateLocked(cpu, s)) GrowLocked(cpu, s, cl, batch);
   }
   TransferCache* transfer = TransferFor(cpu);
   int got = transfer[cl].RemoveRange(buf, cpu >= 0 ? batch : 1);
@@ -150,11 +151,10 @@ void CpuCacheT<Env>::Overflow(void* p, int cl) {
   {
     CpuState& s = cpus_[cpu];
     SpinLockHolder h(&locks_[cpu]);
-    PopulateLocked(cpu, s);
     ++s.misses[cl];
     ++s.total_misses;
     ++s.overflows;
-    grown = GrowLocked(cpu, s, cl, batch);
+    grown = PopulateLocked(cpu, s) && GrowLocked(cpu, s, cl, batch);
   }
   if (grown && env_->Push(slab_, cl, p)) return;
   // Still full: hand a batch from this CPU to the transfer cache (one
@@ -175,7 +175,13 @@ size_t CpuCacheT<Env>::DrainCpu(int cpu) {
   slab_->StopCpu(cpu);
   // After the fence no critical section that saw the old headers can still
   // commit on that CPU; the region is ours until StartCpu.
-  env_->Fence(cpu);
+  if (!env_->Fence(cpu)) {
+    // Nothing taken and `current` untouched: whatever a section still in
+    // flight commits agrees with the restored headers.
+    ++s.fence_failures;
+    slab_->StartCpu(cpu, s.capacity);
+    return 0;
+  }
   size_t bytes = 0;
   for (int cl = 1; cl < kNumClasses; ++cl) {
     size_t count;
@@ -192,6 +198,20 @@ size_t CpuCacheT<Env>::DrainCpu(int cpu) {
   s.capacity_bytes = 0;
   ++s.drains;
   s.populated = false;
+  // A section that started while the CPU was stopped fails on `begin`, but
+  // it read `current` first: between those two loads (an interrupt is
+  // enough) the old `current` and a restored `begin` would hand out objects
+  // now in the transfer cache. The second fence restarts any such section,
+  // and every later one reads the emptied `current`.
+  slab_->EmptyStopped(cpu);
+  if (!env_->Fence(cpu)) {
+    // Cannot happen once a fence succeeded (the registration is the
+    // process's until exec), but if it did: leave the CPU stopped for good.
+    // Every operation on it misses and goes to the transfer cache.
+    ++s.fence_failures;
+    s.retired = true;
+    return bytes;
+  }
   slab_->StartCpu(cpu, s.capacity);
   return bytes;
 }
@@ -258,6 +278,8 @@ CpuCacheCpuStats CpuCacheT<Env>::CpuStats(int cpu) {
   out.underflows = s.underflows;
   out.overflows = s.overflows;
   out.drains = s.drains;
+  out.fence_failures = s.fence_failures;
+  out.retired = s.retired;
   for (int cl = 1; cl < kNumClasses; ++cl) {
     out.cached_bytes += slab_->Length(cpu, cl) * SizeMap::ClassSize(cl);
   }

@@ -62,11 +62,16 @@ void** PerCpuSlab::StoppedObjects(int cpu, int cl, size_t* count) const {
   return Region(cpu) + begin_[cl];
 }
 
+void PerCpuSlab::EmptyStopped(int cpu) {
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    __atomic_store_n(&HeaderOf(cpu, cl)->current, begin_[cl], __ATOMIC_RELAXED);
+  }
+}
+
 void PerCpuSlab::StartCpu(int cpu, const uint16_t* capacity) {
   for (int cl = 1; cl < kNumClasses; ++cl) {
-    Header* h = HeaderOf(cpu, cl);
-    __atomic_store_n(&h->current, begin_[cl], __ATOMIC_RELAXED);
-    __atomic_store_n(&h->end, static_cast<uint16_t>(begin_[cl] + capacity[cl]), __ATOMIC_RELAXED);
+    __atomic_store_n(&HeaderOf(cpu, cl)->end, static_cast<uint16_t>(begin_[cl] + capacity[cl]),
+                     __ATOMIC_RELAXED);
   }
   // begin last: until it is restored every operation on this CPU still fails.
   __atomic_thread_fence(__ATOMIC_RELEASE);

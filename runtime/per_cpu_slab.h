@@ -92,12 +92,16 @@ class PerCpuSlab {
   bool IsStopped(int cpu) const {
     return __atomic_load_n(&HeaderOf(cpu, 1)->begin, __ATOMIC_RELAXED) == kStoppedBegin;
   }
-  // Restores a stopped CPU with every class emptied (current = begin) and
-  // the given capacities.
-  void StartCpu(int cpu, const uint16_t* capacity /* [kMaxClasses] */);
-  // While stopped: the objects of class cl and how many there are. The
-  // caller empties them before StartCpu.
+  // While stopped: the objects of class cl and how many there are.
   void** StoppedObjects(int cpu, int cl, size_t* count) const;
+  // While stopped: empties every class (current = begin). The caller must
+  // fence the CPU again before StartCpu: a critical section that began while
+  // the CPU was stopped may have read the old `current` and be about to read
+  // `begin`; restored under it, it would pop objects already taken.
+  void EmptyStopped(int cpu);
+  // Restarts a stopped CPU with the given capacities; `current` is left as
+  // it is (emptied by EmptyStopped, or untouched when a drain gives up).
+  void StartCpu(int cpu, const uint16_t* capacity /* [kMaxClasses] */);
 
   // Plain operations on a given CPU, without rseq: for a stopped CPU and for
   // tests that drive a fake CPU from one thread.

@@ -113,7 +113,10 @@ void PrintCpuCaches(Printer* out) {
       if (!c.populated && c.misses == 0) continue;
       out->UW(static_cast<uint64_t>(cpu), 5).Str("  ").F(static_cast<double>(c.capacity_bytes) / 1048576.0, 2)
           .Str("          ").F(static_cast<double>(c.cached_bytes) / 1048576.0, 2).UW(c.underflows, 12)
-          .UW(c.overflows, 11).UW(c.drains, 8).Char('\n');
+          .UW(c.overflows, 11).UW(c.drains, 8);
+      if (c.fence_failures > 0) out->Str("  fences failed ").U(c.fence_failures);
+      if (c.retired) out->Str(" (slab stopped for good)");
+      out->Char('\n');
     }
     return;
   }

@@ -122,9 +122,16 @@ struct FakeCpuEnv {
     return k;
   }
   bool FenceAvailable() { return fence_ok; }
-  bool Fence(int) {
+  // Fence number `fail_fence` (1-based; 0: none) fails although fences are
+  // available. on_fence runs at every fence that succeeds, as the kernel's
+  // restart of the sections in flight on that CPU.
+  int fail_fence = 0;
+  std::function<void(int)> on_fence;
+  bool Fence(int cpu) {
     ++fences;
-    return fence_ok;
+    if (!fence_ok || fences == fail_fence) return false;
+    if (on_fence) on_fence(cpu);
+    return true;
   }
   uint64_t Now() { return now; }
 };
