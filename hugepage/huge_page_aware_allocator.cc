@@ -61,6 +61,7 @@ Span* HugePageAwareAllocator::MakeSpan(PageId first, Length n, Span::Origin orig
   s->location = Span::kInUse;
   s->origin = origin;
   s->partition = options_.partition;
+  s->release_on_free = false;
   if (!pagemap_->Ensure(first, n)) {
     span_pool_.Delete(s);
     return nullptr;
@@ -262,13 +263,17 @@ Span* HugePageAwareAllocator::NewLocked(Length n) {
 Span* HugePageAwareAllocator::New(Length n) {
   SpinLockHolder hold(&lock_);
   FlushReleasesOnExit flush(source_);
-  return NewLocked(n);
+  return MarkGrowing(NewLocked(n));
 }
 
 Span* HugePageAwareAllocator::NewAligned(Length n, Length align_pages) {
   if (align_pages <= 1) return New(n);
   SpinLockHolder hold(&lock_);
   FlushReleasesOnExit flush(source_);
+  return MarkGrowing(NewAlignedLocked(n, align_pages));
+}
+
+Span* HugePageAwareAllocator::NewAlignedLocked(Length n, Length align_pages) {
   if (align_pages <= kPagesPerHugePage) {
     Length total = n + align_pages - 1;
     if (total >= kPagesPerHugePage) {
@@ -342,11 +347,12 @@ HugeRegion* HugePageAwareAllocator::RegionOf(PageId p) {
   return r;
 }
 
-void HugePageAwareAllocator::ReturnTracker(PageTracker* t) {
+void HugePageAwareAllocator::ReturnTracker(PageTracker* t, bool release) {
   HugePageId h = t->hugepage();
   // A hugepage that was partly released goes back unbacked as a whole: its
   // transparent hugepage is gone anyway.
-  bool backed = t->released() == 0;
+  bool backed = t->released() == 0 && !release;
+  if (release) stats_.released_total += (kPagesPerHugePage - t->released()) << kPageShift;
   if (!backed) {
     source_->Release(HugePageStart(h), kHugePageSize);
     JSMALLOC_PROBE(hugepage_released, ProbeAddr(HugePageStart(h)), 1, ProbeNumaNode());
@@ -358,7 +364,7 @@ void HugePageAwareAllocator::ReturnTracker(PageTracker* t) {
   cache.Put(h, 1, backed);
 }
 
-void HugePageAwareAllocator::FreeSmall(PageId p, Length n) {
+void HugePageAwareAllocator::FreeSmall(PageId p, Length n, bool release) {
   PageTracker* t = trackers_.Get(HugePageOf(p));
   if (t == nullptr) os::FatalError("hugepage filler lost track of page", PageStart(p));
   if (FillerOf(t).Free(t, p, n)) {
@@ -367,8 +373,24 @@ void HugePageAwareAllocator::FreeSmall(PageId p, Length n) {
       t->return_pending = true;
       return;
     }
-    ReturnTracker(t);
+    ReturnTracker(t, release);
+  } else if (release) {
+    stats_.released_total += FillerOf(t).ReleaseFreed(t, p, n) << kPageShift;
   }
+}
+
+// Decided when the allocation is made, as glibc decides to mmap a chunk:
+// larger than any large allocation freed so far. Every one so marked is
+// released when freed, and raises the threshold to its size then.
+Span* HugePageAwareAllocator::MarkGrowing(Span* s) {
+  if (s == nullptr || !options_.release_growing_large || !options_.sparse_large) return s;
+  const Length n = s->num_pages;
+  if (n <= kMaxObjectSpanPages || n <= growth_threshold_pages_) return s;
+  // Only base-page memory: regions and the dense filler are hugepages.
+  if (s->origin == Span::kFromRegion) return s;
+  if (s->origin == Span::kFromFiller && !trackers_.Get(HugePageOf(s->first_page))->sparse()) return s;
+  s->release_on_free = true;
+  return s;
 }
 
 void HugePageAwareAllocator::Delete(Span* span) {
@@ -409,14 +431,28 @@ void HugePageAwareAllocator::ReturnSpanPages(Span* span) {
       source_->AllowHugePages(span->start(), advised * kHugePageSize, false);
     }
   }
+  // Only large allocations: spans of small objects come from the dense
+  // filler and are never longer than kMaxObjectSpanPages.
+  const bool release = span->release_on_free;
+  if (release) {
+    if (n > growth_threshold_pages_) growth_threshold_pages_ = n;
+    ++growth_releases_;
+    growth_released_pages_ += n;
+  }
   switch (span->origin) {
     case Span::kFromFiller:
-      FreeSmall(first, n);
+      FreeSmall(first, n, release);
       break;
     case Span::kFromCache: {
       size_t count = HugePagesFor(n);
       large_hugepages_ -= count;
       large_slack_pages_ -= count * kPagesPerHugePage - n;
+      if (release) {
+        source_->Release(PageStart(first), count * kHugePageSize);
+        stats_.released_total += count * kHugePageSize;
+        LargeCache().Put(HugePageOf(first), count, false);
+        break;
+      }
       // Kept backed for the next large allocation, which then faults in only
       // what it touches beyond what this one did. (Releasing at free, as an
       // munmap would, tripled the system time of a churn of buffers written
@@ -430,8 +466,12 @@ void HugePageAwareAllocator::ReturnSpanPages(Span* span) {
       size_t whole = n / kPagesPerHugePage;
       large_hugepages_ -= whole;
       --donated_large_;
-      if (whole > 0) LargeCache().Put(HugePageOf(first), whole, true);
-      FreeSmall(first + whole * kPagesPerHugePage, n - whole * kPagesPerHugePage);
+      if (whole > 0 && release) {
+        source_->Release(PageStart(first), whole * kHugePageSize);
+        stats_.released_total += whole * kHugePageSize;
+      }
+      if (whole > 0) LargeCache().Put(HugePageOf(first), whole, !release);
+      FreeSmall(first + whole * kPagesPerHugePage, n - whole * kPagesPerHugePage, release);
       break;
     }
     case Span::kFromRegion: {
@@ -794,6 +834,9 @@ HugePageStats HugePageAwareAllocator::HugeStats() {
   });
   s.region_count = region_count_;
   s.large_hugepages = large_hugepages_;
+  s.growth_releases = growth_releases_;
+  s.growth_released_bytes = growth_released_pages_ << kPageShift;
+  s.growth_threshold_bytes = growth_threshold_pages_ << kPageShift;
   s.donated_large_allocs = donated_large_;
   s.collapses = collapses_;
   s.collapse_failures = collapse_failures_;
@@ -866,6 +909,11 @@ void HugePageAwareAllocator::Print(Printer* out) {
   out->Str("Large allocations: ").Str(options_.sparse_large ? "base pages until dense; " : "on hugepages; ")
       .U(h.promoted_hugepages).Str(" hugepages collapsed when dense (").U(h.promote_failures)
       .Str(" refused), ").U(h.sparse_checks).Str(" checks found one sparse\n");
+  if (options_.sparse_large && options_.release_growing_large) {
+    out->Str("Large frees released as they grew: ").U(h.growth_releases).Str(" (")
+        .MiB(h.growth_released_bytes).Str(" MiB); a freed large allocation is released at once above ")
+        .MiB(h.growth_threshold_bytes).Str(" MiB\n");
+  }
   out->Str("Hugepage cache: ").U(h.cache.mapped_hugepages).Str(" hugepages reserved, ").U(h.cache.in_use)
       .Str(" in use; ").U(h.cache.hits).Str(" hits, ").U(h.cache.misses).Str(" misses, ")
       .U(h.cache.released_hugepages).Str(" released; keeps ").U(h.cache.demand_limit)

@@ -72,6 +72,14 @@ struct HugePageAwareOptions {
   size_t filler_slack_hugepages = 4;
   size_t filler_slack_divisor = 8;
   uint8_t partition = 0;               // NUMA partition stamped on every span
+  // Large allocations on base pages (sparse_large) that were larger, when
+  // made, than any freed before go back to the OS as they are freed, as
+  // glibc maps a chunk above its mmap threshold and unmaps it on free, then
+  // raises the threshold to its size: buffers that grow by doubling then
+  // cost their last sizes at the peak, not every size they went through.
+  // Sizes at or below the largest freed so far stay backed for reuse (a
+  // churn of similar buffers pays no madvise).
+  bool release_growing_large = true;
 };
 
 // Hugepage accounting for the stats report and the coverage property.
@@ -85,6 +93,9 @@ struct HugePageStats {
   RegionStats regions;  // summed over regions
   size_t region_count = 0;
   size_t large_hugepages = 0;        // whole hugepages held by large allocations
+  // release_growing_large: frees released at once, their bytes, and the
+  // size a freed large allocation must exceed to be released.
+  size_t growth_releases = 0, growth_released_bytes = 0, growth_threshold_bytes = 0;
   size_t donated_large_allocs = 0;
   size_t collapses = 0, collapse_failures = 0;
   // PromoteDense: hugepages of large allocations collapsed because they were
@@ -160,8 +171,13 @@ class HugePageAwareAllocator final : public PageAllocator {
   Span* AllocRegion(Length n);
   Span* AllocDonating(Length n);
   Span* MakeSpan(PageId first, Length n, Span::Origin origin);
-  void FreeSmall(PageId p, Length n);
-  void ReturnTracker(PageTracker* t);
+  // release: the freed pages go back to the OS at once (ReleaseGrowing).
+  void FreeSmall(PageId p, Length n, bool release = false);
+  void ReturnTracker(PageTracker* t, bool release = false);
+  // options_.release_growing_large: marks a new large allocation on base
+  // pages larger than any freed so far to be released when it is freed.
+  Span* MarkGrowing(Span* s);
+  Span* NewAlignedLocked(Length n, Length align_pages);
   HugeRegion* RegionOf(PageId p);
   HugePageFiller& FillerOf(const PageTracker* t) { return t->sparse() ? sparse_filler_ : filler_; }
   // Large allocations' memory (see "Dense and sparse memory").
@@ -206,6 +222,8 @@ class HugePageAwareAllocator final : public PageAllocator {
   // Pages past the end of large allocations rounded up to whole hugepages of
   // base-page memory: address space only, counted as not backed.
   size_t large_slack_pages_ = 0;
+  size_t growth_threshold_pages_ = 0;  // ReleaseGrowing: the largest freed so far
+  size_t growth_releases_ = 0, growth_released_pages_ = 0;
   size_t collapses_ = 0, collapse_failures_ = 0;
   size_t promoted_hugepages_ = 0, promote_failures_ = 0, sparse_checks_ = 0;
   uint32_t promote_cycle_ = 0;  // PromoteDense calls so far (its clock)

@@ -126,37 +126,51 @@ Length HugePageFiller::SubReleaseFrom(Length desired, bool idle_only) {
         });
         for (int i = 0; i < k && done < desired; ++i) {
           PageTracker* t = batch[i];
-          Remove(t);
-          bool was_broken = t->broken();
-          // Before the first page goes: khugepaged must not refill it.
-          if (guard_khugepaged_ && !t->no_thp()) {
-            if (no_thp_ < kMaxNoThp &&
-                source_->AllowHugePages(HugePageStart(t->hugepage()), kHugePageSize, false)) {
-              t->set_no_thp(true);
-              ++no_thp_;
-            } else if (t->released() == 0) {
-              ++no_thp_refused_;
-            }
-          }
-          auto release = [&](Length index, Length len) {
-            return source_->Release(PageStart(FirstPageOf(t->hugepage()) + index), len << kPageShift);
-          };
-          Length got = idle_only ? t->ReleaseIdle(desired - done, release) : t->ReleaseFree(release);
-          if (got > 0) {
-            JSMALLOC_PROBE(hugepage_broken, ProbeAddr(HugePageStart(t->hugepage())), t->used(), got,
-                           kPagesPerHugePage, !was_broken, ProbeNumaNode());
-          }
-          if (t->released() == 0) AllowThp(t);  // nothing went after all
-          free_backed_pages_ -= got;
-          released_pages_ += got;
-          subreleased_total_ += got;
-          done += got;
-          Insert(t);
+          const Length want = desired - done;
+          done += ReleaseOn(t, [&](auto release) {
+            return idle_only ? t->ReleaseIdle(want, release) : t->ReleaseFree(release);
+          });
         }
       }
     }
   }
   return done;
+}
+
+template <typename How>
+Length HugePageFiller::ReleaseOn(PageTracker* t, How how) {
+  Remove(t);
+  bool was_broken = t->broken();
+  // Before the first page goes: khugepaged must not refill it.
+  if (guard_khugepaged_ && !t->no_thp()) {
+    if (no_thp_ < kMaxNoThp && source_->AllowHugePages(HugePageStart(t->hugepage()), kHugePageSize, false)) {
+      t->set_no_thp(true);
+      ++no_thp_;
+    } else if (t->released() == 0) {
+      ++no_thp_refused_;
+    }
+  }
+  auto release = [&](Length index, Length len) {
+    return source_->Release(PageStart(FirstPageOf(t->hugepage()) + index), len << kPageShift);
+  };
+  Length got = how(release);
+  if (got > 0) {
+    JSMALLOC_PROBE(hugepage_broken, ProbeAddr(HugePageStart(t->hugepage())), t->used(), got, kPagesPerHugePage,
+                   !was_broken, ProbeNumaNode());
+  }
+  if (t->released() == 0) AllowThp(t);  // nothing went after all
+  free_backed_pages_ -= got;
+  released_pages_ += got;
+  subreleased_total_ += got;
+  Insert(t);
+  return got;
+}
+
+Length HugePageFiller::ReleaseFreed(PageTracker* t, PageId page, Length n) {
+  // A hugepage being collapsed keeps its pages until the collapse ends.
+  if (t->promote() == PageTracker::kCollapsing) return 0;
+  const Length index = page - FirstPageOf(t->hugepage());
+  return ReleaseOn(t, [&](auto release) { return t->ReleaseRange(index, n, release); });
 }
 
 FillerStats HugePageFiller::Stats() const {

@@ -99,6 +99,9 @@ class HugePageFiller {
   // (see PageTracker::ReleaseIdle), so pages the churn takes back within an
   // epoch are not released only to be faulted in again.
   Length SubReleaseIdle(Length desired);
+  // Releases the free, backed pages of [page, page + n) in t, a range just
+  // freed by Free (t still partly used). Returns pages released.
+  Length ReleaseFreed(PageTracker* t, PageId page, Length n);
   // Starts a new age on every hugepage: what is free and backed now is idle.
   void MarkIdle();
 
@@ -123,6 +126,10 @@ class HugePageFiller {
   void Remove(PageTracker* t);
   void AllowThp(PageTracker* t);
   Length SubReleaseFrom(Length desired, bool idle_only);
+  // Releases what `how` picks in t (t off its list meanwhile): the khugepaged
+  // guard, the probe and the counters. how(release) returns pages marked.
+  template <typename How>
+  Length ReleaseOn(PageTracker* t, How how);
 
   PageSource* source_;
   bool guard_khugepaged_;

@@ -97,6 +97,28 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
     return total;
   }
 
+  // Calls f(index, length) for each run of [index, index + n) that is free
+  // and backed, and marks it released if f returns true (a large
+  // allocation's pages, released as it is freed). Returns the pages marked.
+  template <typename F>
+  Length ReleaseRange(Length index, Length n, F f) {
+    Length total = 0;
+    size_t i = index, end = index + n;
+    while (i < end) {
+      size_t a = released_.Find(i, false, end);
+      if (a >= end) break;
+      size_t b = released_.Find(a, true, end);
+      // Only pages nobody uses (the caller frees the range first).
+      size_t u = used_.Find(a, true, b);
+      if (u < b) b = u;
+      if (b > a && f(a, b - a)) total += MarkReleased(a, b - a);
+      i = b > a ? b : a + 1;
+    }
+    released_count_ += total;
+    if (total > 0) Broke();
+    return total;
+  }
+
   // Ageing for the demand-driven subrelease: a page is idle if it has been
   // free and backed since the last MarkIdle. ReleaseIdle calls f(index,
   // length) for idle runs, at most `max` pages, and marks them released like

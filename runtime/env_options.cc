@@ -288,6 +288,7 @@ constexpr Setting kSettings[] = {
     {"backend", "hugepage or legacy", &ApplyBackend, &ShowBackend},
     {"collapse", kBoolForm, &ApplyBool<&Options::collapse>, &ShowBool<&Options::collapse>},
     {"large_pages", "adaptive or huge", &ApplyLargePages, &ShowLargePages},
+    {"release_growing", kBoolForm, &ApplyBool<&Options::release_growing>, &ShowBool<&Options::release_growing>},
     {"khugepaged_guard", "1, 0 or auto", &ApplyTri<&Options::khugepaged_guard>, &ShowTri<&Options::khugepaged_guard>},
     {"release_advice", "dontneed or free", &ApplyAdvice, &ShowAdvice},
     {"background", "auto, 1 or 0", &ApplyTri<&Options::background>, &ShowTri<&Options::background>},

@@ -39,6 +39,7 @@ struct Options {
   bool legacy_page_heap = false;                    // backend=legacy|hugepage
   bool collapse = false;                            // collapse
   bool large_huge = false;                          // large_pages=huge|adaptive
+  bool release_growing = true;                      // release_growing: large frees above the largest yet released
   int khugepaged_guard = -1;                        // khugepaged_guard: -1 auto, 0 off, 1 on
   bool release_with_madv_free = false;              // release_advice=free|dontneed
   int background = -1;                              // background: -1 auto, 0 off, 1 at start

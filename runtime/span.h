@@ -60,6 +60,9 @@ struct Span : SpanLinks {
   // span's hugepages (a free meanwhile only parks it), or has found it dense.
   enum Promote : uint8_t { kUnchecked = 0, kCollapsing = 1, kFreePending = 2, kDense = 3 };
   Promote promote = kUnchecked;
+  // Hugepage-aware back-end, large allocations: released to the OS when
+  // freed (HugePageAwareOptions::release_growing_large).
+  bool release_on_free = false;
   // Non-null while the span holds one sampled allocation (its record): the
   // sampler gives every sampled allocation a span of its own, and FreeSlow
   // hands the record back before the span returns to the back-end.

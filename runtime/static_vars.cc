@@ -255,6 +255,7 @@ bool InitPartition(State* st, int p, MetadataArena* arena) {
     hp.guard_khugepaged = GuardKhugepaged(st->options);
     const os::ThpMode thp = os::GetThpSettings().enabled;
     hp.sparse_large = !st->options.large_huge;
+    hp.release_growing_large = st->options.release_growing;
     hp.promote_dense = thp != os::ThpMode::kNever;  // a user who turned THP off gets none
     hp.sparse_nohugepage = thp == os::ThpMode::kAlways;
     hp.cache_window_epochs = static_cast<int>(st->options.release_delay);

@@ -333,6 +333,8 @@ constexpr const char* kPropertyNames[] = {
     "jsmalloc.hugepage.filler_nohugepage",
     "jsmalloc.hugepage.promoted",
     "jsmalloc.hugepage.large_cache_backed_free",
+    "jsmalloc.hugepage.large_growth_releases",
+    "jsmalloc.hugepage.large_growth_threshold_bytes",
     "jsmalloc.memory_limit",
     "jsmalloc.memory_limit_hard",
     "jsmalloc.memory_limit_hits",
@@ -415,6 +417,8 @@ bool GetNumericProperty(const char* name, size_t* value) {
         {"jsmalloc.hugepage.filler_nohugepage", h.filler.no_thp},
         {"jsmalloc.hugepage.promoted", h.promoted_hugepages},
         {"jsmalloc.hugepage.large_cache_backed_free", h.sparse_cache.backed_free},
+        {"jsmalloc.hugepage.large_growth_releases", h.growth_releases},
+        {"jsmalloc.hugepage.large_growth_threshold_bytes", h.growth_threshold_bytes},
     };
     for (const auto& e : hp) {
       if (strcmp(e.n, name) == 0) {

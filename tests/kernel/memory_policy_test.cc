@@ -394,6 +394,62 @@ int ChildAutoStart() {
   return 0;
 }
 
+// Two buffers grown by doubling in turn, 512 KiB to 32 MiB, each new one
+// written in full (the copy), with a 320 KiB block kept between the steps
+// (it pins the freed sizes apart): after every step RSS stays within the
+// live bytes plus 6 MiB. With JSMALLOC_RELEASE_GROWING=0 (the control) the
+// freed sizes stay resident and the check must see it.
+int ChildGrowingBuffers() {
+  const char* env = getenv("JSMALLOC_RELEASE_GROWING");
+  const bool on = env == nullptr || strcmp(env, "0") != 0;
+  const size_t rss0 = RssBytes();
+  const size_t slack = size_t{6} << 20;
+  size_t size = size_t{512} << 10, live = 0, worst = 0;
+  char* cur[2] = {nullptr, nullptr};
+  std::vector<char*> pins;
+  size_t cur_size[2] = {0, 0};
+  while (size <= (size_t{32} << 20)) {
+    for (int b = 0; b < 2; ++b) {
+      char* next = static_cast<char*>(malloc(size));
+      CHILD_CHECK(next != nullptr, "malloc(%zu)", size);
+      memset(next, b + 1, size);
+      if (cur[b] != nullptr) {
+        CHILD_CHECK(cur[b][cur_size[b] - 1] == b + 1, "buffer %d lost its contents", b);
+        free(cur[b]);
+        live -= cur_size[b];
+      }
+      cur[b] = next;
+      cur_size[b] = size;
+      live += size;
+      char* pin = static_cast<char*>(malloc(320 << 10));
+      CHILD_CHECK(pin != nullptr, "pin");
+      memset(pin, 7, 320 << 10);
+      pins.push_back(pin);
+      live += 320 << 10;
+      const size_t rss = RssBytes() - rss0;
+      if (rss > live && rss - live > worst) worst = rss - live;
+    }
+    size *= 2;
+  }
+  printf("release of growing buffers %s: RSS at most %.1f MiB above the %.1f MiB live; %zu released at free\n",
+         on ? "on" : "off (control)", worst / 1048576.0, live / 1048576.0,
+         Prop("jsmalloc.hugepage.large_growth_releases"));
+  if (on) {
+    CHILD_CHECK(worst <= slack, "RSS %zu bytes above the live bytes", worst);
+    CHILD_CHECK(Prop("jsmalloc.hugepage.large_growth_releases") >= 10, "growth releases not counted");
+  } else {
+    CHILD_CHECK(worst > slack, "control: RSS only %zu bytes above the live bytes with the release off", worst);
+  }
+  for (char* p : pins) free(p);
+  for (char* p : cur) free(p);
+  return 0;
+}
+
+TEST(MemoryPolicy, BuffersGrownByDoublingLeaveNothingResidentBehind) {
+  EXPECT_EQ(RunChild("growing", {}), 0);
+  EXPECT_EQ(RunChild("growing", {"JSMALLOC_RELEASE_GROWING=0"}), 0) << "the control";
+}
+
 TEST(MemoryPolicy, SparseLargeBuffersCostWhatTheyTouchAndAreReused) {
   EXPECT_EQ(RunChild("sparse", {}), 0);
 }
@@ -446,6 +502,7 @@ int main(int argc, char** argv) {
     if (c == "fragmented") return ChildFragmentedTrim();
     if (c == "fragmented_idle") return ChildFragmentedIdle();
     if (c == "small") return ChildSmallHeap();
+    if (c == "growing") return ChildGrowingBuffers();
     return 100;
   }
   testing::InitGoogleTest(&argc, argv);

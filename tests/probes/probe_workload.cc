@@ -111,13 +111,17 @@ void Break() {
 }
 
 // Whole-hugepage allocations: a hugepage-cache miss, then a hit on the same
-// hugepages, then an explicit release of 64 MiB.
+// hugepages, then an explicit release of 64 MiB. The first block is the
+// largest freed yet, so its free releases it (JSMALLOC_RELEASE_GROWING) and
+// the next one misses again; the one after that reuses backed hugepages.
 void Large() {
   constexpr size_t kSize = 4 * kMiB;
   void* a = MustMalloc(kSize);
   Expect("miss_addr", reinterpret_cast<uintptr_t>(a));
   Expect("hugepages", kSize / kHugePage);
   free(a);
+  void* again = MustMalloc(kSize);
+  free(again);  // not larger than the first: kept backed
   void* b = MustMalloc(kSize);
   Expect("hit_addr", reinterpret_cast<uintptr_t>(b));
   free(b);

@@ -507,6 +507,8 @@ TEST_F(HugePageAwareTest, AlignedAllocations) {
 }
 
 TEST_F(HugePageAwareTest, ReleaseReturnsCacheFirstThenSubreleases) {
+  // Large frees stay backed here (LargeFreesAboveTheLargestYetAreReleasedAtOnce).
+  Make([](HugePageAwareOptions* o) { o->release_growing_large = false; });
   std::vector<Span*> smalls;
   for (int i = 0; i < 4 * static_cast<int>(kPagesPerHugePage); ++i) smalls.push_back(hpaa_->New(1));
   Span* big = hpaa_->New(4 * kPagesPerHugePage);
@@ -523,6 +525,90 @@ TEST_F(HugePageAwareTest, ReleaseReturnsCacheFirstThenSubreleases) {
   EXPECT_EQ(hpaa_->Stats().free_bytes, 0u);
   for (size_t i = 1; i < smalls.size(); i += 2) hpaa_->Delete(smalls[i]);
   EXPECT_EQ(hpaa_->Stats().in_use_bytes, 0u);
+}
+
+// release_growing_large: a freed large allocation larger than any freed
+// before goes back to the OS at once (a buffer growing by doubling leaves
+// nothing backed behind it); one no larger stays backed for reuse.
+TEST_F(HugePageAwareTest, LargeFreesAboveTheLargestYetAreReleasedAtOnce) {
+  const Length large = HugePageAwareAllocator::kMaxObjectSpanPages + 1;
+  ASSERT_LT(large * 2, kPagesPerHugePage) << "test needs two filler-sized large allocations";
+  // In the large-allocation filler, beside a live one: only its own pages go.
+  Span* keep = hpaa_->New(large);
+  Span* a = hpaa_->New(large);
+  ASSERT_EQ(a->origin, Span::kFromFiller);
+  size_t before = source_.released_bytes.load();
+  hpaa_->Delete(a);
+  EXPECT_EQ(source_.released_bytes.load() - before, large << kPageShift) << "its pages, and only those";
+  HugePageStats h = hpaa_->HugeStats();
+  EXPECT_EQ(h.growth_releases, 1u);
+  EXPECT_EQ(h.growth_threshold_bytes, large << kPageShift);
+  EXPECT_EQ(h.sparse_filler.released_pages, large);
+  // As large again: kept backed (the churn of similar buffers pays nothing).
+  Span* b = hpaa_->New(large);
+  before = source_.released_bytes.load();
+  hpaa_->Delete(b);
+  EXPECT_EQ(source_.released_bytes.load(), before) << "no larger than the largest freed: kept";
+  EXPECT_EQ(hpaa_->HugeStats().sparse_filler.free_pages, kPagesPerHugePage - large);
+  // Whole hugepages: the growth goes on, each new largest is released.
+  for (Length n : {2 * kPagesPerHugePage, 4 * kPagesPerHugePage, 3 * kPagesPerHugePage}) {
+    Span* s = hpaa_->New(n);
+    ASSERT_EQ(s->origin, Span::kFromCache);
+    before = source_.released_bytes.load();
+    hpaa_->Delete(s);
+    const size_t released = source_.released_bytes.load() - before;
+    if (n == 3 * kPagesPerHugePage) EXPECT_EQ(released, 0u) << "smaller than 4 hugepages: kept";
+    else EXPECT_EQ(released, n << kPageShift);
+  }
+  h = hpaa_->HugeStats();
+  EXPECT_EQ(h.growth_releases, 3u);
+  EXPECT_EQ(h.growth_threshold_bytes, 4 * kHugePageSize);
+  // Spans of small objects never are.
+  Span* small = hpaa_->New(1);
+  before = source_.released_bytes.load();
+  hpaa_->Delete(small);
+  EXPECT_EQ(source_.released_bytes.load(), before);
+  hpaa_->Delete(keep);
+  BackendStats st = hpaa_->Stats();
+  EXPECT_EQ(st.in_use_bytes, 0u);
+  EXPECT_EQ(st.free_bytes + st.unmapped_bytes, st.system_bytes) << "every byte accounted";
+}
+
+// Two buffers grown by doubling in turn (allocate twice the size, copy,
+// free the old one), as a program's std::vector and std::string do, while
+// the program keeps other large blocks (a hash table's buckets, a read
+// buffer) allocated between the steps: those pin the holes apart, so the
+// freed sizes never coalesce into the next one. What the heap keeps free
+// and backed must not grow with the sizes the buffers went through.
+TEST_F(HugePageAwareTest, BuffersGrownByDoublingLeaveNothingBackedBehind) {
+  size_t max_free[2] = {0, 0};
+  for (bool on : {true, false}) {
+    Make([&](HugePageAwareOptions* o) { o->release_growing_large = on; });
+    const Length pin_pages = HugePageAwareAllocator::kMaxObjectSpanPages + 1;
+    Length n = pin_pages;
+    Span* cur[2] = {hpaa_->New(n), hpaa_->New(n)};
+    std::vector<Span*> pins;
+    while (n < 8 * kPagesPerHugePage) {
+      for (Span*& c : cur) {
+        Span* next = hpaa_->New(2 * n);
+        ASSERT_NE(next, nullptr);
+        hpaa_->Delete(c);
+        c = next;
+        pins.push_back(hpaa_->New(pin_pages));
+        const size_t free_backed = hpaa_->Stats().free_bytes;
+        if (free_backed > max_free[on]) max_free[on] = free_backed;
+      }
+      n *= 2;
+    }
+    for (Span* c : cur) hpaa_->Delete(c);
+    for (Span* p : pins) hpaa_->Delete(p);
+  }
+  // What stays is the rest of the hugepage the pinned blocks share (the
+  // filler counts its untouched pages as backed).
+  EXPECT_LE(max_free[1], kHugePageSize) << "freed sizes kept backed while growing";
+  EXPECT_GT(max_free[0], 4 * kHugePageSize) << "control: with the release off, the freed sizes stay backed";
+  printf("most free and backed while two buffers double past 16 MiB: %.1f MiB, %.1f MiB without the release\n",
+         static_cast<double>(max_free[1]) / 1048576, static_cast<double>(max_free[0]) / 1048576);
 }
 
 TEST_F(HugePageAwareTest, DoubleDeleteAborts) {
@@ -560,6 +646,8 @@ TEST_F(HugePageAwareTest, PromoteDenseCollapsesDenseLargeAllocationsOnce) {
 // The dense and the sparse caches share one RSS: fresh hugepages faulted in
 // for one are matched by releasing backed free ones held by the other.
 TEST_F(HugePageAwareTest, FreshHugepagesInOneCacheReleaseBackedOnesOfTheOther) {
+  // Large frees stay backed here (LargeFreesAboveTheLargestYetAreReleasedAtOnce).
+  Make([](HugePageAwareOptions* o) { o->release_growing_large = false; });
   Span* big = hpaa_->New(2 * kPagesPerHugePage);
   ASSERT_NE(big, nullptr);
   hpaa_->Delete(big);
@@ -629,7 +717,11 @@ TEST_F(HugePageAwareTest, FreeDuringPromotionIsParkedUntilTheCollapseEnds) {
 }
 
 TEST_F(HugePageAwareTest, PromoteDenseUnderThpAlwaysAllowsHugepagesFirst) {
-  Make([](HugePageAwareOptions* o) { o->sparse_nohugepage = true; });
+  // Large frees stay backed here (LargeFreesAboveTheLargestYetAreReleasedAtOnce).
+  Make([](HugePageAwareOptions* o) {
+    o->sparse_nohugepage = true;
+    o->release_growing_large = false;
+  });
   Span* s = hpaa_->New(kPagesPerHugePage);
   ASSERT_NE(s, nullptr);
   source_.resident_all = true;
@@ -650,7 +742,11 @@ TEST_F(HugePageAwareTest, PromoteDenseUnderThpAlwaysAllowsHugepagesFirst) {
 // sparse) has the advice of its collapsed hugepages taken back when freed,
 // and a hugepage the kernel refused to collapse is not left advised.
 TEST_F(HugePageAwareTest, PartlyPromotedSpanGivesBackItsAdviceWhenFreed) {
-  Make([](HugePageAwareOptions* o) { o->sparse_nohugepage = true; });
+  // Large frees stay backed here (LargeFreesAboveTheLargestYetAreReleasedAtOnce).
+  Make([](HugePageAwareOptions* o) {
+    o->sparse_nohugepage = true;
+    o->release_growing_large = false;
+  });
   Span* s = hpaa_->New(3 * kPagesPerHugePage);
   ASSERT_NE(s, nullptr);
   char* start = static_cast<char*>(s->start());
