@@ -16,7 +16,24 @@ extern const char __start_jsmalloc_entry[] __attribute__((visibility("hidden")))
 extern const char __stop_jsmalloc_entry[] __attribute__((visibility("hidden")));
 }
 
+// libgcc's unwinder is not in the library's DT_NEEDED: a C program would
+// map libgcc_s (~84 KiB of RSS) for a fallback it almost never needs. These
+// bind to the process's libgcc_s when it has one (every C++ program: it comes
+// with libstdc++) and stay null otherwise; then a frame the walker below
+// cannot handle ends the stack.
+#pragma weak _Unwind_Backtrace
+#pragma weak _Unwind_GetIP
+#pragma weak _Unwind_Find_FDE
+
 namespace jsmalloc {
+
+namespace {
+bool HaveLibgccUnwinder() {
+  // Through a volatile: the compiler may assume a plain address is non-null.
+  void* volatile p = reinterpret_cast<void*>(&_Unwind_Backtrace);
+  return p != nullptr;
+}
+}  // namespace
 
 bool InAllocatorEntry(uintptr_t pc) {
   return pc >= reinterpret_cast<uintptr_t>(__start_jsmalloc_entry) &&
@@ -49,7 +66,7 @@ _Unwind_Reason_Code CollectFrame(struct _Unwind_Context* ctx, void* arg) {
 }  // namespace
 
 JSMALLOC_ENTRY_SECTION __attribute__((noinline)) int CaptureStackWithLibgcc(void** out, int max) {
-  if (max <= 0) return 0;
+  if (max <= 0 || !HaveLibgccUnwinder()) return 0;
   UnwindState st = {out, max, 0, true};
   _Unwind_Backtrace(&CollectFrame, &st);
   return st.n;
@@ -698,6 +715,8 @@ Rule RuleFromFde(uintptr_t pc, const uint8_t* fde, const uint8_t* cie, uintptr_t
 }
 
 Rule RuleThroughMapping(uintptr_t pc) {
+  void* volatile find = reinterpret_cast<void*>(&_Unwind_Find_FDE);
+  if (find == nullptr) return End();  // no libgcc_s in the process (above)
   DwarfEhBases bases = {};
   const uint8_t* fde = static_cast<const uint8_t*>(_Unwind_Find_FDE(reinterpret_cast<void*>(pc), &bases));
   fde_reads_from_mapping.fetch_add(1, std::memory_order_relaxed);

@@ -12,6 +12,12 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 needed=$(readelf -d "$LIB" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
 echo "NEEDED: $needed"
 case " $needed " in *" libstdc++"*|*" libm.so"*) fail "$LIB depends on libstdc++ or libm: $needed" ;; esac
+# Nor libgcc_s (the unwinder is referenced weakly) nor, when liburing's
+# archive was there to link in, liburing.
+case " $needed " in *" libgcc_s"*) fail "$LIB depends on libgcc_s: $needed" ;; esac
+if [ -e /usr/lib/x86_64-linux-gnu/liburing.a ]; then
+  case " $needed " in *" liburing"*) fail "$LIB depends on liburing although its archive exists: $needed" ;; esac
+fi
 strong=$(nm -D --undefined-only "$LIB" | awk '$1 == "U"' | grep -E 'GLIBCXX|CXXABI' || true)
 [ -z "$strong" ] || fail "strong references to the C++ runtime: $strong"
 echo "ok: no libstdc++ or libm in DT_NEEDED, C++ runtime referenced weakly"
@@ -25,21 +31,48 @@ int main(void) {
   strcpy(p, "x");
   FILE* f = fopen("/proc/self/maps", "r");
   char line[512];
-  int cxx = 0, m = 0, js = 0;
+  int cxx = 0, m = 0, js = 0, gcc = 0;
   while (fgets(line, sizeof line, f)) {
     if (strstr(line, "libstdc++")) cxx = 1;
     if (strstr(line, "/libm.so")) m = 1;
     if (strstr(line, "libjsmalloc")) js = 1;
+    if (strstr(line, "libgcc_s")) gcc = 1;
   }
-  printf("jsmalloc=%d libstdc++=%d libm=%d\n", js, cxx, m);
+  printf("jsmalloc=%d libstdc++=%d libm=%d libgcc_s=%d\n", js, cxx, m, gcc);
   free(p);
   return 0;
 }
 C
 cc -O1 -o "$WORK/c" "$WORK/c.c"
 out=$(LD_PRELOAD=$LIB "$WORK/c")
-[ "$out" = "jsmalloc=1 libstdc++=0 libm=0" ] || fail "a C program under the library: $out"
-echo "ok: a C program under LD_PRELOAD maps neither libstdc++ nor libm"
+[ "$out" = "jsmalloc=1 libstdc++=0 libm=0 libgcc_s=0" ] || fail "a C program under the library: $out"
+echo "ok: a C program under LD_PRELOAD maps neither libstdc++, libm nor libgcc_s"
+
+# Without libgcc_s the sampler still walks a C program's stacks (its own
+# walker; libgcc is only the fallback): every sample of the heap profile
+# names the program's two frames above malloc and main.
+cat > "$WORK/sampled.c" <<'C'
+#include <stdlib.h>
+__attribute__((noinline)) void* leaf(size_t n) { return malloc(n); }
+__attribute__((noinline)) void* mid(size_t n) {
+  void* p = leaf(n);
+  __asm__ volatile("" ::: "memory");
+  return p;
+}
+int main(void) {
+  static void* keep[2000];
+  for (int i = 0; i < 2000; ++i) keep[i] = mid(1000 + (size_t)i);
+  return keep[0] == NULL;
+}
+C
+cc -O1 -o "$WORK/sampled" "$WORK/sampled.c"
+JSMALLOC_SAMPLE_INTERVAL=4096 JSMALLOC_HEAP_PROFILE_ON_EXIT="$WORK/sampled.prof" LD_PRELOAD=$LIB "$WORK/sampled"
+[ -s "$WORK/sampled.prof" ] || fail "no heap profile from the sampled C program"
+samples=$(grep -c '@ 0x' "$WORK/sampled.prof" || true)
+deep=$(awk '/@ 0x/ { n = 0; for (i = 1; i <= NF; ++i) if ($i ~ /^0x/) ++n; if (n >= 4) ++d } END { print d + 0 }' "$WORK/sampled.prof")
+echo "sampled C program: $samples samples, $deep with 4 frames or more"
+[ "$samples" -ge 50 ] && [ "$deep" -eq "$samples" ] || fail "stacks of a C program without libgcc_s: $samples samples, $deep deep"
+echo "ok: a C program's samples have their whole stacks without libgcc_s"
 
 cat > "$WORK/cxx.cc" <<'CXX'
 #include <cstdio>
