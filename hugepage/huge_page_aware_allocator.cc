@@ -431,8 +431,7 @@ void HugePageAwareAllocator::ReturnSpanPages(Span* span) {
       source_->AllowHugePages(span->start(), advised * kHugePageSize, false);
     }
   }
-  // Only large allocations: spans of small objects come from the dense
-  // filler and are never longer than kMaxObjectSpanPages.
+  // A large allocation MarkGrowing picked when it was made.
   const bool release = span->release_on_free;
   if (release) {
     if (n > growth_threshold_pages_) growth_threshold_pages_ = n;

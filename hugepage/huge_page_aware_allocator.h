@@ -171,7 +171,7 @@ class HugePageAwareAllocator final : public PageAllocator {
   Span* AllocRegion(Length n);
   Span* AllocDonating(Length n);
   Span* MakeSpan(PageId first, Length n, Span::Origin origin);
-  // release: the freed pages go back to the OS at once (ReleaseGrowing).
+  // release: the freed pages go back to the OS at once (MarkGrowing).
   void FreeSmall(PageId p, Length n, bool release = false);
   void ReturnTracker(PageTracker* t, bool release = false);
   // options_.release_growing_large: marks a new large allocation on base
@@ -222,7 +222,7 @@ class HugePageAwareAllocator final : public PageAllocator {
   // Pages past the end of large allocations rounded up to whole hugepages of
   // base-page memory: address space only, counted as not backed.
   size_t large_slack_pages_ = 0;
-  size_t growth_threshold_pages_ = 0;  // ReleaseGrowing: the largest freed so far
+  size_t growth_threshold_pages_ = 0;  // MarkGrowing: the largest released so far
   size_t growth_releases_ = 0, growth_released_pages_ = 0;
   size_t collapses_ = 0, collapse_failures_ = 0;
   size_t promoted_hugepages_ = 0, promote_failures_ = 0, sparse_checks_ = 0;
