@@ -61,7 +61,12 @@ class Bitmap {
   // Calls f(start, length) for every maximal run of clear bits in [0, limit).
   template <typename F>
   void ForEachFreeRun(size_t limit, F f) const {
-    size_t i = Find(0, false, limit);
+    ForEachFreeRun(0, limit, f);
+  }
+  // The same over [from, limit): runs are cut at `from`.
+  template <typename F>
+  void ForEachFreeRun(size_t from, size_t limit, F f) const {
+    size_t i = Find(from, false, limit);
     while (i < limit) {
       size_t end = Find(i, true, limit);
       f(i, end - i);

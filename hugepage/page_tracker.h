@@ -88,32 +88,16 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
   // the pages backed and counted so). Returns the pages marked.
   template <typename F>
   Length ReleaseFree(F f) {
-    Length total = 0;
-    ForEachFreeBackedRun([&](size_t a, size_t n) {
-      if (f(a, n)) total += MarkReleased(a, n);
-    });
-    released_count_ += total;
-    if (total > 0) Broke();
-    return total;
+    return ReleaseRange(0, kPagesPerHugePage, f);
   }
-
-  // Calls f(index, length) for each run of [index, index + n) that is free
-  // and backed, and marks it released if f returns true (a large
-  // allocation's pages, released as it is freed). Returns the pages marked.
+  // The same within [index, index + n) (a large allocation's pages,
+  // released as it is freed).
   template <typename F>
   Length ReleaseRange(Length index, Length n, F f) {
     Length total = 0;
-    size_t i = index, end = index + n;
-    while (i < end) {
-      size_t a = released_.Find(i, false, end);
-      if (a >= end) break;
-      size_t b = released_.Find(a, true, end);
-      // Only pages nobody uses (the caller frees the range first).
-      size_t u = used_.Find(a, true, b);
-      if (u < b) b = u;
-      if (b > a && f(a, b - a)) total += MarkReleased(a, b - a);
-      i = b > a ? b : a + 1;
-    }
+    ForEachFreeBackedRun(index, index + n, [&](size_t a, size_t len) {
+      if (f(a, len)) total += MarkReleased(a, len);
+    });
     released_count_ += total;
     if (total > 0) Broke();
     return total;
@@ -144,7 +128,7 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
   // Starts a new age: every free, backed page is idle from now on.
   void MarkIdle() {
     idle_.ClearAll();
-    ForEachFreeBackedRun([&](size_t a, size_t n) { idle_.SetRange(a, n); });
+    ForEachFreeBackedRun(0, kPagesPerHugePage, [&](size_t a, size_t n) { idle_.SetRange(a, n); });
     idle_count_ = idle_.CountSet(0, kPagesPerHugePage);
   }
   // Idle pages as of the last MarkIdle (an upper bound after allocations).
@@ -163,10 +147,11 @@ class PageTracker : public IntrusiveList<PageTracker>::Node {
   bool return_pending = false;
 
  private:
-  // f(index, length) for each run of pages that are free and not released.
+  // f(index, length) for each run of pages in [from, limit) that are free
+  // and not released.
   template <typename F>
-  void ForEachFreeBackedRun(F f) const {
-    used_.ForEachFreeRun(kPagesPerHugePage, [&](size_t start, size_t len) {
+  void ForEachFreeBackedRun(size_t from, size_t limit, F f) const {
+    used_.ForEachFreeRun(from, limit, [&](size_t start, size_t len) {
       size_t i = start, end = start + len;
       while (i < end) {
         size_t a = released_.Find(i, false, end);
