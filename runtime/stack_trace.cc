@@ -28,6 +28,7 @@ extern const char __stop_jsmalloc_entry[] __attribute__((visibility("hidden")));
 namespace jsmalloc {
 
 namespace {
+// libgcc_s defines all three, so one stands for them.
 bool HaveLibgccUnwinder() {
   // Through a volatile: the compiler may assume a plain address is non-null.
   void* volatile p = reinterpret_cast<void*>(&_Unwind_Backtrace);
@@ -715,8 +716,7 @@ Rule RuleFromFde(uintptr_t pc, const uint8_t* fde, const uint8_t* cie, uintptr_t
 }
 
 Rule RuleThroughMapping(uintptr_t pc) {
-  void* volatile find = reinterpret_cast<void*>(&_Unwind_Find_FDE);
-  if (find == nullptr) return End();  // no libgcc_s in the process (above)
+  if (!HaveLibgccUnwinder()) return End();  // no libgcc_s in the process (above)
   DwarfEhBases bases = {};
   const uint8_t* fde = static_cast<const uint8_t*>(_Unwind_Find_FDE(reinterpret_cast<void*>(pc), &bases));
   fde_reads_from_mapping.fetch_add(1, std::memory_order_relaxed);
