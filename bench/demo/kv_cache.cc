@@ -40,6 +40,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../lib/latency.h"
+#include "../workloads/common.h"
+
 namespace {
 
 uint64_t SplitMix(uint64_t& s) {
@@ -154,56 +157,8 @@ class Shard {
   std::list<uint64_t> lru_;
 };
 
-// Request latencies: log-linear buckets, 32 per power of two (3% wide), so
-// percentiles come from counts, not from a stored sample.
-class Histogram {
- public:
-  void Add(uint64_t ns) {
-    ++counts_[Index(ns)];
-    ++total_;
-    if (ns > max_) max_ = ns;
-  }
-  void Merge(const Histogram& o) {
-    for (int i = 0; i < kBuckets; ++i) counts_[i] += o.counts_[i];
-    total_ += o.total_;
-    max_ = std::max(max_, o.max_);
-  }
-  // The upper edge of the bucket holding the q-quantile (q in [0, 1]).
-  uint64_t Quantile(double q) const {
-    uint64_t want = static_cast<uint64_t>(q * static_cast<double>(total_) + 0.5);
-    if (want == 0) want = 1;
-    uint64_t seen = 0;
-    for (int i = 0; i < kBuckets; ++i) {
-      seen += counts_[i];
-      if (seen >= want) return std::min(UpperEdge(i), max_);
-    }
-    return max_;
-  }
-  uint64_t max() const { return max_; }
-  uint64_t total() const { return total_; }
-
- private:
-  static constexpr int kSub = 32;
-  static constexpr int kBuckets = kSub + 59 * kSub;
-  static int Index(uint64_t ns) {
-    if (ns < kSub) return static_cast<int>(ns);
-    int msb = 63 - __builtin_clzll(ns);
-    int sub = static_cast<int>(ns >> (msb - 5)) - kSub;
-    return kSub + (msb - 5) * kSub + sub;
-  }
-  static uint64_t UpperEdge(int i) {
-    if (i < kSub) return static_cast<uint64_t>(i);
-    int shift = (i - kSub) / kSub;
-    uint64_t sub = static_cast<uint64_t>((i - kSub) % kSub) + kSub;
-    return ((sub + 1) << shift) - 1;
-  }
-  uint64_t counts_[kBuckets] = {};
-  uint64_t total_ = 0;
-  uint64_t max_ = 0;
-};
-
 struct Worker {
-  Histogram latency;
+  bench::LatencyHistogram latency;
   uint64_t served = 0, gets = 0, hits = 0, sets = 0, deletes = 0, mgets = 0, mget_bytes = 0;
   uint64_t checksum = 0, bad = 0, largest_response = 0;
 };
@@ -343,6 +298,7 @@ int main(int argc, char** argv) {
   size_t rss_loaded = ResidentBytes();
 
   // ---- serve
+  const bench::TickClock& tick = bench::TickClock::Get();
   auto t_serve = Clock::now();
   run([&](unsigned t) {
     Worker& w = workers[t];
@@ -360,7 +316,7 @@ int main(int argc, char** argv) {
       // on hits and misses.
       uint64_t r2 = SplitMix(rng);
       size_t value_size = ValueSize(r2);
-      auto start = Clock::now();
+      const uint64_t start = tick.Now();
       std::string response;
       if (op < 8400) {  // GET
         ++w.gets;
@@ -405,8 +361,7 @@ int main(int argc, char** argv) {
       w.checksum = w.checksum * 31 + op + value_size;
       // The response is freed when the request ends, inside the timing.
       response = std::string();
-      w.latency.Add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                              Clock::now() - start).count()));
+      w.latency.Add(tick.ToNs(tick.Now() - start));
       ++w.served;
     }
   });
@@ -446,7 +401,7 @@ int main(int argc, char** argv) {
   double peak_rss_mib = static_cast<double>(ru.ru_maxrss) / 1024.0;
   double cpu_s = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                  static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-  const Histogram& h = total.latency;
+  const bench::LatencyHistogram& h = total.latency;
   auto us = [](uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
 
   printf("kv_cache: %u threads, capacity %llu MiB, %llu keys; loaded in %.2f s (RSS %.0f MiB)\n", threads,
@@ -476,6 +431,10 @@ int main(int argc, char** argv) {
          us(h.Quantile(0.999)), us(h.max()), peak_rss_mib, static_cast<double>(rss_served) / 1048576.0,
          static_cast<double>(rss_end) / 1048576.0, coverage, static_cast<unsigned long long>(idle_seconds),
          entries_end, static_cast<unsigned long long>(checksum), static_cast<unsigned long long>(total.bad));
+  // The lines bench/run reads (it runs this as its kv_cache workload).
+  h.Print(stderr, serve_s);
+  wl::PrintMem("exit");
+  wl::PrintAllocatorLibs();
   for (Shard* s : shards) delete s;
   if (total.bad != 0) {
     printf("ERROR: %llu reads returned wrong bytes\n", static_cast<unsigned long long>(total.bad));

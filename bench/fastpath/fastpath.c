@@ -2,6 +2,11 @@
  * fastpath: malloc/free pairs for counting instructions under callgrind.
  *
  *   fastpath hot   K    K pairs of malloc(64) + free
+ *   fastpath live  K    the same with LIVE_OBJECTS other 64 B objects live
+ *                       throughout: the object freed is never the last of its
+ *                       page or span (in hot, an allocator that retires an
+ *                       emptied page, as mimalloc does, pays for that on
+ *                       every pair, which no program with a heap does)
  *   fastpath mixed K    K pairs over a fixed pseudo-random sequence of sizes
  *                       16..2048 B, keeping a ring of live objects: each pair
  *                       frees the oldest object and allocates a new one
@@ -20,6 +25,7 @@
 #include <string.h>
 
 #define WARMUP_PAIRS 20000
+#define LIVE_OBJECTS 256  /* 64 B objects kept live in the live mode */
 #define RING_SLOTS 32     /* live objects of the mixed mode */
 #define SEQ_LEN 4096      /* length of the size sequence (a power of two) */
 
@@ -72,7 +78,7 @@ static void make_sequence(void) {
 }
 
 static int usage(const char* argv0) {
-  fprintf(stderr, "usage: %s hot|mixed PAIRS\n", argv0);
+  fprintf(stderr, "usage: %s hot|live|mixed PAIRS\n", argv0);
   return 2;
 }
 
@@ -85,6 +91,15 @@ int main(int argc, char** argv) {
   if (strcmp(argv[1], "hot") == 0) {
     hot_pairs(WARMUP_PAIRS);
     hot_pairs(pairs);
+  } else if (strcmp(argv[1], "live") == 0) {
+    static void* live[LIVE_OBJECTS];
+    for (unsigned i = 0; i < LIVE_OBJECTS; i++) {
+      live[i] = malloc(64);
+      use(live[i]);
+    }
+    hot_pairs(WARMUP_PAIRS);
+    hot_pairs(pairs);
+    for (unsigned i = 0; i < LIVE_OBJECTS; i++) free(live[i]);
   } else if (strcmp(argv[1], "mixed") == 0) {
     make_sequence();
     unsigned pos = 0;

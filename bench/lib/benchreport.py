@@ -48,7 +48,9 @@ RSS_CHARTS = {
 }
 # Configurations left out of the RSS charts: they differ from `jsmalloc` in
 # sampling or NUMA bookkeeping only, which does not change the memory curve.
-CHART_SKIP = ("jsmalloc-nosample", "jsmalloc-sample64k", "jsmalloc-numa", "jsmalloc-numa2")
+CHART_SKIP = ("jsmalloc-nosample", "jsmalloc-sample64k", "jsmalloc-numa", "jsmalloc-numa2",
+              "jsmalloc-again")
+AA_CONFIG = "jsmalloc-again"
 CHART_STYLE = {
     "glibc": "lc rgb '#7f7f7f' lw 2",
     "jemalloc": "lc rgb '#1f77b4' lw 2",
@@ -139,7 +141,12 @@ MEMORY_VERDICT = [
 ]
 
 WORKLOAD_NOTES = {
-    "larson": "server-like churn, 4 threads, batches of blocks freed by another thread",
+    "larson": "server-like churn, 4 threads, batches of blocks freed by another thread (1 iteration in 8 timed)",
+    "request_loop": ("2 threads serving requests: 2-12 mixed objects, a response grown by realloc, "
+                     "1 in 1000 a 256 KiB - 4 MiB buffer written at its head, a session table; "
+                     "a quarter of the frees on the other thread; every request timed"),
+    "kv_cache": ("the demo's key-value cache service at bench size (256 MiB of entries, 2 threads, "
+                 "3M requests): GET/SET/DELETE and rare multi-GETs; every request timed"),
     "xmalloc": "producer/consumer: every block freed by another thread",
     "cache_scratch": "false sharing (passive/active) and list locality, 2 threads",
     "fragmentation": "4M small objects, 90% freed scattered, then larger objects",
@@ -154,6 +161,8 @@ WORKLOAD_NOTES = {
     "fragmented_trim": "512 MiB of 16 B - 2 KiB objects, 15 of 16 freed scattered, then the "
                        "allocator's trim call",
     "sparse_large": "20,000 live slots, 1 in 16 a 1-5 MiB buffer with only 4 KiB written",
+    "fork_server": ("2 threads churn ~20 MiB of small objects while the main thread forks 100 "
+                    "times; each child allocates, writes and checks 2,000 objects of up to 4 KiB"),
     "soak": "4 threads at a fixed request rate for 60 s, ~130 MiB live, Pareto sizes to 4 MiB",
 }
 
@@ -163,6 +172,32 @@ def geomean(values):
     if not vals:
         return None
     return math.exp(sum(math.log(v) for v in vals) / len(vals))
+
+
+# Two-sided 95% Student t quantiles by degrees of freedom (1.96 beyond).
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
+       10: 2.23, 12: 2.18, 15: 2.13, 20: 2.09, 30: 2.04}
+
+
+def t95(dof):
+    best = 1.96
+    for d in sorted(T95, reverse=True):
+        if dof >= d:
+            return T95[d] if dof <= 30 else 1.96
+    return best
+
+
+def log_ci(samples):
+    """95% confidence interval of the geometric mean of positive samples
+    (Student t on the logs), or None with fewer than two."""
+    logs = [math.log(v) for v in samples if v is not None and v > 0]
+    n = len(logs)
+    if n < 2:
+        return None
+    mean = sum(logs) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1))
+    half = t95(n - 1) * sd / math.sqrt(n)
+    return math.exp(mean - half), math.exp(mean + half)
 
 
 def fnum(v, fmt):
@@ -191,11 +226,40 @@ def text_table(headers, rows, right_from=1):
 
 # Columns after "scale" (added for the memory workloads; the earlier ones keep
 # their places). Empty where a workload does not report the figure.
+# `wl: latency key=value` (bench/lib/latency.h) as lat_<key> in each row;
+# lat_rps (requests / seconds) is derived by bench/run.
+LAT_NUMERIC = ["requests", "seconds", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns", "rps"]
+# The latency rows of each latency workload's table: (label, key, divisor,
+# format, higher is better).
+LATENCY_ROWS = [
+    ("requests/s (M)", "lat_rps", 1e6, ".3f", True),
+    ("p50 (us)", "lat_p50_ns", 1e3, ".3f", False),
+    ("p90 (us)", "lat_p90_ns", 1e3, ".3f", False),
+    ("p99 (us)", "lat_p99_ns", 1e3, ".2f", False),
+    ("p99.9 (us)", "lat_p999_ns", 1e3, ".2f", False),
+    ("max (us)", "lat_max_ns", 1e3, ".0f", False),
+]
+# fork_server's figures (`wl: fork`), as fork_<key>; the table's rows.
+FORK_NUMERIC = ["forks", "seconds", "pause_p50_us", "pause_max_us", "child_p50_ms", "child_max_ms",
+                "child_dirty_kib", "child_dirty_max_kib", "parent_faults", "churn_mops"]
+FORK_ROWS = [
+    ("100 forks, parent waiting for each child (s)", "fork_seconds", 1, ".3f", False),
+    ("fork() pause, median (us)", "fork_pause_p50_us", 1, ".0f", False),
+    ("fork() pause, max (us)", "fork_pause_max_us", 1, ".0f", False),
+    ("child run time, median (ms)", "fork_child_p50_ms", 1, ".2f", False),
+    ("child run time, max (ms)", "fork_child_max_ms", 1, ".1f", False),
+    ("child private dirty, mean (MiB)", "fork_child_dirty_kib", 1024, ".1f", False),
+    ("parent page faults during the forks", "fork_parent_faults", 1, ".0f", False),
+    ("parent churn (M alloc+free per s)", "fork_churn_mops", 1, ".2f", True),
+]
+LATENCY_POINTS = [("p50", "lat_p50_ns"), ("p90", "lat_p90_ns"), ("p99", "lat_p99_ns"),
+                  ("p99.9", "lat_p999_ns"), ("max", "lat_max_ns")]
+
 MEM_CSV_KEYS = ["live_kib", "rss_freed_kib", "rss_idle1_kib", "rss_idle2_kib", "rss_idle5_kib",
                 "rss_idle10_kib", "rss_pretrim_kib", "rss_trim_kib", "trim_ms", "trim_fn",
                 "hwm1_kib", "ops", "written_kib", "rss_end_kib", "trace_max_thp_kib",
                 "rss_live_median", "rss_live_final", "late_ticks", "misaligned", "start_rss_kib",
-                "start_anon_kib", "trace_shift_s", "rss_trace"]
+                "start_anon_kib", "trace_shift_s", "rss_trace"] + [f"lat_{k}" for k in LAT_NUMERIC] + [f"fork_{k}" for k in FORK_NUMERIC]
 
 
 def write_csv(path, rows, med, args):
@@ -258,6 +322,136 @@ class Report:
                 best = (p, v)
         return best
 
+    def best_peer_max(self, wl, key):
+        best = None
+        for p in self.peers:
+            v = self.value(wl, p, key)
+            if v is not None and (best is None or v > best[1]):
+                best = (p, v)
+        return best
+
+    # ------------------------------------------------------------ latency --
+
+    def latency_workloads(self):
+        return [wl for wl in self.workloads
+                if any(self.value(wl, a, "lat_p999_ns") is not None for a in self.allocs)]
+
+    def latency_ratio(self, wl, key, higher_better, alloc="jsmalloc"):
+        """jsmalloc / best peer; for a higher-is-better figure the best peer
+        is the highest (so above 1 is better there, below 1 elsewhere)."""
+        best = self.best_peer_max(wl, key) if higher_better else self.best_peer(wl, key)
+        v = self.value(wl, alloc, key)
+        if best is None or v is None or best[1] <= 0:
+            return None, None
+        return v / best[1], best[0]
+
+    def figure_table(self, wl, spec, spread_keys):
+        """A row per figure of `spec` ((label, key, divisor, format, higher
+        is better)), a column per allocator (± the spread for spread_keys),
+        the best peer and jsmalloc / best."""
+        headers = ["figure"] + self.allocs + ["best peer", "jsmalloc / best"]
+        rows = []
+        for label, key, div, fmt, higher in spec:
+            row = [label] + [self._mem_cell(wl, a, key, div, fmt, key in spread_keys) for a in self.allocs]
+            r, who = self.latency_ratio(wl, key, higher)
+            row += [who or "", fnum(r, ".3f")]
+            rows.append(row)
+        return headers, rows
+
+    def latency_table(self, wl):
+        return self.figure_table(wl, LATENCY_ROWS, ("lat_rps", "lat_p999_ns"))
+
+    def has_fork(self):
+        return "fork_server" in self.workloads and any(
+            self.value("fork_server", a, "fork_seconds") is not None for a in self.allocs)
+
+    def fork_table(self):
+        return self.figure_table("fork_server", FORK_ROWS, ("fork_seconds", "fork_child_dirty_kib"))
+
+    def latency_targets(self):
+        """(p99.9 met, throughput met, per-workload text) over the latency
+        workloads, or None when there is nothing to compare."""
+        wls = self.latency_workloads()
+        if not wls or not self.has_js or not self.peers:
+            return None
+        tail, thr, parts = [], [], []
+        for wl in wls:
+            t, tw = self.latency_ratio(wl, "lat_p999_ns", False)
+            q, qw = self.latency_ratio(wl, "lat_rps", True)
+            if t is not None:
+                tail.append(t)
+            if q is not None:
+                thr.append(q)
+            parts.append(f"{wl}: p99.9 {fnum(t, '.2f')}x {tw}, req/s {fnum(q, '.2f')}x {qw}")
+        if not tail or not thr:
+            return None
+        return all(t <= 1.0 for t in tail), all(q >= 1.0 for q in thr), "; ".join(parts)
+
+    def latency_chart(self, wl, chart_dir, data_dir):
+        allocs = [a for a in self.allocs if a not in CHART_SKIP
+                  and self.value(wl, a, "lat_p999_ns") is not None]
+        if not allocs:
+            return None
+        dat = os.path.join(data_dir, f"latency_{wl}.dat")
+        with open(dat, "w") as f:
+            f.write("# point " + " ".join(allocs) + "  (microseconds)\n")
+            for label, key in LATENCY_POINTS:
+                vals = []
+                for a in allocs:
+                    v = self.value(wl, a, key)
+                    vals.append(str(v / 1e3) if v is not None and v > 0 else "NaN")
+                f.write(label + " " + " ".join(vals) + "\n")
+        png = os.path.join(chart_dir, f"latency_{wl}.png")
+        plots = []
+        for i, a in enumerate(allocs):
+            src = f"'{dat}'" if i == 0 else "''"
+            plots.append(f"{src} using 0:{i + 2}:xtic(1) with linespoints title '{a}' "
+                         f"{CHART_STYLE.get(a, 'lw 2')} pt 7")
+        script = f"""
+set terminal pngcairo size 900,480 noenhanced font "sans,10"
+set output '{png}'
+set title '{wl}: request latency percentiles (median of runs; lower is better)'
+set logscale y
+set grid ytics mytics
+set ylabel 'microseconds (log scale)'
+set xlabel 'percentile'
+set xrange [-0.3:{len(LATENCY_POINTS) - 0.7}]
+set key top left
+plot {", ".join(plots)}
+"""
+        return png if self._gnuplot(script, data_dir, f"latency_{wl}") else None
+
+    def latency_markdown(self, charts, doc_dir):
+        L = ["## Request latency", ""]
+        wls = self.latency_workloads()
+        if not wls:
+            L += ["Not measured: no latency workload (`request_loop`, `kv_cache`, `larson`) was run.", ""]
+            return L
+        L.append(
+            "Every request is timed inside the workload with the TSC (`bench/lib/latency.h`: "
+            "`rdtsc` calibrated against `CLOCK_MONOTONIC`, ~10 ns a read) into a log-linear "
+            "histogram (32 buckets per power of two, so a percentile is exact to 3%); `larson` "
+            "times one iteration in 8, the others every request. Figures are medians of the runs "
+            "(± the spread (max - min) / median for requests/s and p99.9). requests/s is requests "
+            "over the slowest thread's serving time. `jsmalloc / best`: for requests/s the best "
+            "peer is the fastest and above 1 is better; for latencies below 1 is better.")
+        L.append("")
+        lt = self.latency_targets()
+        if lt:
+            L.append(f"Per workload, JSMalloc against the best peer: {lt[2]}.")
+            L.append("")
+        for wl in wls:
+            L.append(f"### {wl}")
+            L.append("")
+            L.append(WORKLOAD_NOTES.get(wl, ""))
+            L.append("")
+            L.append(md_table(*self.latency_table(wl)))
+            L.append("")
+            if f"latency_{wl}" in charts:
+                L.append(f"![{wl}: latency percentiles]({os.path.relpath(charts[f'latency_{wl}'], doc_dir)})")
+                L.append("")
+        return L
+
     def ratio(self, wl, key, alloc="jsmalloc"):
         if key == "wall_s" and wl in PACED_WORKLOADS:
             return None
@@ -270,10 +464,103 @@ class Report:
     def geo_ratio(self, key, alloc="jsmalloc"):
         return geomean([self.ratio(wl, key, alloc) for wl in self.workloads])
 
+    # -------------------------------------------------------------- noise --
+
+    def run_values(self, wl, alloc, key):
+        """{repetition: value} of the runs that did not fail."""
+        out = {}
+        for r in self.rows:
+            if (r["workload"] == wl and r["allocator"] == alloc and not r.get("failed")
+                    and r.get(key, "") != ""):
+                out[r["run"]] = float(r[key])
+        return out
+
+    def paired_ratios(self, wl, key, alloc, ref):
+        """alloc / ref per repetition: the allocators of one repetition ran
+        one after another in a shuffled order, so pairing them cancels what
+        drifts between repetitions."""
+        a, b = self.run_values(wl, alloc, key), self.run_values(wl, ref, key)
+        return {rep: a[rep] / b[rep] for rep in a if rep in b and b[rep] > 0 and a[rep] > 0}
+
+    def ratio_ci(self, wl, key, alloc="jsmalloc"):
+        """95% CI of alloc / best peer (the peer best by median), paired by
+        repetition; None with fewer than two repetitions."""
+        if key == "wall_s" and wl in PACED_WORKLOADS:
+            return None
+        best = self.best_peer(wl, key)
+        if best is None:
+            return None
+        return log_ci(list(self.paired_ratios(wl, key, alloc, best[0]).values()))
+
+    def geo_ratio_ci(self, key, alloc="jsmalloc"):
+        """95% CI of the geomean over workloads of alloc / best peer: one
+        geomean per repetition (over the workloads it has), then Student t."""
+        per_rep = {}
+        for wl in self.workloads:
+            if key == "wall_s" and wl in PACED_WORKLOADS:
+                continue
+            best = self.best_peer(wl, key)
+            if best is None:
+                continue
+            for rep, r in self.paired_ratios(wl, key, alloc, best[0]).items():
+                per_rep.setdefault(rep, []).append(r)
+        n_wl = max((len(v) for v in per_rep.values()), default=0)
+        return log_ci([geomean(v) for v in per_rep.values() if len(v) == n_wl])
+
+    def aa_rows(self):
+        """The A/A check: jsmalloc-again / jsmalloc per workload (wall time
+        and peak RSS), paired by repetition, with 95% CIs."""
+        if AA_CONFIG not in self.allocs or "jsmalloc" not in self.allocs:
+            return None
+        rows, wrong, n = [], [], 0
+        for wl in self.workloads:
+            row = [wl]
+            for key in ("wall_s", "maxrss_kib"):
+                rs = list(self.paired_ratios(wl, key, AA_CONFIG, "jsmalloc").values())
+                ci = log_ci(rs)
+                row += [fnum(geomean(rs), ".3f"), self.ci_text(ci)]
+                if ci is not None:
+                    n += 1
+                    if ci[0] > 1.0 or ci[1] < 1.0:
+                        wrong.append(f"{wl} {'time' if key == 'wall_s' else 'RSS'}")
+            rows.append(row)
+        return (["workload", "wall time ratio", "95% CI", "peak RSS ratio", "95% CI"], rows, wrong, n)
+
+    def aa_sentence(self):
+        aa = self.aa_rows()
+        if aa is None:
+            return None
+        _, _, wrong, n = aa
+        if n == 0:
+            return "A/A check: one run only, so no interval to check."
+        expect = 0.05 * n
+        if not wrong:
+            return (f"A/A check: all {n} intervals of jsmalloc-again / jsmalloc contain 1 (the same "
+                    f"library and settings run twice): the intervals above are not too narrow.")
+        verdict = ("as many as chance allows (5% of intervals miss at 95%)" if len(wrong) <= max(1, 2 * expect)
+                   else "more than chance allows: the noise of this run is larger than its intervals say")
+        return (f"A/A check: {len(wrong)} of {n} intervals of jsmalloc-again / jsmalloc exclude 1 "
+                f"({', '.join(wrong)}), {verdict}.")
+
+    @staticmethod
+    def verdict_word(ci, target=1.0):
+        """Where a lower-is-better ratio stands against `target` given its CI."""
+        if ci is None:
+            return "spread unknown"
+        if ci[1] < target:
+            return "better"
+        if ci[0] > target:
+            return "worse"
+        return "within noise"
+
+    @staticmethod
+    def ci_text(ci):
+        return "n/a" if ci is None else f"{ci[0]:.2f}-{ci[1]:.2f}"
+
     def metric_table(self, key, scale, fmt):
         """Rows of a per-workload table of one metric (medians), with the best
         peer, the JSMalloc ratio and a geomean row."""
-        headers = ["workload"] + self.allocs + ["best peer", "jsmalloc / best"]
+        headers = ["workload"] + self.allocs + ["best peer", "jsmalloc / best", "95% CI", "verdict"]
         rows = []
         for wl in self.workloads:
             row = [wl]
@@ -283,14 +570,16 @@ class Report:
             best = self.best_peer(wl, key)
             row.append(best[0] if best else "n/a")
             if key == "wall_s" and wl in PACED_WORKLOADS:
-                row.append("paced")
+                row += ["paced", "", ""]
             else:
-                row.append(fnum(self.ratio(wl, key), ".3f"))
+                ci = self.ratio_ci(wl, key)
+                row += [fnum(self.ratio(wl, key), ".3f"), self.ci_text(ci), self.verdict_word(ci)]
             rows.append(row)
         geo = ["geomean vs best peer"]
         for a in self.allocs:
             geo.append(fnum(self.geo_ratio(key, a), ".3f"))
-        geo += ["", fnum(self.geo_ratio(key), ".3f")]
+        gci = self.geo_ratio_ci(key)
+        geo += ["", fnum(self.geo_ratio(key), ".3f"), self.ci_text(gci), self.verdict_word(gci)]
         rows.append(geo)
         return headers, rows
 
@@ -944,24 +1233,34 @@ plot {", ".join(plots)}
         """[(name, target text, figure text, met: True/False/None)]"""
         out = []
         t = self.geo_ratio("wall_s")
+        tci = self.geo_ratio_ci("wall_s")
         timed = [wl for wl in self.workloads if wl not in PACED_WORKLOADS]
         out.append(("wall time", f"geomean JSMalloc / best peer <= {TIME_TARGET:.2f}",
-                    f"{fnum(t, '.3f')} over {len(timed)} workloads"
+                    f"{fnum(t, '.3f')} (95% CI {self.ci_text(tci)}) over {len(timed)} workloads"
                     + (" (paced ones left out)" if len(timed) < len(self.workloads) else ""),
                     None if t is None else t <= TIME_TARGET))
         r = self.geo_ratio("maxrss_kib")
+        rci = self.geo_ratio_ci("maxrss_kib")
         out.append(("peak RSS", f"geomean JSMalloc / best peer <= {RSS_TARGET:.2f}",
-                    f"{fnum(r, '.3f')} over {len(self.workloads)} workloads",
+                    f"{fnum(r, '.3f')} (95% CI {self.ci_text(rci)}) over {len(self.workloads)} workloads",
                     None if r is None else r <= RSS_TARGET))
+        lt = self.latency_targets()
+        n_lat = len(self.latency_workloads())
+        out.append(("p99.9 latency", "JSMalloc <= best peer on every latency workload",
+                    f"{n_lat} workloads (see Request latency)" if lt else "not measured in this run",
+                    lt[0] if lt else None))
+        out.append(("throughput (latency workloads)", "JSMalloc requests/s >= best peer on every one",
+                    f"{n_lat} workloads (see Request latency)" if lt else "not measured in this run",
+                    lt[1] if lt else None))
         per_pair = (self.callgrind or {}).get("per_pair") or {}
         js = per_pair.get("jsmalloc")
         peers = [(p, per_pair[p]) for p in self.peers if p in per_pair]
         if js is not None and peers:
             best = min(peers, key=lambda x: x[1])
-            out.append(("instructions per pair", "JSMalloc <= fewest peer (callgrind, malloc(64)+free)",
+            out.append(("instructions per pair", "JSMalloc <= fewest peer (callgrind, malloc(64)+free, other 64 B objects live)",
                         f"jsmalloc {js:.1f} vs {best[0]} {best[1]:.1f}", js <= best[1]))
         else:
-            out.append(("instructions per pair", "JSMalloc <= fewest peer (callgrind, malloc(64)+free)",
+            out.append(("instructions per pair", "JSMalloc <= fewest peer (callgrind, malloc(64)+free, other 64 B objects live)",
                         "not measured in this run", None))
         if self.has_sampling():
             g = self.sampling_geo("jsmalloc", "wall_s")
@@ -1062,6 +1361,14 @@ plot {", ".join(plots)}
             out += ["", "Micro-benchmarks (ns per item)", text_table(*mt)]
         if self.callgrind:
             out += ["", "Fast path (callgrind_pairs)", self.callgrind["text"]]
+        aa = self.aa_rows()
+        if aa:
+            out += ["", "A/A check (jsmalloc-again / jsmalloc)", text_table(aa[0], aa[1]), self.aa_sentence()]
+        if self.has_fork():
+            out += ["", "fork (fork_server)", text_table(*self.fork_table())]
+        lw = self.latency_workloads()
+        for wl in lw:
+            out += ["", f"Request latency: {wl}", text_table(*self.latency_table(wl))]
         out += ["", "Targets"]
         for name, target, fig, met in self.targets():
             status = "n/a" if met is None else ("MET" if met else "MISSED")
@@ -1149,6 +1456,10 @@ plot {cols}
             if self._gnuplot(script, data_dir, "times_vs_glibc"):
                 made["times_vs_glibc"] = png
         made.update(self.rss_charts(chart_dir, data_dir))
+        for wl in self.latency_workloads():
+            png = self.latency_chart(wl, chart_dir, data_dir)
+            if png:
+                made[f"latency_{wl}"] = png
         return made
 
     @staticmethod
@@ -1309,6 +1620,37 @@ plot {cols}
         L.append("## User+sys CPU time (s, median)")
         L.append("")
         L.append(md_table(*self.metric_table("cpu_s", 1, ".2f")))
+        L.append("")
+        L.extend(self.latency_markdown(charts, doc_dir))
+        L.append("## fork")
+        L.append("")
+        if self.has_fork():
+            L.append(WORKLOAD_NOTES["fork_server"] + ". The child's private dirty memory (from its "
+                     "`smaps_rollup` just before it exits) is what it wrote plus the pages the "
+                     "parent copied away from under it while it lived (copy-on-write); medians of "
+                     "the runs, ± the spread.")
+            L.append("")
+            L.append(md_table(*self.fork_table()))
+        else:
+            L.append("Not measured: `fork_server` was not run.")
+        L.append("")
+        aa = self.aa_rows()
+        L.append("## Noise: the A/A check")
+        L.append("")
+        if aa:
+            L.append("Every ratio above carries a 95% confidence interval: the ratio is taken per "
+                     "repetition (JSMalloc's run against the best peer's run of the same repetition, "
+                     "in the same shuffled round) and the interval is Student's t on the logs of "
+                     "those ratios; `verdict` is `better` or `worse` only when the whole interval is "
+                     "below or above 1, and `within noise` otherwise. To check that the intervals are "
+                     "honest, `jsmalloc-again` runs the default configuration a second time as if it "
+                     "were another allocator: its ratio to `jsmalloc` is 1 by construction.")
+            L.append("")
+            L.append(md_table(aa[0], aa[1]))
+            L.append("")
+            L.append(self.aa_sentence())
+        else:
+            L.append("Not measured: the run did not include `jsmalloc` and `jsmalloc-again`.")
         L.append("")
         L.append("## Hugepage coverage")
         L.append("")

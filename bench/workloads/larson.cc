@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "../lib/latency.h"
 #include "common.h"
 
 namespace {
@@ -57,7 +58,15 @@ class Worker {
     inbox_.reserve(4096);
     for (Block& b : slots_) Allocate(&b);
     Mailbox& next = (*boxes_)[(id_ + 1) % nthreads_];
+    // Each iteration is a request: its latency includes the handoffs and
+    // mailbox drains that fall into it, as a server's would. One in 8 is
+    // timed: two clock reads (~10 ns each) on every ~40 ns iteration would
+    // double the work being measured.
+    const bench::TickClock& clock = bench::TickClock::Get();
+    double t0 = wl::NowSeconds();
     for (uint64_t it = 0; it < iters_; ++it) {
+      const bool timed = (it & 7) == 0;
+      const uint64_t start = timed ? clock.Now() : 0;
       Block& b = slots_[rng_.Below(kSlots)];
       Release(b);
       Allocate(&b);
@@ -70,7 +79,9 @@ class Worker {
         for (size_t j = 0; j < kBatch; ++j) Allocate(&slots_[start + j]);
       }
       if (it % kDrainEvery == 0) Drain();
+      if (timed) latency_.Add(clock.ToNs(clock.Now() - start));
     }
+    seconds_ = wl::NowSeconds() - t0;
     // Nobody hands anything over once every thread is past its loop. Until
     // then a thread that is done keeps emptying its mailbox, as a server's
     // idle worker would: left to pile up, the blocks handed to it made the
@@ -87,6 +98,8 @@ class Worker {
   }
 
   uint64_t sum() const { return sum_; }
+  const bench::LatencyHistogram& latency() const { return latency_; }
+  double seconds() const { return seconds_; }
 
  private:
   void Allocate(Block* b) {
@@ -124,6 +137,8 @@ class Worker {
   uint64_t sum_ = 0;
   std::vector<Block> slots_;
   std::vector<Block> inbox_;
+  bench::LatencyHistogram latency_;
+  double seconds_ = 0;
 };
 
 }  // namespace
@@ -132,6 +147,7 @@ int main(int argc, char** argv) {
   wl::Args args = wl::ParseArgs(argc, argv, kUsage);
   const int nthreads = args.threads ? args.threads : 4;
   const uint64_t iters = wl::Scaled(kIterations, args.scale, 1000);
+  bench::TickClock::Get();  // calibrated before the clock starts
   double t0 = wl::NowSeconds();
 
   std::vector<Mailbox> boxes(nthreads);
@@ -146,9 +162,14 @@ int main(int argc, char** argv) {
   // Every block is freed exactly once, by whichever thread: the sum of the
   // per-block values does not depend on the interleaving.
   uint64_t sum = 0;
+  bench::LatencyHistogram all;
+  double seconds = 0;
   for (Worker* w : workers) {
     sum += w->sum();
+    all.Merge(w->latency());
+    if (w->seconds() > seconds) seconds = w->seconds();
     delete w;
   }
+  all.Print(stderr, seconds);
   return wl::Finish("larson", sum, t0);
 }
