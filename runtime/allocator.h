@@ -107,11 +107,26 @@ JSMALLOC_ALWAYS_INLINE void* AllocateClass(int cl) {
 
 // Counts `size` bytes against the thread's sampling countdown; true when it
 // runs out. Unsigned arithmetic: an impossible size wraps instead of
-// overflowing (AllocateLarge gives it back).
+// overflowing (AllocateLarge gives it back). Zero counts as run out: a new
+// thread's countdown is 0, and a first request of 0 bytes left it at 0, so
+// it skipped the slow path that draws the first interval and, in check mode,
+// clears the block's freed mark (its later free was reported as a double
+// free).
+// The test is the signed `countdown <= size`: `left <= 0` wherever the
+// subtraction does not wrap, and what the subtraction's own flags say, so on
+// x86-64 it is one sub on the thread's variable and a jle, as the js of
+// `left < 0` was (compilers do not fuse it from C: they load, subtract,
+// store and test).
 JSMALLOC_ALWAYS_INLINE bool SampleCountdownExpired(size_t size) {
-  int64_t left = static_cast<int64_t>(static_cast<uint64_t>(t_state.bytes_until_sample) - size);
-  t_state.bytes_until_sample = left;
-  return JSMALLOC_UNLIKELY(left < 0);
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  bool expired;
+  asm("subq %2, %0" : "+m"(t_state.bytes_until_sample), "=@ccle"(expired) : "r"(size));
+  return JSMALLOC_UNLIKELY(expired);
+#else
+  const int64_t before = t_state.bytes_until_sample;
+  t_state.bytes_until_sample = static_cast<int64_t>(static_cast<uint64_t>(before) - size);
+  return JSMALLOC_UNLIKELY(before <= static_cast<int64_t>(size));
+#endif
 }
 
 // Sets errno to ENOMEM and returns null on failure.

@@ -88,7 +88,10 @@ class CpuCacheT {
   void ClassStats(CpuCacheClassStats* out /* [kMaxClasses] */);
   size_t TotalCachedBytes();
 
+  // The resize pass's lock first (the pass takes the CPUs' locks under
+  // it): a fork during a pass left the child unable to resize or drain.
   void LockForFork() {
+    resize_lock_.Lock();
     for (int c = 0; c < slab_->num_cpus(); ++c) locks_[c].Lock();
   }
   void UnlockAfterFork(bool child) {
@@ -96,6 +99,8 @@ class CpuCacheT {
       if (child) locks_[c].ResetAfterFork();
       else locks_[c].Unlock();
     }
+    if (child) resize_lock_.ResetAfterFork();
+    else resize_lock_.Unlock();
   }
 
  private:

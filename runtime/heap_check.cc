@@ -47,8 +47,12 @@ void InitHeapCheck(bool on) {
 }
 
 void* AllocateChecked(size_t size, size_t alignment) noexcept {
-  t_state.bytes_until_sample = kCheckCountdown;
   void* p = alignment == 0 ? AllocateUnsampled(size) : AllocateAlignedUnsampled(size, alignment);
+  // After the allocation: a failed one gives its bytes back to the
+  // countdown (AllocateLarge), which for an impossible size made it
+  // positive, and the thread's next allocations skipped this function (a
+  // free of one of them was then reported as a double free).
+  t_state.bytes_until_sample = kCheckCountdown;
   if (p != nullptr) {
     int cl = g_pagemap.SizeClassOf(p);
     if (cl != 0 && SizeMap::ClassSize(cl) >= 2 * sizeof(uintptr_t)) *MarkWord(p) = 0;
@@ -77,9 +81,11 @@ void CheckSizedFree(void* p, size_t size, size_t alignment) {
   if (p == nullptr) return;
   int cl = g_pagemap.SizeClassOf(p);
   if (cl != 0) {
+    // The aligned forms choose the class as AllocateAligned did, for any
+    // alignment (new(8, align_val_t{16}) is a 16-byte object).
     int want = size > kMaxSize ? -1
-               : alignment > kMinAlign ? SizeMap::ClassForAligned(size, alignment)
-                                       : SizeMap::ClassFor(size);
+               : alignment != 0 ? SizeMap::ClassForAligned(size, alignment)
+                                : SizeMap::ClassFor(size);
     if (want != cl) SizedDeleteError(p, size, SizeMap::ClassSize(cl));
     return;
   }
@@ -87,11 +93,26 @@ void CheckSizedFree(void* p, size_t size, size_t alignment) {
   if (span == nullptr || span->start() != p || span->location != Span::kInUse) {
     os::FatalError("invalid free of pointer not allocated by jsmalloc:", p);
   }
-  // A sampled block has a span of its own whatever its size; compare with
-  // what the program asked for, to the same granularity as unsampled ones.
+  // A block with a span of its own and no class is PagesFor(size) pages
+  // whatever its size (a small request aligned beyond a page is one too),
+  // except that an alignment beyond a page may round it up to whole
+  // hugepages. A sampled block has a span of its own whatever its size;
+  // compare with what the program asked for, to the same granularity as
+  // unsampled ones.
   size_t block = span->sample != nullptr ? SampledAllocatedSize(span) : span->bytes();
-  bool fits = block <= kMaxSize ? SizeMap::ClassFor(size) == SizeMap::ClassFor(block) && size <= kMaxSize
-                                : PagesFor(size) == PagesFor(block);
+  bool fits;
+  if (span->sample == nullptr) {
+    const Length want = PagesFor(size == 0 ? 1 : size);
+    if (alignment > kPageSize) {
+      const size_t limit = (size + alignment + kHugePageSize - 1) / kHugePageSize * kHugePageSize;
+      fits = want <= span->num_pages && span->bytes() <= limit;
+    } else {
+      fits = want == span->num_pages;
+    }
+  } else {
+    fits = block <= kMaxSize ? SizeMap::ClassFor(size) == SizeMap::ClassFor(block) && size <= kMaxSize
+                             : PagesFor(size) == PagesFor(block);
+  }
   if (!fits) SizedDeleteError(p, size, block);
 }
 

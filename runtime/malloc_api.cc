@@ -218,23 +218,12 @@ JSMALLOC_API int mallopt(int param, int /*value*/) noexcept {
   }
 }
 
-JSMALLOC_API int malloc_info(int options, FILE* fp) noexcept {
-  if (options != 0 || fp == nullptr) {
-    errno = EINVAL;
-    return -1;
-  }
-  // Format into a metadata buffer (made once, reused), then hand it to stdio,
-  // which may allocate through us: no allocator lock is held by then.
+namespace {
 
-  static char* buf = nullptr;
-  static constexpr size_t kLen = 32 * 1024;
-  jsmalloc::SpinLockHolder hold(&jsmalloc::info_lock);
-  if (buf == nullptr) buf = static_cast<char*>(jsmalloc::Static::arena()->Alloc(kLen, 64));
-  if (buf == nullptr) {
-    errno = ENOMEM;
-    return -1;
-  }
-  jsmalloc::Printer p(buf, kLen);
+// malloc_info's XML into buf; returns the length the whole text needs.
+// names: every numeric property (PropertyNames).
+size_t FormatMallocInfo(char* buf, size_t len, const char* const* names, size_t n) {
+  jsmalloc::Printer p(buf, len);
   jsmalloc::Summary s = jsmalloc::GetSummary();
   p.Str("<malloc version=\"jsmalloc-").Str(JSMALLOC_VERSION_STRING).Str("\">\n<heap nr=\"0\">\n<sizes>\n");
   size_t free_count = 0;
@@ -273,17 +262,48 @@ JSMALLOC_API int malloc_info(int options, FILE* fp) noexcept {
       .Str("\" metadata=\"").U(s.metadata_bytes).Str("\"/>\n");
   // Every numeric property, so the XML carries the same numbers as the
   // report and jsmalloc_get_numeric_property.
-  const char* names[256];
-  size_t n = jsmalloc::PropertyNames(names, 256);
   p.Str("<properties>\n");
-  for (size_t i = 0; i < n && i < 256; ++i) {
+  for (size_t i = 0; i < n; ++i) {
     size_t v;
     if (jsmalloc::GetNumericProperty(names[i], &v)) {
       p.Str("  <property name=\"").Str(names[i]).Str("\" value=\"").U(v).Str("\"/>\n");
     }
   }
   p.Str("</properties>\n</malloc>\n");
-  return fputs(p.data(), fp) < 0 ? -1 : 0;
+  return p.needed();
+}
+
+}  // namespace
+
+JSMALLOC_API int malloc_info(int options, FILE* fp) noexcept {
+  if (options != 0 || fp == nullptr) {
+    errno = EINVAL;
+    return -1;
+  }
+  // The names and the text go into blocks of our own heap: this runs outside
+  // every allocator lock (stdio, below, may allocate through us too), and
+  // nothing is sized in advance, so no property and no line is dropped.
+  const size_t n = jsmalloc::PropertyNames(nullptr, 0);
+  auto* names = static_cast<const char**>(jsmalloc::Allocate(n * sizeof(const char*)));
+  if (names == nullptr) return -1;  // errno is ENOMEM
+  jsmalloc::PropertyNames(names, n);
+  size_t len = 32 * 1024;
+  for (;;) {
+    char* buf = static_cast<char*>(jsmalloc::Allocate(len));
+    if (buf == nullptr) {
+      jsmalloc::Free(names);
+      return -1;
+    }
+    size_t need = FormatMallocInfo(buf, len, names, n);
+    if (need < len) {
+      int rc = fputs(buf, fp) < 0 ? -1 : 0;
+      jsmalloc::Free(buf);
+      jsmalloc::Free(names);
+      return rc;
+    }
+    jsmalloc::Free(buf);
+    len = need + 1;  // the heap changed meanwhile: the loop checks again
+  }
 }
 
 // ---- JSMalloc's own API ----------------------------------------------------

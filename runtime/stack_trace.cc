@@ -832,6 +832,13 @@ FdeReadCounts FdeReads() {
   return c;
 }
 
+void UnwinderLockForFork() { rule_cache_lock.Lock(); }
+
+void UnwinderUnlockAfterFork(bool child) {
+  if (child) rule_cache_lock.ResetAfterFork();
+  else rule_cache_lock.Unlock();
+}
+
 void ResetUnwindRulesForTest() {
   rule_cache_lock.Lock();
   for (CacheSlot& s : rule_cache) s.pc.store(0, std::memory_order_release);
@@ -849,6 +856,13 @@ uint64_t UnwindRuleThroughMappingForTest(uintptr_t pc) { return RuleThroughMappi
 int CaptureStackCached(void**, int) { return -1; }
 int CaptureStackFrom(const UnwindStart&, void**, int) { return -1; }
 FdeReadCounts FdeReads() { return FdeReadCounts(); }
+void UnwinderLockForFork() { rule_cache_lock.Lock(); }
+
+void UnwinderUnlockAfterFork(bool child) {
+  if (child) rule_cache_lock.ResetAfterFork();
+  else rule_cache_lock.Unlock();
+}
+
 void ResetUnwindRulesForTest() {}
 void SetReadFdesFromFilesForTest(bool) {}
 uint64_t UnwindRuleFromFileForTest(uintptr_t, bool* handled) {

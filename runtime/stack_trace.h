@@ -48,6 +48,11 @@ FdeReadCounts FdeReads();
 // files (the default) or only through the mappings; and the packed rule of
 // one PC each way (*handled false when the file path declines the PC).
 void ResetUnwindRulesForTest();
+// fork(): the rule cache's lock (Static::PrepareFork takes it after the
+// sampler's; a child forked while another thread wrote a rule could
+// otherwise never cache one again).
+void UnwinderLockForFork();
+void UnwinderUnlockAfterFork(bool child);
 void SetReadFdesFromFilesForTest(bool on);
 uint64_t UnwindRuleFromFileForTest(uintptr_t pc, bool* handled);
 uint64_t UnwindRuleThroughMappingForTest(uintptr_t pc);

@@ -20,6 +20,7 @@
 #include "runtime/guarded_pool.h"
 #include "runtime/report_thread.h"
 #include "runtime/sampler.h"
+#include "runtime/stack_trace.h"
 #include "runtime/stats.h"
 
 namespace jsmalloc {
@@ -358,17 +359,17 @@ void Static::RegisterThreadHooks() {
   StartReportThreadIfConfigured();
 }
 
-// Lock order everywhere: malloc_info buffer -> report -> coverage scratch ->
-// sampler -> guarded pool -> registry -> per-CPU cache locks -> transfer
+// Lock order everywhere: report -> coverage scratch ->
+// sampler -> unwinder rule cache -> guarded pool -> registry -> per-CPU cache locks -> transfer
 // caches -> central lists -> back-end -> metadata arena. No path takes them
 // in another order.
 void Static::PrepareFork() {
   if (!inited()) return;
   State& st = S();
-  info_lock.Lock();
   report_lock.Lock();
   coverage_lock.Lock();
   SamplerLockForFork();
+  UnwinderLockForFork();
   GuardedLockForFork();
   st.registry.LockForFork();
 #if JSMALLOC_HAVE_RSEQ_SLAB
@@ -400,10 +401,10 @@ void Static::ParentAfterFork() {
 #endif
   st.registry.UnlockAfterFork(false);
   GuardedUnlockAfterFork(false);
+  UnwinderUnlockAfterFork(false);
   SamplerUnlockAfterFork(false);
   coverage_lock.Unlock();
   report_lock.Unlock();
-  info_lock.Unlock();
 }
 
 void Static::ChildAfterFork() {
@@ -423,10 +424,10 @@ void Static::ChildAfterFork() {
 #endif
   st.registry.UnlockAfterFork(true);
   GuardedUnlockAfterFork(true);
+  UnwinderUnlockAfterFork(true);
   SamplerUnlockAfterFork(true);
   coverage_lock.ResetAfterFork();
   report_lock.ResetAfterFork();
-  info_lock.ResetAfterFork();
   // Last: starting a thread may allocate, which needs every lock usable.
   ReportThreadAfterForkChild();
 }

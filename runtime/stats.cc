@@ -26,8 +26,6 @@ namespace jsmalloc {
 
 // One report at a time (the per-class scratch is static). Taken by fork().
 constinit SpinLock report_lock;
-// malloc_info's buffer (malloc_api.cc) is formatted under this one.
-constinit SpinLock info_lock;
 
 Summary GetSummary() {
   Static::InitIfNeeded();

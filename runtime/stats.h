@@ -29,10 +29,10 @@ struct Summary {
 Summary GetSummary();
 
 // The locks the report paths hold while they take every other lock: the
-// text report, malloc_info's buffer, the hugepage coverage scratch. fork()
-// takes them first (Static::PrepareFork).
+// text report and the hugepage coverage scratch (malloc_info formats into
+// blocks of its own and holds none). fork() takes them first
+// (Static::PrepareFork).
 extern SpinLock report_lock;
-extern SpinLock info_lock;
 extern SpinLock coverage_lock;
 // Writes the full report; returns the length it needs.
 size_t WriteStatsReport(char* buf, size_t len);

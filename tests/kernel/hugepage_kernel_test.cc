@@ -13,6 +13,7 @@
 #include <cstring>
 #include <random>
 #include <set>
+#include <string>
 #include <vector>
 
 namespace {
@@ -35,6 +36,31 @@ size_t RssBytes() {
 
 bool HugepageBackend() { return Prop("jsmalloc.hugepage_aware_active") == 1; }
 
+// The kernel's THP mode: the bracketed word of .../transparent_hugepage/enabled.
+std::string ThpMode() {
+  FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  if (f == nullptr) return "unavailable";
+  char buf[128] = {};
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  std::string s(buf, n);
+  size_t a = s.find('['), b = s.find(']');
+  return a != std::string::npos && b != std::string::npos && b > a ? s.substr(a + 1, b - a - 1) : "unknown";
+}
+
+// What these tests assume of the machine, checked instead of assumed: THP
+// in `madvise` mode (under `always` the kernel backs the legacy heap and
+// khugepaged scans everything; under `never` nothing is a hugepage), and
+// root (the exact coverage reads /proc/self/pagemap and /proc/kpageflags).
+class HugepageKernelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string mode = ThpMode();
+    if (mode != "madvise") GTEST_SKIP() << "THP is '" << mode << "' here; these tests expect 'madvise'";
+    if (geteuid() != 0) GTEST_SKIP() << "not root: the exact hugepage coverage needs /proc/kpageflags";
+  }
+};
+
 struct Heap {
   std::vector<std::pair<char*, size_t>> objs;
   size_t bytes = 0;
@@ -56,7 +82,7 @@ Heap BuildHeap(size_t target) {
   return h;
 }
 
-TEST(HugepageKernelTest, LargeHeapOfSmallObjectsSitsOnHugepages) {
+TEST_F(HugepageKernelTest, LargeHeapOfSmallObjectsSitsOnHugepages) {
   Heap h = BuildHeap(size_t{512} << 20);
   size_t ppm = Prop("jsmalloc.hugepage_coverage");
   bool exact = Prop("jsmalloc.hugepage_coverage_exact") == 1;
@@ -74,7 +100,7 @@ TEST(HugepageKernelTest, LargeHeapOfSmallObjectsSitsOnHugepages) {
   for (auto& [p, n] : h.objs) free(p);
 }
 
-TEST(HugepageKernelTest, TrimReturnsEverythingButThePagesOfLiveObjects) {
+TEST_F(HugepageKernelTest, TrimReturnsEverythingButThePagesOfLiveObjects) {
   malloc_trim(0);  // whatever earlier tests left cached
   size_t baseline = RssBytes();
   Heap h = BuildHeap(size_t{512} << 20);
@@ -118,7 +144,7 @@ TEST(HugepageKernelTest, TrimReturnsEverythingButThePagesOfLiveObjects) {
 // hold live objects, collapsing them must fail and leave RSS where it was.
 // With JSMALLOC_KHUGEPAGED_GUARD=0 (registered as kernel.hugepage_noguard.)
 // the same collapses succeed and RSS grows: what the guard prevents.
-TEST(HugepageKernelTest, KhugepagedCannotRefillSubreleasedHugepages) {
+TEST_F(HugepageKernelTest, KhugepagedCannotRefillSubreleasedHugepages) {
   const char* g = getenv("JSMALLOC_KHUGEPAGED_GUARD");
   const bool guard = g == nullptr || strcmp(g, "0") != 0;
   malloc_trim(0);
@@ -182,7 +208,7 @@ TEST(HugepageKernelTest, KhugepagedCannotRefillSubreleasedHugepages) {
   for (auto& [p, n] : live) free(p);
 }
 
-TEST(HugepageKernelTest, SoftAndHardMemoryLimits) {
+TEST_F(HugepageKernelTest, SoftAndHardMemoryLimits) {
   // Hard: allocations past the limit fail cleanly, and work again once
   // memory is freed.
   size_t limit = size_t{96} << 20;

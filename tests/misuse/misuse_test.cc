@@ -34,6 +34,81 @@ __attribute__((noinline)) void* Opaque(void* p) {
   return sink;
 }
 
+// ---- No false alarm ----------------------------------------------------------
+
+// Every allocation entry point, with sizes and alignments at the edges (0, 1,
+// class boundaries, page multiples, large, impossible), as the first call of
+// a new thread, right after the main thread freed a block of the same kind
+// (so the new thread may be handed that block, freed mark and all), then the
+// matching deallocation, in a seeded random order. A false report aborts the
+// process. This once failed in check mode: posix_memalign(&p, 64, 0) as a
+// thread's first call skipped the check that clears a block's freed mark,
+// and its free was reported as a double free; so did every allocation of a
+// thread after it asked for an impossible size.
+enum class Entry { kMalloc, kCalloc, kRealloc, kPosixMemalign, kAlignedAlloc, kMemalign, kValloc, kPvalloc,
+                   kNew, kNewArray, kNewAligned, kNewNothrow, kCount };
+
+void* AllocateVia(Entry e, size_t size, size_t align) {
+  void* p = nullptr;
+  switch (e) {
+    case Entry::kMalloc: return malloc(size);
+    case Entry::kCalloc: return calloc(1, size);
+    case Entry::kRealloc: return realloc(nullptr, size);
+    case Entry::kPosixMemalign: return posix_memalign(&p, align, size) == 0 ? p : nullptr;
+    case Entry::kAlignedAlloc: return aligned_alloc(align, (size + align - 1) / align * align);
+    case Entry::kMemalign: return memalign(align, size);
+    case Entry::kValloc: return valloc(size);
+    case Entry::kPvalloc: return pvalloc(size);
+    case Entry::kNew:
+      try { return ::operator new(size); } catch (const std::bad_alloc&) { return nullptr; }
+    case Entry::kNewArray:
+      try { return ::operator new[](size); } catch (const std::bad_alloc&) { return nullptr; }
+    case Entry::kNewAligned:
+      try { return ::operator new(size, std::align_val_t{align}); } catch (const std::bad_alloc&) { return nullptr; }
+    case Entry::kNewNothrow: return ::operator new(size, std::nothrow);
+    default: return nullptr;
+  }
+}
+
+void ReleaseVia(Entry e, void* p, size_t size, size_t align) {
+  if (p == nullptr) return;
+  switch (e) {
+    case Entry::kNew: ::operator delete(p, size); return;
+    case Entry::kNewArray: ::operator delete[](p, size); return;
+    case Entry::kNewAligned: ::operator delete(p, size, std::align_val_t{align}); return;
+    case Entry::kNewNothrow: ::operator delete(p, std::nothrow); return;
+    default: free(p); return;
+  }
+}
+
+void EveryEntryPointAsAThreadsFirstCall() {
+  std::vector<size_t> sizes = {0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1023, 1024, 1025, 4095, 4096, 4097, 8192,
+                               65536, 262143, 262144, 262145, size_t{1} << 20, size_t{5} << 20};
+  const size_t aligns[] = {8, 16, 64, 4096, 65536};
+  struct Case {
+    Entry e;
+    size_t size, align;
+  };
+  std::vector<Case> cases;
+  for (int e = 0; e < static_cast<int>(Entry::kCount); ++e) {
+    for (size_t size : sizes) {
+      for (size_t align : aligns) cases.push_back({static_cast<Entry>(e), size, align});
+    }
+  }
+  // Impossible sizes: nothing to free, nothing to report.
+  for (int e = 0; e < static_cast<int>(Entry::kCount); ++e) cases.push_back({static_cast<Entry>(e), ~size_t{0} >> 1, 64});
+  unsigned seed = 20261207;
+  for (size_t i = cases.size(); i > 1; --i) std::swap(cases[i - 1], cases[rand_r(&seed) % i]);
+  for (const Case& c : cases) {
+    ReleaseVia(c.e, Opaque(AllocateVia(c.e, c.size, c.align)), c.size, c.align);
+    std::thread([c] {
+      void* p = Opaque(AllocateVia(c.e, c.size, c.align));
+      if (p != nullptr && c.size > 0 && c.size < (size_t{1} << 30)) static_cast<char*>(p)[0] = 1;
+      ReleaseVia(c.e, p, c.size, c.align);
+    }).join();
+  }
+}
+
 // ---- Always on -------------------------------------------------------------
 
 class MisuseAlways : public ::testing::Test {
@@ -55,6 +130,11 @@ TEST_F(MisuseAlways, LargeBlockDoubleFreeAndInteriorFreeAbortNamingTheAddress) {
         free(Opaque(q + 8192));
       },
       "jsmalloc: invalid free of pointer not allocated by jsmalloc: 0x[0-9a-f]+");
+}
+
+TEST_F(MisuseAlways, EveryEntryPointAsAThreadsFirstCallRaisesNoFalseAlarm) {
+  EveryEntryPointAsAThreadsFirstCall();
+  SUCCEED();
 }
 
 TEST_F(MisuseAlways, ForeignPointersAbort) {
@@ -158,6 +238,11 @@ TEST_F(MisuseCheck, SizedDeleteWithTheWrongSizeAborts) {
       "jsmalloc: sized delete");
 }
 
+TEST_F(MisuseCheck, EveryEntryPointAsAThreadsFirstCallRaisesNoFalseAlarm) {
+  EveryEntryPointAsAThreadsFirstCall();
+  SUCCEED();
+}
+
 TEST_F(MisuseCheck, CorrectProgramsRunUnchanged) {
   // Right sizes everywhere, reuse of freed memory, realloc, threads.
   for (size_t size : {size_t{1}, size_t{8}, size_t{16}, size_t{17}, size_t{100}, size_t{4096}, size_t{100000},
@@ -235,6 +320,11 @@ TEST_F(MisuseHardened, AWriteIntoAFreedObjectCannotSteerAllocation) {
         _exit(0);
       },
       "jsmalloc: corrupted free-list link \\(a write to freed memory\\?\\) in the free object at 0x");
+}
+
+TEST_F(MisuseHardened, EveryEntryPointAsAThreadsFirstCallRaisesNoFalseAlarm) {
+  EveryEntryPointAsAThreadsFirstCall();
+  SUCCEED();
 }
 
 TEST_F(MisuseHardened, CorrectProgramsRunUnchanged) {

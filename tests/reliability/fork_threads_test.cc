@@ -460,7 +460,7 @@ TEST(ForkAndThreads, ForkWhileAnotherThreadReadsStats) {
       static char report[1 << 16];
       at("jsmalloc_get_stats (runtime/stats.cc report_lock held by a parent thread at fork?)");
       jsmalloc_get_stats(report, sizeof(report));
-      at("malloc_info (runtime/malloc_api.cc info_lock held by a parent thread at fork?)");
+      at("malloc_info (runtime/malloc_api.cc: a lock held by a parent thread at fork?)");
       FILE* f = fopen("/dev/null", "w");
       malloc_info(0, f);
       fclose(f);
