@@ -139,16 +139,32 @@ bool CreateLocked(Pool& pool) {
 
 bool OnFault(uintptr_t addr, os::FaultAccess access);
 
-void CreateOrWarn(Pool& pool) {
-  if (CreateLocked(pool)) {
-    if (os::InstallFaultHandler(&OnFault)) return;
+// The fault handler, installed once before the pool is made, with no
+// allocator lock held: installing it reads /proc/self/exe and calls dladdr,
+// which takes the dynamic loader's lock, and under the pool's lock a thread
+// in a dlopen()ed library's constructor (holding the loader's lock, waiting
+// for the pool's) would have deadlocked with it.
+constinit std::atomic<bool> g_handler_tried{false};
+
+void InstallHandlerOnce() {
+  if (g_handler_tried.load(std::memory_order_acquire)) return;
+  if (!os::InstallFaultHandler(&OnFault)) {
     // Without the handler a fault would still end the process, only without
-    // a report; guard anyway, and say so.
-    static const char kMsg[] =
-        "jsmalloc: could not install the SIGSEGV handler for guarded sampling; faults will not be reported\n";
-    os::WriteStderr(kMsg, sizeof(kMsg) - 1);
+    // a report; guard anyway, and say so (once: InstallFaultHandler answers
+    // every later call from its own state).
+    bool expected = false;
+    if (g_handler_tried.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+      static const char kMsg[] =
+          "jsmalloc: could not install the SIGSEGV handler for guarded sampling; faults will not be reported\n";
+      os::WriteStderr(kMsg, sizeof(kMsg) - 1);
+    }
     return;
   }
+  g_handler_tried.store(true, std::memory_order_release);
+}
+
+void CreateOrWarn(Pool& pool) {
+  if (CreateLocked(pool)) return;
   if (Static::options().guarded_slots == 0) return;  // JSMALLOC_GUARDED_SLOTS=0: off, as asked
   static const char kMsg[] =
       "jsmalloc: JSMALLOC_GUARDED_RATE is set but the guarded pool could not be reserved; guarded sampling is off\n";
@@ -425,6 +441,7 @@ void* GuardedAllocate(size_t size, size_t alignment, void* const* stack, int dep
   // the 8-byte class, 16 above); an explicit alignment may ask for more.
   size_t align = n <= 8 ? 8 : kMinAlign;
   if (alignment > align) align = alignment;
+  if (JSMALLOC_UNLIKELY(!g_handler_tried.load(std::memory_order_acquire))) InstallHandlerOnce();
   SpinLockHolder h(&pool.lock);
   if (JSMALLOC_UNLIKELY(!pool.tried)) CreateOrWarn(pool);
   if (!pool.ok) return nullptr;
