@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstddef>
 
+#include "os/linux/os_memory.h"
 #include "os/linux/rseq.h"
 #include "probes/jsmalloc_probes.h"
 #include "runtime/arena.h"

@@ -146,6 +146,11 @@ void CpuCacheT<Env>::Overflow(void* p, int cl) {
     transfer_[cl].InsertRange(&p, 1);
     return;
   }
+  // The push refuses an object equal to the top of its class: p was freed
+  // just before and is cached (unless the thread moved to another CPU
+  // meanwhile, where this reads another top and lets the central list find
+  // it later).
+  if (JSMALLOC_UNLIKELY(slab_->TopIs(cpu, cl, p))) os::FatalError("double free of pointer", p);
   const int batch = SizeMap::BatchSize(cl);
   bool grown;
   {

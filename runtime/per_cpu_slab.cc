@@ -1,6 +1,22 @@
 #include "runtime/per_cpu_slab.h"
 
+#include "os/linux/os_memory.h"
+
 namespace jsmalloc {
+
+// One region more than asked, in front: its last word is what the push of a
+// never-used CPU 0 compares against (it stays zero, and untouched).
+void* PerCpuSlab::MapMemory(int num_cpus) {
+  size_t bytes = kRegionBytes * (static_cast<size_t>(num_cpus) + 1);
+  void* mem = os::MapAligned(bytes, kRegionBytes, nullptr);
+  return mem == nullptr ? nullptr : static_cast<char*>(mem) + kRegionBytes;
+}
+
+void PerCpuSlab::UnmapMemory(void* base, int num_cpus) {
+  if (base == nullptr) return;
+  os::Unmap(static_cast<char*>(base) - kRegionBytes, kRegionBytes * (static_cast<size_t>(num_cpus) + 1));
+}
+
 
 void PerCpuSlab::ComputeMaxCapacities(uint16_t* out) {
   // Enough for a few batches of small objects, fewer of large ones: 256 KiB

@@ -38,10 +38,17 @@ class PerCpuSlab {
   // cache of the class holds, scaled down so that all classes fit.
   static void ComputeMaxCapacities(uint16_t* out /* [kMaxClasses] */);
 
+  // Memory for num_cpus regions: zeroed, aligned to kRegionBytes, and with
+  // readable memory just below it (the push compares the object with the
+  // slot below `current`, which for a CPU never used, all of whose headers
+  // are zero, is the word below the base). nullptr if it cannot be mapped.
+  static void* MapMemory(int num_cpus);
+  static void UnmapMemory(void* base, int num_cpus);
+
   // base: kRegionBytes * num_cpus bytes of zeroed memory aligned to
-  // kRegionBytes. Lays the classes out; writes no CPU's region. A CPU's
-  // all-zero headers read as every class empty with no capacity (every
-  // operation misses) until InitCpu.
+  // kRegionBytes, from MapMemory. Lays the classes out; writes no CPU's
+  // region. A CPU's all-zero headers read as every class empty with no
+  // capacity (every operation misses) until InitCpu.
   void Init(void* base, int num_cpus, const uint16_t* max_capacity);
   // Writes cpu's headers: every class empty, capacity zero, its slots
   // [LayoutBegin, LayoutEnd). Once, before the CPU's first capacity change
@@ -103,6 +110,17 @@ class PerCpuSlab {
   // it is (emptied by EmptyStopped, or untouched when a drain gives up).
   void StartCpu(int cpu, const uint16_t* capacity /* [kMaxClasses] */);
 
+  // True when p is the top object of (cpu, cl): freeing it again would hand
+  // it out twice. Racy like the other readers: a false answer is possible
+  // while the CPU's owner pushes or pops, a true one only if p is cached.
+  bool TopIs(int cpu, int cl, const void* p) const {
+    Header* h = HeaderOf(cpu, cl);
+    uint16_t cur = __atomic_load_n(&h->current, __ATOMIC_RELAXED);
+    uint16_t beg = __atomic_load_n(&h->begin, __ATOMIC_RELAXED);
+    if (beg == kStoppedBegin || cur <= beg) return false;
+    return __atomic_load_n(&Region(cpu)[cur - 1], __ATOMIC_RELAXED) == p;
+  }
+
   // Plain operations on a given CPU, without rseq: for a stopped CPU and for
   // tests that drive a fake CPU from one thread.
   void* PopOn(int cpu, int cl) {
@@ -111,8 +129,11 @@ class PerCpuSlab {
     --h->current;
     return Region(cpu)[h->current];
   }
+  // As the rseq push: refuses an object equal to the top (a double free,
+  // which the miss path reports).
   bool PushOn(int cpu, int cl, void* p) {
     Header* h = HeaderOf(cpu, cl);
+    if (Region(cpu)[static_cast<int>(h->current) - 1] == p) return false;
     if (h->current >= h->end) return false;
     Region(cpu)[h->current] = p;
     ++h->current;

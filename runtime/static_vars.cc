@@ -157,8 +157,7 @@ void InitFrontEnd(State* st) {
     st->per_cpu_off_reason = os::RseqUnavailableReason();
   } else {
     int cpus = os::PossibleCpuCount();
-    size_t bytes = PerCpuSlab::kRegionBytes * static_cast<size_t>(cpus);
-    void* mem = os::MapAligned(bytes, PerCpuSlab::kRegionBytes, nullptr);
+    void* mem = PerCpuSlab::MapMemory(cpus);
     if (mem == nullptr) {
       st->per_cpu_off_reason = "could not map the per-CPU slab";
     } else {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "os/linux/os_memory.h"
 #include "runtime/arena.h"
 #include "runtime/size_map.h"
 #include "runtime/spinlock.h"
@@ -50,6 +51,9 @@ class ThreadCache {
 
   JSMALLOC_ALWAYS_INLINE void Deallocate(void* p, int cl) {
     FreeList& l = lists_[cl];
+    // A free of the object freed last in this class (the commonest double
+    // free) would put it on the list twice.
+    if (JSMALLOC_UNLIKELY(l.head == p)) os::FatalError("double free of pointer", p);
     StoreLink(p, l.head);
     l.head = p;
     size_t sz = size() + SizeMap::ClassSize(cl);

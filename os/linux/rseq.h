@@ -169,6 +169,15 @@ __attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t c
   // Flags at label 5: CF=1 only after the successful compare of current with
   // end; testq clears CF for an unregistered thread, jae leaves CF=0 for a
   // full class, and mov, inc and movw do not touch CF.
+  //
+  // An object equal to the top of the class (a free of what was just freed:
+  // the commonest double free) is not pushed: the equal compare leaves CF=0,
+  // and the miss path (CpuCacheT::Overflow) checks the top again and aborts.
+  // Two instructions, before the capacity compare whose CF is the result.
+  // The slot below an empty class is another class's slot or a header (for
+  // a CPU never used, whose headers are all zero, the word below the slab:
+  // PerCpuSlab::MapMemory keeps it mapped), none of which holds an object of
+  // this class, so it cannot match a valid free.
   asm volatile(
       JSMALLOC_RSEQ_CS_BEGIN("%%rax")
       "movslq %%fs:4(%[rseq]), %%rax\n\t"
@@ -177,6 +186,8 @@ __attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t c
       "shlq $" JSMALLOC_PER_CPU_SHIFT_STR ", %%rax\n\t"
       "addq %[base], %%rax\n\t"
       "movzwl (%%rax,%[cl],8), %%ecx\n\t"
+      "cmpq %[p], -8(%%rax,%%rcx,8)\n\t"
+      "je 5f\n\t"
       "cmpw 2(%%rax,%[cl],8), %%cx\n\t"
       "jae 5f\n\t"
       "movq %[p], (%%rax,%%rcx,8)\n\t"

@@ -162,16 +162,54 @@ TEST_F(MisuseAlways, SmallDoubleFreeIsCaughtWhenTheObjectsReachTheCentralList) {
       {
         std::vector<void*> v;
         for (int i = 0; i < 64; ++i) v.push_back(malloc(13000));
+        // Delayed: another free comes between the two (an immediate one is
+        // caught at once, below).
         free(v[7]);
+        free(v[8]);
         free(Opaque(v[7]));
         for (int i = 0; i < 64; ++i) {
-          if (i != 7) free(v[i]);
+          if (i != 7 && i != 8) free(v[i]);
         }
         malloc_trim(0);
         fprintf(stderr, "not detected\n");
         _exit(0);
       },
       "jsmalloc: (double|invalid) free.*0x[0-9a-f]+");
+}
+
+TEST_F(MisuseAlways, ImmediateSmallDoubleFreeAbortsBeforeTheObjectIsHandedOutTwice) {
+  // free(p); free(p): the second push finds p on top of its class (per-CPU
+  // slab or thread cache) and aborts, for every size class, before the two
+  // allocations below could both get p.
+  for (size_t size : {size_t{16}, size_t{64}, size_t{100}, size_t{1000}, size_t{4096}, size_t{100000}}) {
+    EXPECT_DEATH(
+        {
+          void* p = malloc(size);
+          free(p);
+          free(Opaque(p));
+          void* a = malloc(size);
+          void* b = malloc(size);
+          fprintf(stderr, "not detected: %p %p\n", a, b);
+          _exit(0);
+        },
+        "jsmalloc: double free of pointer 0x[0-9a-f]+")
+        << size;
+  }
+}
+
+TEST_F(MisuseAlways, FreeingTheTopObjectOnceIsNotADoubleFree) {
+  // The check compares with the top of the class only: alternating frees
+  // and allocations of one object, and frees of objects handed out in any
+  // order, never trip it.
+  for (int round = 0; round < 1000; ++round) {
+    void* p = malloc(64);
+    free(Opaque(p));
+  }
+  std::vector<void*> v;
+  for (int i = 0; i < 1000; ++i) v.push_back(malloc(48));
+  for (int i = 999; i >= 0; i -= 2) free(v[static_cast<size_t>(i)]);
+  for (int i = 0; i < 1000; i += 2) free(v[static_cast<size_t>(i)]);
+  SUCCEED();
 }
 
 // ---- Check mode ------------------------------------------------------------

@@ -57,13 +57,13 @@ struct Fixture {
       slots[cl].resize(static_cast<size_t>(cap));
       transfer[cl].Init(&central[cl], slots[cl].data(), cap);
     }
-    slab_mem = os::MapAligned(PerCpuSlab::kRegionBytes * static_cast<size_t>(cpus), PerCpuSlab::kRegionBytes, nullptr);
+    slab_mem = PerCpuSlab::MapMemory(cpus);
     uint16_t caps[kMaxClasses];
     PerCpuSlab::ComputeMaxCapacities(caps);
     slab.Init(slab_mem, cpus, caps);
     cache.Init(&env, &slab, transfer, GlobalArena(), budget);
   }
-  ~Fixture() { os::Unmap(slab_mem, PerCpuSlab::kRegionBytes * static_cast<size_t>(cpus)); }
+  ~Fixture() { PerCpuSlab::UnmapMemory(slab_mem, cpus); }
   std::atomic<long> fast_pops{0};
   void* Alloc(int cl) {
     void* p = env.Pop(&slab, cl);

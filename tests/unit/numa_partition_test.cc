@@ -329,7 +329,7 @@ TEST(NumaCpuCacheTest, CpusFillFromAndDrainToTheirPartition) {
   TwoPartitions<HugePageAwareAllocator> t;
   PerCpuSlab slab;
   const int cpus = 4;  // CPUs 0,1 on node 0; 2,3 on node 1
-  void* mem = os::MapAligned(PerCpuSlab::kRegionBytes * cpus, PerCpuSlab::kRegionBytes, nullptr);
+  void* mem = PerCpuSlab::MapMemory(cpus);
   uint16_t caps[kMaxClasses];
   PerCpuSlab::ComputeMaxCapacities(caps);
   slab.Init(mem, cpus, caps);
@@ -373,7 +373,7 @@ TEST(NumaCpuCacheTest, CpusFillFromAndDrainToTheirPartition) {
   }
   EXPECT_EQ(t.Live(0), 0u);
   EXPECT_EQ(t.Live(1), 0u);
-  os::Unmap(mem, PerCpuSlab::kRegionBytes * cpus);
+  PerCpuSlab::UnmapMemory(mem, cpus);
 }
 
 }  // namespace
