@@ -17,7 +17,6 @@ void PerCpuSlab::UnmapMemory(void* base, int num_cpus) {
   os::Unmap(static_cast<char*>(base) - kRegionBytes, kRegionBytes * (static_cast<size_t>(num_cpus) + 1));
 }
 
-
 void PerCpuSlab::ComputeMaxCapacities(uint16_t* out) {
   // Enough for a few batches of small objects, fewer of large ones: 256 KiB
   // worth of a class, between 8 and 2048 objects.

@@ -856,13 +856,8 @@ uint64_t UnwindRuleThroughMappingForTest(uintptr_t pc) { return RuleThroughMappi
 int CaptureStackCached(void**, int) { return -1; }
 int CaptureStackFrom(const UnwindStart&, void**, int) { return -1; }
 FdeReadCounts FdeReads() { return FdeReadCounts(); }
-void UnwinderLockForFork() { rule_cache_lock.Lock(); }
-
-void UnwinderUnlockAfterFork(bool child) {
-  if (child) rule_cache_lock.ResetAfterFork();
-  else rule_cache_lock.Unlock();
-}
-
+void UnwinderLockForFork() {}
+void UnwinderUnlockAfterFork(bool) {}
 void ResetUnwindRulesForTest() {}
 void SetReadFdesFromFilesForTest(bool) {}
 uint64_t UnwindRuleFromFileForTest(uintptr_t, bool* handled) {
