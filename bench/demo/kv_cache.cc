@@ -209,7 +209,8 @@ std::string AllocatorInUse() {
           "  --requests N       requests served in the serve phase, all threads together (default 6000000)\n"
           "  --capacity-mib N   cache capacity in MiB of keys and values (default 2048)\n"
           "  --idle-seconds S   idle time after the shrink, before RSS is read (default 3)\n"
-          "  --seed N           request stream seed (default 42)\n");
+          "  --seed N           request stream seed (default 42)\n"
+          "  --wl-lines 0|1     also print bench/run's `wl:` lines on stderr (default 0)\n");
   exit(code);
 }
 
@@ -234,6 +235,7 @@ int main(int argc, char** argv) {
   uint64_t capacity_mib = 2048;
   uint64_t idle_seconds = 3;
   uint64_t seed = 42;
+  uint64_t wl_lines = 0;
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) Usage(0);
@@ -247,6 +249,7 @@ int main(int argc, char** argv) {
     else if (!strcmp(a, "--capacity-mib")) capacity_mib = Number(a, v, 16, 1 << 20);
     else if (!strcmp(a, "--idle-seconds")) idle_seconds = Number(a, v, 0, 3600);
     else if (!strcmp(a, "--seed")) seed = Number(a, v, 0, ~uint64_t{0});
+    else if (!strcmp(a, "--wl-lines")) wl_lines = Number(a, v, 0, 1);
     else {
       fprintf(stderr, "kv_cache: unknown option %s\n", a);
       Usage(2);
@@ -431,10 +434,13 @@ int main(int argc, char** argv) {
          us(h.Quantile(0.999)), us(h.max()), peak_rss_mib, static_cast<double>(rss_served) / 1048576.0,
          static_cast<double>(rss_end) / 1048576.0, coverage, static_cast<unsigned long long>(idle_seconds),
          entries_end, static_cast<unsigned long long>(checksum), static_cast<unsigned long long>(total.bad));
-  // The lines bench/run reads (it runs this as its kv_cache workload).
-  h.Print(stderr, serve_s);
-  wl::PrintMem("exit");
-  wl::PrintAllocatorLibs();
+  // The lines bench/run reads when it runs this as its kv_cache workload
+  // (not for scripts/demo, which shows whatever a run writes to stderr).
+  if (wl_lines != 0) {
+    h.Print(stderr, serve_s);
+    wl::PrintMem("exit");
+    wl::PrintAllocatorLibs();
+  }
   for (Shard* s : shards) delete s;
   if (total.bad != 0) {
     printf("ERROR: %llu reads returned wrong bytes\n", static_cast<unsigned long long>(total.bad));

@@ -50,6 +50,6 @@ check() {  # check NAME KIND ARGS...
 
 check request_loop latency --scale 0.02
 check larson latency --scale 0.02
-check kv_cache latency --threads 2 --capacity-mib 32 --idle-seconds 0 --requests 20000
+check kv_cache latency --threads 2 --capacity-mib 32 --idle-seconds 0 --requests 20000 --wl-lines 1
 check fork_server fork --scale 0.1
 echo "ok: request_loop, larson, kv_cache and fork_server agree under glibc and JSMalloc"

@@ -60,6 +60,8 @@ for row in "throughput (requests/s)" "latency p50 (us)" "latency p99 (us)" "late
   grep -qF "$row" "$WORK/out" || { cat "$WORK/out"; fail "no '$row' row"; }
 done
 grep -qE '^ +glibc +JSMalloc +JSMalloc/glibc$' "$WORK/out" || fail "no table header"
+# A clean run writes nothing to stderr (the demo shows whatever one does).
+! grep -q 'wrote to stderr' "$WORK/out" || fail "a run wrote to stderr: $(grep 'wrote to stderr' "$WORK/out" | head -2)"
 verdict=$(grep '^Verdict: against glibc, JSMalloc had ' "$WORK/out") || fail "no verdict"
 for figure in throughput "median latency" "p99 latency" "p99.9 latency" "max latency" "peak RSS" \
               "RSS at the end" "hugepage coverage"; do
