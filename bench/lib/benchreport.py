@@ -336,7 +336,7 @@ class Report:
         return [wl for wl in self.workloads
                 if any(self.value(wl, a, "lat_p999_ns") is not None for a in self.allocs)]
 
-    def latency_ratio(self, wl, key, higher_better, alloc="jsmalloc"):
+    def figure_ratio(self, wl, key, higher_better, alloc="jsmalloc"):
         """jsmalloc / best peer; for a higher-is-better figure the best peer
         is the highest (so above 1 is better there, below 1 elsewhere)."""
         best = self.best_peer_max(wl, key) if higher_better else self.best_peer(wl, key)
@@ -353,7 +353,7 @@ class Report:
         rows = []
         for label, key, div, fmt, higher in spec:
             row = [label] + [self._mem_cell(wl, a, key, div, fmt, key in spread_keys) for a in self.allocs]
-            r, who = self.latency_ratio(wl, key, higher)
+            r, who = self.figure_ratio(wl, key, higher)
             row += [who or "", fnum(r, ".3f")]
             rows.append(row)
         return headers, rows
@@ -376,8 +376,8 @@ class Report:
             return None
         tail, thr, parts = [], [], []
         for wl in wls:
-            t, tw = self.latency_ratio(wl, "lat_p999_ns", False)
-            q, qw = self.latency_ratio(wl, "lat_rps", True)
+            t, tw = self.figure_ratio(wl, "lat_p999_ns", False)
+            q, qw = self.figure_ratio(wl, "lat_rps", True)
             if t is not None:
                 tail.append(t)
             if q is not None:
