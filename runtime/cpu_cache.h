@@ -89,19 +89,22 @@ class CpuCacheT {
   void ClassStats(CpuCacheClassStats* out /* [kMaxClasses] */);
   size_t TotalCachedBytes();
 
-  // The resize pass's lock first (the pass takes the CPUs' locks under
-  // it): a fork during a pass left the child unable to resize or drain.
-  void LockForFork() {
-    resize_lock_.Lock();
+  // For fork (runtime/fork_locks.cc): the resize pass's lock comes before
+  // the CPUs' locks (the pass takes them under it); a fork during a pass
+  // left the child unable to resize or drain.
+  void LockResizeForFork() { resize_lock_.Lock(); }
+  void UnlockResizeAfterFork(bool child) {
+    if (child) resize_lock_.ResetAfterFork();
+    else resize_lock_.Unlock();
+  }
+  void LockCpusForFork() {
     for (int c = 0; c < slab_->num_cpus(); ++c) locks_[c].Lock();
   }
-  void UnlockAfterFork(bool child) {
+  void UnlockCpusAfterFork(bool child) {
     for (int c = 0; c < slab_->num_cpus(); ++c) {
       if (child) locks_[c].ResetAfterFork();
       else locks_[c].Unlock();
     }
-    if (child) resize_lock_.ResetAfterFork();
-    else resize_lock_.Unlock();
   }
 
  private:

@@ -13,6 +13,7 @@
 #include "os/linux/thp.h"
 #include "os/linux/clock.h"
 #include "runtime/background.h"
+#include "runtime/fork_locks.h"
 #include "runtime/freelist_link.h"
 #include "runtime/heap_check.h"
 #include "os/linux/os_memory.h"
@@ -358,75 +359,29 @@ void Static::RegisterThreadHooks() {
   StartReportThreadIfConfigured();
 }
 
-// Lock order everywhere: report -> coverage scratch ->
-// sampler -> unwinder rule cache -> guarded pool -> registry -> per-CPU cache locks -> transfer
-// caches -> central lists -> back-end -> metadata arena. No path takes them
-// in another order.
+void Static::LockInitForFork() { init_lock.Lock(); }
+void Static::UnlockInitAfterFork(bool child) {
+  if (child) init_lock.ResetAfterFork();
+  else init_lock.Unlock();
+}
+
+// Registered only once the allocator is built, so every lock exists. The
+// table and its order: runtime/fork_locks.cc.
 void Static::PrepareFork() {
   if (!inited()) return;
-  State& st = S();
-  report_lock.Lock();
-  coverage_lock.Lock();
-  SamplerLockForFork();
-  UnwinderLockForFork();
-  GuardedLockForFork();
-  st.registry.LockForFork();
-#if JSMALLOC_HAVE_RSEQ_SLAB
-  if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.LockForFork();
-#endif
-  for (int p = 0; p < st.num_parts; ++p) {
-    for (int cl = 1; cl < kNumClasses; ++cl) st.parts[p]->transfer[cl].LockForFork();
-  }
-  for (int p = 0; p < st.num_parts; ++p) {
-    for (int cl = 1; cl < kNumClasses; ++cl) st.parts[p]->central[cl].LockForFork();
-  }
-  st.limiter->LockForFork();
-  GlobalArena()->lock()->Lock();
+  LockAllForFork();
 }
 
 void Static::ParentAfterFork() {
   if (!inited()) return;
-  State& st = S();
-  GlobalArena()->lock()->Unlock();
-  st.limiter->UnlockAfterFork(false);
-  for (int p = 0; p < st.num_parts; ++p) {
-    for (int cl = 1; cl < kNumClasses; ++cl) st.parts[p]->central[cl].UnlockAfterFork(false);
-  }
-  for (int p = 0; p < st.num_parts; ++p) {
-    for (int cl = 1; cl < kNumClasses; ++cl) st.parts[p]->transfer[cl].UnlockAfterFork(false);
-  }
-#if JSMALLOC_HAVE_RSEQ_SLAB
-  if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.UnlockAfterFork(false);
-#endif
-  st.registry.UnlockAfterFork(false);
-  GuardedUnlockAfterFork(false);
-  UnwinderUnlockAfterFork(false);
-  SamplerUnlockAfterFork(false);
-  coverage_lock.Unlock();
-  report_lock.Unlock();
+  UnlockAllAfterFork(false);
 }
 
 void Static::ChildAfterFork() {
   if (!inited()) return;
-  State& st = S();
-  GlobalArena()->lock()->ResetAfterFork();
-  st.limiter->UnlockAfterFork(true);
+  UnlockAllAfterFork(true);
+  // The parent's helper threads do not exist here.
   BackgroundAfterForkChild();
-  for (int p = 0; p < st.num_parts; ++p) {
-    for (int cl = 1; cl < kNumClasses; ++cl) st.parts[p]->central[cl].UnlockAfterFork(true);
-  }
-  for (int p = 0; p < st.num_parts; ++p) {
-    for (int cl = 1; cl < kNumClasses; ++cl) st.parts[p]->transfer[cl].UnlockAfterFork(true);
-  }
-#if JSMALLOC_HAVE_RSEQ_SLAB
-  if (front_end() == FrontEnd::kPerCpu) st.cpu_cache.UnlockAfterFork(true);
-#endif
-  st.registry.UnlockAfterFork(true);
-  GuardedUnlockAfterFork(true);
-  UnwinderUnlockAfterFork(true);
-  SamplerUnlockAfterFork(true);
-  coverage_lock.ResetAfterFork();
-  report_lock.ResetAfterFork();
   // Last: starting a thread may allocate, which needs every lock usable.
   ReportThreadAfterForkChild();
 }

@@ -90,6 +90,9 @@ class Static {
   static void PrepareFork();
   static void ParentAfterFork();
   static void ChildAfterFork();
+  // The init lock's entry in the fork table (runtime/fork_locks.h).
+  static void LockInitForFork();
+  static void UnlockInitAfterFork(bool child);
 
  private:
   static void Init();

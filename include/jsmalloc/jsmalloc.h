@@ -100,7 +100,8 @@ JSMALLOC_EXPORT void jsmalloc_set_sample_interval(size_t bytes);
 JSMALLOC_EXPORT size_t jsmalloc_get_sample_interval(void);
 
 /* Writes a profile of the sampled allocations that are live now to `path`
- * (created or truncated). */
+ * (created or truncated). Returns 1 when the file was written, 0 (errno
+ * set) when not. */
 JSMALLOC_EXPORT int jsmalloc_dump_heap_profile(const char *path);
 
 /* Writes the peak-heap profile to `path`: the sampled allocations that were

@@ -54,6 +54,10 @@ bool RegisterOwn() {
   return ok && static_cast<int32_t>(t_own_rseq.cpu_id) >= 0;
 }
 
+#if JSMALLOC_RSEQ_SIMULATION
+// Only libjsmalloc_rseq_sim.so (built for counting instructions under
+// valgrind, never installed) has this mode; the production libraries do not.
+
 // True when valgrind runs us: it preloads its core into every client.
 bool UnderValgrind() {
   const char* preload = GetEnv("LD_PRELOAD");
@@ -74,6 +78,7 @@ void SimulateCpu0() {
   t_own_rseq.cpu_id = 0;
   t_own_registered = true;
 }
+#endif  // JSMALLOC_RSEQ_SIMULATION
 
 }  // namespace
 
@@ -91,9 +96,11 @@ RseqMode RseqInit() {
     g_rseq_offset = reinterpret_cast<long>(&t_own_rseq) - ThreadPointer();
     if (RegisterOwn()) {
       result = RseqMode::kOwn;
+#if JSMALLOC_RSEQ_SIMULATION
     } else if (SimulateRequested()) {
       SimulateCpu0();
       result = RseqMode::kSimulated;
+#endif
     } else {
       unavailable_reason = "rseq system call refused";
     }
@@ -123,10 +130,12 @@ int RseqCurrentCpu() {
 
 bool RseqEnsureThreadRegistered() {
   if (RseqCurrentCpu() >= 0) return true;
+#if JSMALLOC_RSEQ_SIMULATION
   if (CurrentRseqMode() == RseqMode::kSimulated) {
     SimulateCpu0();
     return true;
   }
+#endif
   if (CurrentRseqMode() != RseqMode::kOwn || t_own_registered) return false;
   return RegisterOwn();
 }

@@ -31,7 +31,9 @@ enum class RseqMode : int {
   // restarts a preempted critical section. Only for counting the per-CPU
   // fast path's instructions under valgrind, which refuses rseq (and runs
   // one thread at a time); enabled by JSMALLOC_RSEQ_SIMULATE=1 and only
-  // when the process runs under valgrind. Unsafe anywhere else.
+  // when the process runs under valgrind, and only in the library built for
+  // that (libjsmalloc_rseq_sim.so: JSMALLOC_RSEQ_SIMULATION). Unsafe anywhere
+  // else; the production libraries never enter it.
   kSimulated = 3,
 };
 

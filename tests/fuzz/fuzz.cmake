@@ -6,7 +6,7 @@
 # CMakeLists.txt is a standalone project that does so (scripts/test builds it
 # in build-test/fuzz); the top-level build may include it too:
 #   include(tests/fuzz/fuzz.cmake)   # with -DJSMALLOC_FUZZ=ON and clang
-# but only in a build directory of its own: it compiles jsmalloc_objs (and so
+# but only in a build directory of its own: it compiles jsmalloc_objs and jsmalloc_rseq_objs (and so
 # everything built from it, libjsmalloc.so included) with ASan, UBSan and
 # libFuzzer's coverage.
 #
@@ -40,8 +40,10 @@ set(jsmalloc_fuzz_clang_compat "")
 
 # The components themselves: coverage for libFuzzer's guidance, and the same
 # sanitizers as the targets.
-target_compile_options(jsmalloc_objs PRIVATE -fsanitize=fuzzer-no-link ${jsmalloc_fuzz_san}
-                       ${jsmalloc_fuzz_clang_compat})
+foreach(o jsmalloc_objs jsmalloc_rseq_objs)
+  target_compile_options(${o} PRIVATE -fsanitize=fuzzer-no-link ${jsmalloc_fuzz_san}
+                         ${jsmalloc_fuzz_clang_compat})
+endforeach()
 
 set(JSMALLOC_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(JSMALLOC_FUZZ_TARGETS size_map pagemap page_heap filler region huge_cache allocator)

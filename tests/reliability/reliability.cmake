@@ -43,3 +43,21 @@ jsmalloc_discover_with_env(jsmalloc_reliability_oom_tests "reliability.oom.env_h
 # for a longer run by hand: build/tests/jsmalloc_reliability_soak_tests.
 jsmalloc_linked_test(jsmalloc_reliability_soak_tests ${CMAKE_CURRENT_LIST_DIR}/soak_test.cc)
 jsmalloc_discover_with_env(jsmalloc_reliability_soak_tests "reliability.soak." ENV "JSMALLOC_TEST_SOAK_SECONDS=60")
+
+# --- The fork lock table: a fork while each allocator lock is held in turn
+# (both front-ends, sampling and guarded allocation on so the child takes
+# their paths). Linked with the static library to reach the table.
+add_executable(jsmalloc_reliability_fork_lock_tests ${CMAKE_CURRENT_LIST_DIR}/fork_lock_table_test.cc)
+add_dependencies(jsmalloc_reliability_fork_lock_tests jsmalloc_static)
+target_include_directories(jsmalloc_reliability_fork_lock_tests PRIVATE ${PROJECT_SOURCE_DIR}
+                           ${PROJECT_SOURCE_DIR}/include)
+target_compile_definitions(jsmalloc_reliability_fork_lock_tests PRIVATE
+                           JSMALLOC_PAGE_SHIFT=${JSMALLOC_PAGE_SHIFT} JSMALLOC_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+target_compile_options(jsmalloc_reliability_fork_lock_tests PRIVATE -Wall -fno-builtin-malloc)
+target_link_libraries(jsmalloc_reliability_fork_lock_tests PRIVATE
+                      -Wl,--whole-archive $<TARGET_FILE:jsmalloc_static> -Wl,--no-whole-archive
+                      GTest::gtest_main pthread uring)
+jsmalloc_discover_with_env(jsmalloc_reliability_fork_lock_tests "reliability.fork_locks_percpu."
+  ENV "JSMALLOC_SAMPLE_INTERVAL=4096" "JSMALLOC_GUARDED_RATE=4")
+jsmalloc_discover_with_env(jsmalloc_reliability_fork_lock_tests "reliability.fork_locks_perthread."
+  ENV "JSMALLOC_PER_CPU=0" "JSMALLOC_SAMPLE_INTERVAL=4096" "JSMALLOC_GUARDED_RATE=4")
