@@ -194,6 +194,28 @@ void FreeSlow(void* p, int cl) noexcept {
   Static::backend()->Delete(span);
 }
 
+size_t ReallocSourceSize(const void* p) {
+  int cl = g_pagemap.SizeClassOf(p);
+  if (cl == 0) {
+    if (JSMALLOC_UNLIKELY(InGuardedPool(p))) return GuardedUsableSize(p);  // aborts unless live
+    Span* span = LargeSpanOrDie(p, "invalid realloc of pointer not allocated by jsmalloc (or freed):");
+    return span->sample != nullptr ? SampledAllocatedSize(span) : span->bytes();
+  }
+  const size_t size = SizeMap::ClassSize(cl);
+  if (JSMALLOC_UNLIKELY(reinterpret_cast<uintptr_t>(p) & ObjectAlignMask(size))) {
+    os::FatalError("invalid realloc of pointer that is not the start of an object:", p);
+  }
+  bool on_top = false;
+#if JSMALLOC_HAVE_RSEQ_SLAB
+  if (Static::front_end() == FrontEnd::kPerCpu) on_top = Static::cpu_cache().IsCachedOnTop(p, cl);
+  else
+#endif
+  if (ThreadCache* tc = t_state.free_cache) on_top = tc->IsCachedOnTop(p, cl);
+  if (JSMALLOC_UNLIKELY(on_top)) os::FatalError("realloc of freed pointer", p);
+  if (JSMALLOC_UNLIKELY(g_check_mode)) CheckNotFreed(p, cl);
+  return size;
+}
+
 size_t UsableSize(const void* p) {
   if (p == nullptr) return 0;
   int cl = g_pagemap.SizeClassOf(p);

@@ -50,6 +50,10 @@ void FreeSlow(void* p, int cl) noexcept;
 void* AllocateSampleSlow(size_t size, size_t alignment) noexcept;
 // Usable size of an allocated block; aborts on a pointer we do not own.
 size_t UsableSize(const void* p);
+// realloc's source block: its usable size, after the checks a free of it
+// makes at once (a pointer into an object, a block just freed): realloc may
+// keep the block in place, and must not hand out one that is also free.
+size_t ReallocSourceSize(const void* p);
 // Usable size, or 0 if p is not the start of (or inside) a small object or
 // the start of a large block JSMalloc handed out. Never aborts.
 size_t OwnedSize(const void* p);
@@ -175,8 +179,9 @@ JSMALLOC_ALWAYS_INLINE void Free(void* p) {
   }
 #endif
   ThreadCache* tc = t_state.free_cache;
-  if (JSMALLOC_LIKELY(cl != 0 && tc != nullptr)) {
-    tc->Deallocate(p, cl);
+  // A pointer into an object goes to FreeSlow, whose Deallocate aborts.
+  if (JSMALLOC_LIKELY(cl != 0 && tc != nullptr && tc->IsObjectAligned(p, cl))) {
+    tc->DeallocateAligned(p, cl);
     return;
   }
   FreeSlow(p, cl);

@@ -89,6 +89,13 @@ class CpuCacheT {
   void ClassStats(CpuCacheClassStats* out /* [kMaxClasses] */);
   size_t TotalCachedBytes();
 
+  // True when p is the top object of class cl on the caller's CPU: it was
+  // just freed there (realloc's check of its source block).
+  bool IsCachedOnTop(const void* p, int cl) {
+    int cpu = env_->CurrentCpu();
+    return cpu >= 0 && slab_->TopIs(cpu, cl, p);
+  }
+
   // For fork (runtime/fork_locks.cc): the resize pass's lock comes before
   // the CPUs' locks (the pass takes them under it); a fork during a pass
   // left the child unable to resize or drain.

@@ -140,6 +140,11 @@ void* CpuCacheT<Env>::Underflow(int cl) {
 
 template <typename Env>
 void CpuCacheT<Env>::Overflow(void* p, int cl) {
+  // The push refuses an address that is not aligned as the class's objects
+  // are: a pointer into an object, never a valid free.
+  if (JSMALLOC_UNLIKELY(reinterpret_cast<uintptr_t>(p) & ObjectAlignMask(SizeMap::ClassSize(cl)))) {
+    os::FatalError("invalid free of pointer that is not the start of an object:", p);
+  }
   MaybeResize();
   int cpu = CurrentCpu();
   if (cpu < 0) {

@@ -1,11 +1,14 @@
 // The links of free objects in per-thread lists and span free lists: the
-// next pointer stored in the object's first word. Hardened mode
-// (JSMALLOC_HARDENED=1, or the CMake option JSMALLOC_HARDENED_DEFAULT)
-// stores it XOR a per-process random key, and every link read back is
-// checked to lead to an object of the same size class: a use-after-free
-// write into a free object then aborts instead of steering the next
-// allocations to an address of the attacker's choosing. The per-CPU caches
-// keep their objects in arrays outside the objects and need none of this.
+// next pointer stored in the object's first word, always XOR a per-process
+// random key whose top bit is set (in the spirit of glibc's safe-linking).
+// A use-after-free write of a plain address (or of zeros) into a free
+// object's link therefore decodes to a value with the top bit set, which no
+// user-space address has: the read aborts with a message instead of steering
+// the next allocations to an address of the writer's choosing, which would
+// need the key. Hardened mode (JSMALLOC_HARDENED=1, or the CMake option
+// JSMALLOC_HARDENED_DEFAULT) also checks that every link read leads to an
+// object of the same size class. The per-CPU caches keep their objects in
+// arrays outside the objects and need none of this.
 #ifndef JSMALLOC_RUNTIME_FREELIST_LINK_H_
 #define JSMALLOC_RUNTIME_FREELIST_LINK_H_
 
@@ -16,8 +19,11 @@
 
 namespace jsmalloc {
 
-// 0 when hardened mode is off: the links are plain pointers.
+// 0 until InitFreelistLinks (components built without the process-wide
+// allocator, as unit tests do, keep plain links), then random with bit 63 set.
 extern constinit uintptr_t g_link_key __attribute__((visibility("hidden")));
+// Hardened mode: links also checked against the pagemap.
+extern constinit bool g_link_validate __attribute__((visibility("hidden")));
 extern constinit PageMap g_pagemap __attribute__((visibility("hidden")));
 
 // Sets the key once at initialisation (before any object is freed).
@@ -32,12 +38,13 @@ JSMALLOC_ALWAYS_INLINE void StoreLink(void* obj, void* next) {
 // The next object after obj in a list of class cl (pm: the pagemap the
 // objects are recorded in).
 JSMALLOC_ALWAYS_INLINE void* LoadLink(const void* obj, int cl, const PageMap& pm = g_pagemap) {
-  uintptr_t key = g_link_key;
-  void* next = reinterpret_cast<void*>(*static_cast<const uintptr_t*>(obj) ^ key);
-  if (JSMALLOC_UNLIKELY(key != 0) && next != nullptr && pm.SizeClassOf(next) != cl) {
+  intptr_t next = static_cast<intptr_t>(*static_cast<const uintptr_t*>(obj) ^ g_link_key);
+  if (JSMALLOC_UNLIKELY(next < 0)) CorruptLink(obj);
+  if (JSMALLOC_UNLIKELY(g_link_validate) && next != 0 &&
+      pm.SizeClassOf(reinterpret_cast<void*>(next)) != cl) {
     CorruptLink(obj);
   }
-  return next;
+  return reinterpret_cast<void*>(next);
 }
 
 }  // namespace jsmalloc

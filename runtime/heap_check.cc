@@ -77,6 +77,12 @@ void CheckFree(void* p, int cl) {
   *MarkWord(p) = mark;
 }
 
+void CheckNotFreed(const void* p, int cl) {
+  if (SizeMap::ClassSize(cl) < 2 * sizeof(uintptr_t)) return;
+  void* q = const_cast<void*>(p);
+  if (*MarkWord(q) == (mark_key ^ reinterpret_cast<uintptr_t>(p))) os::FatalError("realloc of freed pointer", p);
+}
+
 void CheckSizedFree(void* p, size_t size, size_t alignment) {
   if (p == nullptr) return;
   int cl = g_pagemap.SizeClassOf(p);

@@ -30,6 +30,9 @@ void* AllocateChecked(size_t size, size_t alignment) noexcept;
 // Validates a free of p (size class cl, 0 for large) and marks the object
 // freed. Aborts naming the address and the error.
 void CheckFree(void* p, int cl);
+// realloc's source block p (class cl, not 0) in check mode: aborts if it
+// carries the freed mark.
+void CheckNotFreed(const void* p, int cl);
 // operator delete(p, size[, align]): aborts if size does not fit the block.
 void CheckSizedFree(void* p, size_t size, size_t alignment);
 

@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "os/linux/file_io.h"
 #include "os/linux/os_memory.h"
 #include "runtime/internal_printer.h"
 
@@ -229,8 +230,19 @@ bool WriteHeapProfile(const char* path, const ProfileTable& table, size_t interv
     errno = EINVAL;
     return false;
   }
-  // Written beside the target and renamed into place, so a reader (a tool
-  // polling for dumps) never sees half a profile.
+  // A device or a FIFO (/dev/null, /dev/stdout, a pipe to a collector) is
+  // written through: renaming a file onto it would replace it.
+  if (os::IsSpecialFile(path)) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    bool ok = WriteHeapProfileToFd(fd, table, interval);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return ok;
+  }
+  // Otherwise written beside the target and renamed into place, so a reader
+  // (a tool polling for dumps) never sees half a profile.
   char tmp[4096];
   Printer name(tmp, sizeof(tmp));
   name.Str(path).Str(".tmp.").U(static_cast<uint64_t>(getpid()));

@@ -36,7 +36,7 @@ JSMALLOC_ENTRY_SECTION void* Realloc(void* old, size_t size) {
     Free(old);
     return nullptr;
   }
-  size_t old_size = jsmalloc::UsableSize(old);
+  size_t old_size = jsmalloc::ReallocSourceSize(old);
   // Keep the block if the request fits and does not waste more than half;
   // a guarded block always moves, so that its guard sits at the new size.
   if (size <= old_size && size >= old_size / 2 && !jsmalloc::InGuardedPool(old)) return old;

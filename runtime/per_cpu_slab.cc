@@ -7,14 +7,15 @@ namespace jsmalloc {
 // One region more than asked, in front: its last word is what the push of a
 // never-used CPU 0 compares against (it stays zero, and untouched).
 void* PerCpuSlab::MapMemory(int num_cpus) {
-  size_t bytes = kRegionBytes * (static_cast<size_t>(num_cpus) + 1);
+  size_t bytes = kRegionBytes * (static_cast<size_t>(num_cpus) + kLeadingRegions);
   void* mem = os::MapAligned(bytes, kRegionBytes, nullptr);
-  return mem == nullptr ? nullptr : static_cast<char*>(mem) + kRegionBytes;
+  return mem == nullptr ? nullptr : static_cast<char*>(mem) + kLeadingRegions * kRegionBytes;
 }
 
 void PerCpuSlab::UnmapMemory(void* base, int num_cpus) {
   if (base == nullptr) return;
-  os::Unmap(static_cast<char*>(base) - kRegionBytes, kRegionBytes * (static_cast<size_t>(num_cpus) + 1));
+  os::Unmap(static_cast<char*>(base) - kLeadingRegions * kRegionBytes,
+            kRegionBytes * (static_cast<size_t>(num_cpus) + kLeadingRegions));
 }
 
 void PerCpuSlab::ComputeMaxCapacities(uint16_t* out) {
@@ -47,6 +48,11 @@ void PerCpuSlab::Init(void* base, int num_cpus, const uint16_t* max_capacity) {
     next += max_capacity[cl];
     max_end_[cl] = static_cast<uint16_t>(next);
   }
+  // The push's table of object alignment masks, below CPU 0's region (in
+  // the leading region that an unregistered thread's cpu_id of -1 selects,
+  // far above that region's all-zero headers): one page of RSS.
+  uint16_t* masks = reinterpret_cast<uint16_t*>(base_ - os::kSlabAlignMaskOffset);
+  for (int cl = 1; cl < kNumClasses; ++cl) masks[cl] = ObjectAlignMask(kSizeClasses.info[cl].size);
   // No CPU's region is written here (InitCpu): a header page per possible
   // CPU (4 KiB each, 1 MiB on a host that reports 256 possible CPUs) would
   // be in the RSS of every process, however few CPUs it runs on.

@@ -39,15 +39,23 @@ class PerCpuSlab {
   static void ComputeMaxCapacities(uint16_t* out /* [kMaxClasses] */);
 
   // Memory for num_cpus regions: zeroed, aligned to kRegionBytes, and with
-  // readable memory just below it (the push compares the object with the
-  // slot below `current`, which for a CPU never used, all of whose headers
-  // are zero, is the word below the base). nullptr if it cannot be mapped.
+  // kLeadingRegions more below it. A thread without an rseq registration
+  // reads a cpu_id of -1 or -2 (the kernel ABI's two negative values), and
+  // the critical sections use it as they use any CPU number, to save the
+  // sign test: its region is one of the two below CPU 0's, whose headers
+  // stay zero, so every push and pop there misses. The third is read as the
+  // word below `current` (the push compares the object with the slot below
+  // it: for an all-zero header, the word below the region). Address space
+  // only, apart from the page of alignment masks (Init). nullptr if it
+  // cannot be mapped.
+  static constexpr size_t kLeadingRegions = 3;
+  static_assert(os::kSlabAlignMaskOffset <= kRegionBytes / 2, "the mask table must clear the headers");
   static void* MapMemory(int num_cpus);
   static void UnmapMemory(void* base, int num_cpus);
 
   // base: kRegionBytes * num_cpus bytes of zeroed memory aligned to
-  // kRegionBytes, from MapMemory. Lays the classes out; writes no CPU's
-  // region. A CPU's all-zero headers read as every class empty with no
+  // kRegionBytes, from MapMemory. Lays the classes out and writes the table
+  // of object alignment masks below base; writes no CPU's region. A CPU's all-zero headers read as every class empty with no
   // capacity (every operation misses) until InitCpu.
   void Init(void* base, int num_cpus, const uint16_t* max_capacity);
   // Writes cpu's headers: every class empty, capacity zero, its slots

@@ -87,6 +87,20 @@ inline constexpr int kNumClasses = kSizeClasses.num_classes;
 static_assert(kNumClasses - 1 >= 60 && kNumClasses - 1 <= 90, "60-90 size classes");
 static_assert(kSizeClasses.info[kNumClasses - 1].size == kMaxSize);
 
+// Every object of a class starts at a multiple of its size from its span's
+// page-aligned start, so its address is a multiple of the size's lowest set
+// bit (up to the page size). The free paths test an address against this
+// mask (capped to 16 bits, which the per-CPU push tests): a pointer into an
+// object rather than at its start usually fails it (p + 8 always, for
+// objects of 16 bytes or more; p + 16 of a 64-byte object too).
+constexpr uint16_t ObjectAlignMask(size_t size) {
+  if (size == 0) return 0;
+  size_t low = size & (~size + 1);
+  if (low > kPageSize) low = kPageSize;
+  if (low > 65536) low = 65536;
+  return static_cast<uint16_t>(low - 1);
+}
+
 // Request size -> index into the class lookup array. Sizes up to 1 KiB are
 // resolved at 8-byte granularity, larger ones at 128 bytes (all classes above
 // 1 KiB are multiples of 128).

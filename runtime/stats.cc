@@ -240,7 +240,8 @@ void PrintStatsReport(Printer* out) {
   out->Str("Heap checks: check mode ")
       .Str(g_check_mode ? "on (every free validated at once, sized delete checked, sampling off)"
                         : "off (JSMALLOC_CHECK=1); bad frees caught when objects reach their span")
-      .Str("\n  free-list links ").Str(g_link_key != 0 ? "encoded and validated (hardened)" : "plain (JSMALLOC_HARDENED=1)")
+      .Str("\n  free-list links ").Str(g_link_validate ? "encoded and validated against the pagemap (hardened)"
+                                                  : "encoded (JSMALLOC_HARDENED=1 also validates them)")
       .Char('\n');
   PrintSamplingSection(out);
 }
@@ -465,7 +466,7 @@ bool GetNumericProperty(const char* name, size_t* value) {
       {"jsmalloc.cpu_cache_free_bytes", s.cpu_cache_bytes},
       {"jsmalloc.max_per_cpu_cache_bytes", MaxPerCpuCacheBytes()},
       {"jsmalloc.check_mode", g_check_mode ? size_t{1} : 0},
-      {"jsmalloc.hardened", g_link_key != 0 ? size_t{1} : 0},
+      {"jsmalloc.hardened", g_link_validate ? size_t{1} : 0},
       {"jsmalloc.signal_stats_reports", static_cast<size_t>(SignalStatsReports())},
       {"jsmalloc.signal_heap_profiles", static_cast<size_t>(SignalHeapProfiles())},
   };

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -44,6 +45,14 @@ void CloseFile(int fd) {
   const int saved_errno = errno;
   syscall(SYS_close, fd);  // not retried on EINTR: on Linux the descriptor is gone either way
   errno = saved_errno;
+}
+
+bool IsSpecialFile(const char* path) {
+  int saved = errno;
+  struct stat st;
+  bool special = stat(path, &st) == 0 && !S_ISREG(st.st_mode);
+  errno = saved;
+  return special;
 }
 
 }  // namespace jsmalloc::os

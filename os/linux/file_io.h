@@ -20,6 +20,11 @@ bool ReadAt(int fd, uint64_t offset, void* buf, size_t n);
 
 void CloseFile(int fd);
 
+// True when path exists and is not a regular file (a device such as
+// /dev/null, a FIFO, a socket): writers must write through it, not replace
+// it by renaming a new file onto it.
+bool IsSpecialFile(const char* path);
+
 }  // namespace jsmalloc::os
 
 #endif  // JSMALLOC_OS_LINUX_FILE_IO_H_

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -12,6 +13,14 @@ extern char** environ;
 namespace jsmalloc::os {
 
 int ProcessId() { return static_cast<int>(getpid()); }
+
+unsigned long long KernelRandom64() {
+  const unsigned char* r = reinterpret_cast<const unsigned char*>(getauxval(AT_RANDOM));
+  if (r == nullptr) return 0;
+  unsigned long long x;
+  memcpy(&x, r + 8, sizeof(x));  // glibc's stack canary comes from bytes 0-7
+  return x;
+}
 
 void ProgramName(char* out, size_t len) {
   if (len == 0) return;

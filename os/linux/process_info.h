@@ -22,6 +22,10 @@ bool CurrentDirectory(char* out, size_t len);
 // directly so that it works before main.
 char* const* Environment();
 
+// 64 bits of the 16 random bytes the kernel gives every process at exec
+// (AT_RANDOM), or 0 if there are none. No system call.
+unsigned long long KernelRandom64();
+
 // Installs `handler` for signal `sig` (SA_RESTART, nothing masked). False if
 // the kernel refuses.
 bool InstallSignalHandler(int sig, void (*handler)(int));

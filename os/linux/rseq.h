@@ -22,6 +22,11 @@ namespace jsmalloc::os {
 
 inline constexpr int kPerCpuShift = 19;  // 512 KiB of slots per CPU
 #define JSMALLOC_PER_CPU_SHIFT_STR "19"
+// The push tests the object's address against a 16-bit mask per class (its
+// objects' alignment; a set bit means a pointer into an object, not at its
+// start), read from a table this far below the slab's base.
+inline constexpr long kSlabAlignMaskOffset = 4096;
+#define JSMALLOC_SLAB_ALIGN_MASK_OFFSET_STR "4096"
 
 enum class RseqMode : int {
   kUnavailable = 0,  // kernel refused, or not x86-64: use per-thread caches
@@ -129,14 +134,13 @@ __attribute__((always_inline)) inline bool RseqSlabTryPop(uintptr_t base, size_t
   uintptr_t region;
   bool popped;
   // Flags at label 5: "above" (CF=0, ZF=0) only after the successful compare
-  // of current with begin; btl leaves CF=1 for an unregistered thread
-  // (negative cpu_id), jbe leaves CF=1 or ZF=1 for an empty class, and lea,
-  // mov and movw do not touch the flags.
+  // of current with begin; jbe leaves CF=1 or ZF=1 for an empty class, and
+  // lea, mov and movw do not touch the flags. An unregistered thread (cpu_id
+  // -1 or -2) lands on a region below CPU 0's whose headers are zero: empty
+  // (PerCpuSlab::MapMemory), so no sign test is needed.
   asm volatile(
       JSMALLOC_RSEQ_CS_BEGIN("%[region]")
       "movslq %%fs:4(%[rseq]), %[region]\n\t"
-      "btl $31, %k[region]\n\t"
-      "jc 5f\n\t"
       "shlq $" JSMALLOC_PER_CPU_SHIFT_STR ", %[region]\n\t"
       "addq %[base], %[region]\n\t"
       "movzwl (%[region],%[cl],8), %%ecx\n\t"
@@ -169,8 +173,15 @@ __attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t c
   SlabObjectReleased(p);
   bool pushed;
   // Flags at label 5: CF=1 only after the successful compare of current with
-  // end; testq clears CF for an unregistered thread, jae leaves CF=0 for a
-  // full class, and mov, inc and movw do not touch CF.
+  // end; jae leaves CF=0 for a full class, and mov, inc and movw do not
+  // touch CF. An unregistered thread (cpu_id -1 or -2) lands on a region
+  // below CPU 0's whose headers are zero: full (PerCpuSlab::MapMemory).
+  //
+  // An address that is not a multiple of its class's object alignment (a
+  // pointer into an object: p + 8 of any object of 16 bytes or more) fails
+  // the testw against the class's mask, which clears CF; the miss path
+  // aborts. Two instructions, paid for by the sign tests the regions below
+  // CPU 0's made unnecessary here and in the pop.
   //
   // An object equal to the top of the class (a free of what was just freed:
   // the commonest double free) is not pushed: the equal compare leaves CF=0,
@@ -182,9 +193,9 @@ __attribute__((always_inline)) inline bool RseqSlabPush(uintptr_t base, size_t c
   // this class, so it cannot match a valid free.
   asm volatile(
       JSMALLOC_RSEQ_CS_BEGIN("%%rax")
+      "testw %w[p], -" JSMALLOC_SLAB_ALIGN_MASK_OFFSET_STR "(%[base],%[cl],2)\n\t"
+      "jne 5f\n\t"
       "movslq %%fs:4(%[rseq]), %%rax\n\t"
-      "testq %%rax, %%rax\n\t"
-      "js 5f\n\t"
       "shlq $" JSMALLOC_PER_CPU_SHIFT_STR ", %%rax\n\t"
       "addq %[base], %%rax\n\t"
       "movzwl (%%rax,%[cl],8), %%ecx\n\t"

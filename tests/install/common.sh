@@ -23,7 +23,7 @@ VERSION=$(cache_var CMAKE_PROJECT_VERSION)
 [ -n "$VERSION" ] || VERSION=$(sed -n 's/^project(JSMalloc VERSION \([0-9.]*\).*/\1/p' "$SRC/CMakeLists.txt")
 PAGE_SIZE=$((1 << $(cache_var JSMALLOC_PAGE_SHIFT)))
 # Page-size variants built here: "" for the default, then _4k, _32k, ...
-VARIANTS=$(cd "$BUILD" && { ls libjsmalloc_*.so 2> /dev/null || true; } | sed 's/^libjsmalloc\(_[0-9]*k\)\.so$/\1/' | sort -u | tr '\n' ' ')
+VARIANTS=$(cd "$BUILD" && { ls libjsmalloc_[0-9]*k.so 2> /dev/null || true; } | sed 's/^libjsmalloc\(_[0-9]*k\)\.so$/\1/' | sort -u | tr '\n' ' ')
 
 variant_page() {  # variant_page SUFFIX: its allocator page size in bytes
   if [ -z "$1" ]; then echo "$PAGE_SIZE"; else echo $(( ${1//[^0-9]/} * 1024 )); fi

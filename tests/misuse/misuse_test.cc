@@ -3,8 +3,8 @@
 //   MisuseCheck     - JSMALLOC_CHECK=1: every free validated at once, double
 //                     frees and interior pointers of small objects, sized
 //                     delete with the wrong size;
-//   MisuseHardened  - JSMALLOC_HARDENED=1: a write into a freed object
-//                     cannot steer allocation.
+//   MisuseHardened  - JSMALLOC_HARDENED=1: free-list links also validated
+//                     against the pagemap.
 // Each suite runs only under its setting (tests/CMakeLists.txt sets it).
 #include <gtest/gtest.h>
 
@@ -197,6 +197,72 @@ TEST_F(MisuseAlways, ImmediateSmallDoubleFreeAbortsBeforeTheObjectIsHandedOutTwi
   }
 }
 
+TEST_F(MisuseAlways, InteriorPointerOfASmallObjectAbortsAtOnce) {
+  // A free of an address inside an object that is not aligned as the
+  // class's objects are (p + 8 of any object of 16 bytes or more; for a
+  // power-of-two size up to a page, any offset) aborts on the free fast
+  // path, before the address could be handed out.
+  struct Case {
+    size_t size, offset;
+  };
+  const Case cases[] = {{16, 8}, {64, 8}, {64, 16}, {64, 32}, {64, 48}, {100, 8}, {1000, 8},
+                        {1024, 512}, {4096, 8}, {4096, 2048}, {100000, 8}};
+  for (const Case& c : cases) {
+    EXPECT_DEATH(
+        {
+          char* p = static_cast<char*>(malloc(c.size));
+          free(Opaque(p + c.offset));
+          void* a = malloc(c.size);
+          void* b = malloc(c.size);
+          fprintf(stderr, "not detected: %p %p\n", a, b);
+          _exit(0);
+        },
+        "jsmalloc: invalid free of pointer that is not the start of an object: 0x[0-9a-f]+")
+        << c.size << " + " << c.offset;
+  }
+}
+
+TEST_F(MisuseAlways, ReallocOfABlockJustFreedAborts) {
+  // realloc(p) right after free(p), whether the block would stay in place
+  // (the same class) or move; and realloc of a pointer into an object.
+  for (size_t size : {size_t{64}, size_t{1000}, size_t{100000}}) {
+    for (size_t new_size : {size - 4, 4 * size}) {
+      EXPECT_DEATH(
+          {
+            void* p = malloc(size);
+            free(p);
+            void* q = realloc(Opaque(p), new_size);
+            void* a = malloc(size);
+            fprintf(stderr, "not detected: %p %p\n", q, a);
+            _exit(0);
+          },
+          "jsmalloc: realloc of freed pointer 0x[0-9a-f]+")
+          << size << " -> " << new_size;
+    }
+    EXPECT_DEATH(
+        {
+          char* p = static_cast<char*>(malloc(size));
+          void* q = realloc(Opaque(p + 8), size / 2);
+          fprintf(stderr, "not detected: %p\n", q);
+          _exit(0);
+        },
+        // A sampled block has a span of its own: not the start of a block.
+        "jsmalloc: invalid realloc of pointer (that is not the start of an object|not allocated by "
+        "jsmalloc \\(or freed\\)): 0x[0-9a-f]+")
+        << size;
+  }
+  // A large block, freed: its pages are no longer a block.
+  EXPECT_DEATH(
+      {
+        void* p = malloc(size_t{1} << 20);
+        free(p);
+        void* q = realloc(Opaque(p), 100);
+        fprintf(stderr, "not detected: %p\n", q);
+        _exit(0);
+      },
+      "jsmalloc: invalid realloc of pointer not allocated by jsmalloc \\(or freed\\): 0x[0-9a-f]+");
+}
+
 TEST_F(MisuseAlways, FreeingTheTopObjectOnceIsNotADoubleFree) {
   // The check compares with the top of the class only: alternating frees
   // and allocations of one object, and frees of objects handed out in any
@@ -210,6 +276,42 @@ TEST_F(MisuseAlways, FreeingTheTopObjectOnceIsNotADoubleFree) {
   for (int i = 999; i >= 0; i -= 2) free(v[static_cast<size_t>(i)]);
   for (int i = 0; i < 1000; i += 2) free(v[static_cast<size_t>(i)]);
   SUCCEED();
+}
+
+// Free-list links are encoded by default (runtime/freelist_link.h): a use
+// after free that writes an address (or zeros) into a free object's first
+// word cannot steer allocation there; the next read of that link aborts.
+TEST_F(MisuseAlways, AWriteIntoAFreedObjectCannotSteerAllocation) {
+  static char target[4096] __attribute__((aligned(64)));
+  for (int zeros = 0; zeros < 2; ++zeros) {
+    EXPECT_DEATH(
+        {
+          // Free every other object, so no span empties, and drain the
+          // caches (malloc_trim): the freed objects sit linked in their
+          // spans' free lists (per-thread lists link them the same way).
+          std::vector<void*> v;
+          for (int i = 0; i < 4000; ++i) v.push_back(malloc(64));
+          for (size_t i = 1; i < v.size(); i += 2) free(v[i]);
+          malloc_trim(0);
+          // Use after free: every freed object now "points" at target, or
+          // its first word is cleared.
+          for (size_t i = 1; i < v.size(); i += 2) {
+            *static_cast<void**>(v[i]) = zeros ? nullptr : static_cast<void*>(target);
+          }
+          for (int i = 0; i < 8000; ++i) {
+            void* q = malloc(64);
+            if (q == static_cast<void*>(target)) {
+              fprintf(stderr, "steered to the target\n");
+              _exit(3);
+            }
+          }
+          jsmalloc_release_memory_to_os(~size_t{0});
+          fprintf(stderr, "not detected\n");
+          _exit(0);
+        },
+        "jsmalloc: corrupted free-list link \\(a write to freed memory\\?\\) in the free object at 0x")
+        << (zeros ? "zeros" : "an address");
+  }
 }
 
 // ---- Check mode ------------------------------------------------------------
@@ -244,6 +346,21 @@ TEST_F(MisuseCheck, EverySmallDoubleFreeAbortsAtOnce) {
         std::thread([&] { free(Opaque(p)); }).join();
       },
       "jsmalloc: double free of pointer 0x");
+}
+
+TEST_F(MisuseCheck, ReallocOfAFreedBlockAbortsLater) {
+  // Another free in between: check mode's mark finds it.
+  EXPECT_DEATH(
+      {
+        void* p = malloc(64);
+        void* other = malloc(64);
+        free(p);
+        free(other);
+        void* q = realloc(Opaque(p), 48);
+        fprintf(stderr, "not detected: %p\n", q);
+        _exit(0);
+      },
+      "jsmalloc: realloc of freed pointer 0x[0-9a-f]+");
 }
 
 TEST_F(MisuseCheck, InteriorPointerOfASmallObjectAborts) {
@@ -333,27 +450,24 @@ class MisuseHardened : public ::testing::Test {
   }
 };
 
-TEST_F(MisuseHardened, AWriteIntoAFreedObjectCannotSteerAllocation) {
-  static char target[4096] __attribute__((aligned(64)));
+// Hardened mode also checks each link against the pagemap: a link copied
+// from a free object of another size class (a valid encoding, so the default
+// check passes it) aborts instead of handing out a block of the wrong size.
+TEST_F(MisuseHardened, ALinkCopiedFromAnotherSizeClassAborts) {
   EXPECT_DEATH(
       {
-        // Free every other object, so no span empties, and drain the caches
-        // (malloc_trim): the freed objects sit linked in their spans' free
-        // lists (per-thread lists link them the same way).
-        std::vector<void*> v;
-        for (int i = 0; i < 4000; ++i) v.push_back(malloc(64));
-        for (size_t i = 1; i < v.size(); i += 2) free(v[i]);
+        std::vector<void*> small;
+        std::vector<void*> large;
+        for (int i = 0; i < 4000; ++i) small.push_back(malloc(64));
+        for (int i = 0; i < 400; ++i) large.push_back(malloc(2048));
+        for (size_t i = 1; i < small.size(); i += 2) free(small[i]);
+        for (size_t i = 1; i < large.size(); i += 2) free(large[i]);
         malloc_trim(0);
-        // Use after free: every freed object now "points" at target.
-        for (size_t i = 1; i < v.size(); i += 2) *static_cast<void**>(v[i]) = target;
-        for (int i = 0; i < 8000; ++i) {
-          void* q = malloc(64);
-          if (q == static_cast<void*>(target)) {
-            fprintf(stderr, "steered to the target\n");
-            _exit(3);
-          }
+        // Each freed 64 B object now links to where a freed 2 KiB one did.
+        for (size_t i = 1; i < small.size(); i += 2) {
+          memcpy(small[i], large[1 + (i / 2 % (large.size() / 2)) * 2], sizeof(void*));
         }
-        jsmalloc_release_memory_to_os(~size_t{0});
+        for (int i = 0; i < 8000; ++i) Opaque(malloc(64));
         fprintf(stderr, "not detected\n");
         _exit(0);
       },

@@ -15,7 +15,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 run_compare() {
   local name=$1; shift
   local report="$WORK/$name.report"
-  "$@" > "$WORK/$name.plain" 2> "$WORK/$name.plain.err" || fail "$name failed without JSMalloc"
+  "$@" > "$WORK/$name.plain" 2> "$WORK/$name.plain.err" || { tail -5 "$WORK/$name.plain.err" >&2; fail "$name failed without JSMalloc"; }
   env LD_PRELOAD="$LIB" JSMALLOC_STATS_ON_EXIT="$report" "$@" \
     > "$WORK/$name.jsm" 2> "$WORK/$name.jsm.err" || { cat "$WORK/$name.jsm.err" >&2; fail "$name failed under JSMalloc"; }
   cmp -s "$WORK/$name.plain" "$WORK/$name.jsm" || { diff "$WORK/$name.plain" "$WORK/$name.jsm" | head -20 >&2; fail "$name: output differs"; }

@@ -83,7 +83,7 @@ enum ChildExit { kChildOk = 0, kChildAllocFailed = 3, kChildBadData = 4, kChildS
   jsmalloc_set_max_per_cpu_cache_bytes(per_cpu / 2 + 4096);
   jsmalloc_set_max_per_cpu_cache_bytes(per_cpu);
   malloc_trim(0);
-  if (jsmalloc_dump_heap_profile("/dev/null") != 1) _exit(kChildStats);
+  if (jsmalloc_dump_heap_profile("/dev/null") != 1) _exit(kChildStats);  // written through, not replaced
   char buf[4096];
   if (jsmalloc_get_stats(buf, sizeof(buf)) == 0) _exit(kChildStats);
   FILE* f = fopen("/dev/null", "w");

@@ -321,6 +321,31 @@ ChildResult RunChild(const std::string& name, const std::vector<std::string>& en
 
 // ---- (b) a known amount from a known function --------------------------------------
 
+// A profile written to a device or a FIFO goes through it: the dump once
+// wrote a file beside the target and renamed it onto /dev/null, which left
+// the machine with a regular file there.
+TEST(HeapProfile, ADeviceOrAFifoIsWrittenThroughNotReplaced) {
+  ScopedInterval interval(64 * 1024);
+  std::vector<void*> keep;
+  for (int i = 0; i < 1000; ++i) keep.push_back(malloc(4096));
+  std::string fifo = Tmp("profile.fifo");
+  unlink(fifo.c_str());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << strerror(errno);
+  std::string got;
+  std::thread reader([&] {
+    std::ifstream in(fifo);
+    got.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  });
+  EXPECT_EQ(jsmalloc_dump_heap_profile(fifo.c_str()), 1) << strerror(errno);
+  reader.join();
+  struct stat st;
+  ASSERT_EQ(stat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced";
+  EXPECT_NE(got.find("heap profile:"), std::string::npos) << got.substr(0, 200);
+  unlink(fifo.c_str());
+  for (void* p : keep) free(p);
+}
+
 TEST(HeapProfile, KnownAmountEstimatedWithinTenPercent) {
   // 200 MiB in 4 KiB objects. At 64 KiB a 4 KiB object is sampled with
   // probability 6%, about 3100 samples: the estimate's relative standard

@@ -327,6 +327,22 @@ TEST(CpuCacheTest, ResizePassShrinksIdleClassesAndDrainsIdleCpus) {
 }
 
 #if JSMALLOC_HAVE_RSEQ_SLAB
+// Runs the calling thread on CPU 0 until the end of the scope.
+struct PinnedToCpu0 {
+  cpu_set_t old_set;
+  bool ok = false;
+  PinnedToCpu0() {
+    if (sched_getaffinity(0, sizeof(old_set), &old_set) != 0) return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    ok = sched_setaffinity(0, sizeof(one), &one) == 0;
+  }
+  ~PinnedToCpu0() {
+    if (ok) sched_setaffinity(0, sizeof(old_set), &old_set);
+  }
+};
+
 // The real critical sections: threads pinned to CPUs that they leave and
 // rejoin, allocating and freeing through the rseq push/pop, with every object
 // tagged so a lost or doubled object is caught.
@@ -335,13 +351,8 @@ TEST(RseqSlabTest, BatchPushAndPopMoveWholeRunsInOrder) {
   if (os::RseqInit() == os::RseqMode::kUnavailable) {
     GTEST_SKIP() << "rseq unavailable: " << os::RseqUnavailableReason();
   }
-  // Pinned, so every critical section runs on the same CPU.
-  cpu_set_t old_set;
-  ASSERT_EQ(sched_getaffinity(0, sizeof(old_set), &old_set), 0);
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(0, &one);
-  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  PinnedToCpu0 pin;  // every critical section runs on the same CPU
+  ASSERT_TRUE(pin.ok);
   ASSERT_TRUE(os::RseqEnsureThreadRegistered());
   int ncpu = os::PossibleCpuCount();
   Fixture<RseqCpuEnv> f(ncpu, 256 * 1024);
@@ -367,7 +378,36 @@ TEST(RseqSlabTest, BatchPushAndPopMoveWholeRunsInOrder) {
   for (size_t i = 0; i < k; ++i) EXPECT_EQ(out[i], in[i]);
   EXPECT_EQ(env.PopBatch(&f.slab, cl, out, 8), 0u) << "empty";
   EXPECT_EQ(f.slab.Length(0, cl), 0);
-  sched_setaffinity(0, sizeof(old_set), &old_set);
+}
+
+// The push refuses an address that is not aligned as its class's objects are
+// (a pointer into an object): the miss path then aborts (tests/misuse).
+TEST(RseqSlabTest, PushRefusesAnAddressInsideAnObject) {
+  if (os::RseqInit() == os::RseqMode::kUnavailable) {
+    GTEST_SKIP() << "rseq unavailable: " << os::RseqUnavailableReason();
+  }
+  PinnedToCpu0 pin;
+  ASSERT_TRUE(pin.ok);
+  ASSERT_TRUE(os::RseqEnsureThreadRegistered());
+  Fixture<RseqCpuEnv> f(os::PossibleCpuCount(), 256 * 1024);
+  f.slab.InitCpu(0);
+  RseqCpuEnv env;
+  const uintptr_t base = 0x40000000;  // aligned to every class's mask
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    const size_t size = SizeMap::ClassSize(cl);
+    f.slab.SetCapacity(0, cl, f.slab.MaxCapacity(0, cl) < 8 ? f.slab.MaxCapacity(0, cl) : 8);
+    const uintptr_t obj = base + 3 * size;  // the fourth object of a span at base
+    EXPECT_TRUE(env.Push(&f.slab, cl, reinterpret_cast<void*>(obj))) << size;
+    EXPECT_EQ(env.Pop(&f.slab, cl), reinterpret_cast<void*>(obj)) << size;
+    if (size >= 16) {
+      EXPECT_FALSE(env.Push(&f.slab, cl, reinterpret_cast<void*>(obj + 8))) << "p + 8, size " << size;
+    }
+    // A power-of-two size is checked to its own alignment (up to a page).
+    if ((size & (size - 1)) == 0 && size >= 32 && size <= kPageSize) {
+      EXPECT_FALSE(env.Push(&f.slab, cl, reinterpret_cast<void*>(obj + size / 2))) << "p + size/2, size " << size;
+    }
+    EXPECT_EQ(f.slab.Length(0, cl), 0) << size;
+  }
 }
 
 TEST(RseqSlabTest, MigratingThreadsNeverLoseOrDuplicateObjects) {
