@@ -148,10 +148,12 @@ void* AllocateLarge(size_t size, size_t alignment) noexcept {
 
 namespace {
 
-Span* LargeSpanOrDie(const void* p, const char* what) {
+// what: the message for a pointer JSMalloc does not own; inside: for one
+// inside a block it handed out (not the block's start).
+Span* LargeSpanOrDie(const void* p, const char* what, const char* inside) {
   Span* span = Static::inited() ? g_pagemap.Get(PageIdOf(p)) : nullptr;
   if (span == nullptr || span->first_page != PageIdOf(p) || span->start() != p) {
-    os::FatalError(what, p);
+    os::FatalError(span != nullptr && span->location == Span::kInUse ? inside : what, p);
   }
   if (span->location != Span::kInUse) os::FatalError("double free of pointer", p);
   return span;
@@ -189,7 +191,8 @@ void FreeSlow(void* p, int cl) noexcept {
     GuardedDeallocate(p, &here);
     return;
   }
-  Span* span = LargeSpanOrDie(p, "invalid free of pointer not allocated by jsmalloc:");
+  Span* span = LargeSpanOrDie(p, "invalid free of pointer not allocated by jsmalloc:",
+                              "invalid free of pointer that is not the start of an object:");
   if (span->sample != nullptr && FreeSampled(span)) return;  // kept for the next sample
   Static::backend()->Delete(span);
 }
@@ -198,7 +201,13 @@ size_t ReallocSourceSize(const void* p) {
   int cl = g_pagemap.SizeClassOf(p);
   if (cl == 0) {
     if (JSMALLOC_UNLIKELY(InGuardedPool(p))) return GuardedUsableSize(p);  // aborts unless live
-    Span* span = LargeSpanOrDie(p, "invalid realloc of pointer not allocated by jsmalloc (or freed):");
+    Span* freed = g_pagemap.Get(PageIdOf(p));
+    if (freed != nullptr && freed->start() == p && freed->location != Span::kInUse) {
+      os::FatalError("realloc of freed pointer", p);
+    }
+    Span* span = LargeSpanOrDie(p, "invalid realloc of pointer not allocated by jsmalloc (or freed):",
+                                "invalid realloc of pointer that is not the start of an object:");
+    if (span->sample != nullptr && IsKeptSampledSpan(span)) os::FatalError("realloc of freed pointer", p);
     return span->sample != nullptr ? SampledAllocatedSize(span) : span->bytes();
   }
   const size_t size = SizeMap::ClassSize(cl);
@@ -221,7 +230,8 @@ size_t UsableSize(const void* p) {
   int cl = g_pagemap.SizeClassOf(p);
   if (cl != 0) return SizeMap::ClassSize(cl);
   if (JSMALLOC_UNLIKELY(InGuardedPool(p))) return GuardedUsableSize(p);
-  Span* span = LargeSpanOrDie(p, "malloc_usable_size of pointer not allocated by jsmalloc:");
+  Span* span = LargeSpanOrDie(p, "malloc_usable_size of pointer not allocated by jsmalloc:",
+                              "malloc_usable_size of pointer that is not the start of an object:");
   return span->sample != nullptr ? SampledAllocatedSize(span) : span->bytes();
 }
 

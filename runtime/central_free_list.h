@@ -88,6 +88,7 @@ class CentralFreeList {
   // wait for one chunk, not the whole walk.
   size_t ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_bytes);
   int sizeclass() const { return sizeclass_; }
+  size_t object_size() const { return object_size_; }
   void LockForFork() { lock_.Lock(); }
   void UnlockAfterFork(bool child) {
     if (child) lock_.ResetAfterFork();

@@ -372,6 +372,8 @@ JSMALLOC_ENTRY_SECTION void* AllocateSampleSlow(size_t size, size_t alignment) n
   return p;
 }
 
+bool IsKeptSampledSpan(const Span* span) { return span->sample == &kept_marker; }
+
 bool FreeSampled(Span* span) {
   SampledAllocation* r = span->sample;
   if (r == &kept_marker) os::FatalError("double free of pointer", span->start());

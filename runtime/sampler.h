@@ -78,6 +78,8 @@ void SetSampleInterval(size_t bytes);
 // span for a later sample (a small object's), false if the caller must
 // return it to the back-end (the flag is cleared then).
 bool FreeSampled(Span* span);
+// True for a sampled span that was freed and is kept for the next sample.
+bool IsKeptSampledSpan(const Span* span);
 // FlushCaches: the spans kept for samples go back to the back-end.
 void ReleaseKeptSampleSpans();
 // Usable size of the sampled allocation in `span`: what an unsampled

@@ -282,7 +282,8 @@ void InitMiddleEnd(State* st, int p, MetadataArena* arena) {
     int cap = TransferCache::DefaultCapacity(size, SizeMap::BatchSize(cl));
     void** slots = static_cast<void**>(arena->Alloc(sizeof(void*) * static_cast<size_t>(cap), 64));
     if (slots == nullptr) cap = 0;
-    part->transfer[cl].Init(&part->central[cl], slots, cap);
+    // Check mode keeps a mark of its own in the objects' second word.
+    part->transfer[cl].Init(&part->central[cl], slots, cap, !st->options.check);
   }
 }
 

@@ -55,9 +55,15 @@ void ThreadCache::ReleaseToTransfer(int cl, uint32_t n) {
   const uint32_t batch = static_cast<uint32_t>(SizeMap::BatchSize(cl));
   void* buf[64];
   uint32_t left = n;
+  void* last = nullptr;
   while (left > 0) {
     uint32_t k = left < batch ? left : batch;
     for (uint32_t i = 0; i < k; ++i) {
+      // A list that ends before its count: the last object read was freed
+      // again (on another thread, or after others) and its link rewritten
+      // there.
+      if (JSMALLOC_UNLIKELY(l.head == nullptr)) os::FatalError("double free of pointer", last);
+      last = l.head;
       buf[i] = l.head;
       l.head = LoadLink(l.head, cl);
     }

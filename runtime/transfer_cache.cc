@@ -2,7 +2,9 @@
 
 #include <cstring>
 
+#include "os/linux/os_memory.h"
 #include "probes/jsmalloc_probes.h"
+#include "runtime/freelist_link.h"
 
 namespace jsmalloc {
 
@@ -20,13 +22,34 @@ int TransferCache::DefaultCapacity(size_t object_size, int batch) {
   return static_cast<int>(cap);
 }
 
-void TransferCache::Init(CentralFreeList* central, void** slots, int capacity) {
+void TransferCache::Init(CentralFreeList* central, void** slots, int capacity, bool mark_objects) {
   central_ = central;
   slots_ = slots;
   capacity_ = capacity;
+  // Objects of 8 bytes have no second word.
+  mark_objects_ = mark_objects && central->object_size() >= 2 * sizeof(uintptr_t);
 }
 
+namespace {
+
+// The free mark of object p: keyed per process (the free-list key) so that
+// a program's data is unlikely to equal it.
+inline uintptr_t FreeMark(const void* p) { return ~(reinterpret_cast<uintptr_t>(p) ^ g_link_key); }
+inline uintptr_t* MarkWord(void* p) { return static_cast<uintptr_t*>(p) + 1; }
+
+}  // namespace
+
 void TransferCache::InsertRange(void* const* batch, int n) {
+  if (mark_objects_) {
+    // Outside the lock. Two copies inserted at the same instant from two
+    // threads can both pass; the central list's count may find them later.
+    for (int i = 0; i < n; ++i) {
+      uintptr_t* w = MarkWord(batch[i]);
+      const uintptr_t mark = FreeMark(batch[i]);
+      if (JSMALLOC_UNLIKELY(*w == mark)) os::FatalError("double free of pointer", batch[i]);
+      *w = mark;
+    }
+  }
   lock_.Lock();
   int used = used_.load(std::memory_order_relaxed);
   if (used + n <= capacity_) {
@@ -43,6 +66,14 @@ void TransferCache::InsertRange(void* const* batch, int n) {
 }
 
 int TransferCache::RemoveRange(void** batch, int n) {
+  int got = RemoveUnmarked(batch, n);
+  if (mark_objects_) {
+    for (int i = 0; i < got; ++i) *MarkWord(batch[i]) = 0;
+  }
+  return got;
+}
+
+int TransferCache::RemoveUnmarked(void** batch, int n) {
   lock_.Lock();
   int used = used_.load(std::memory_order_relaxed);
   if (used >= n) {

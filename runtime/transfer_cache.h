@@ -38,8 +38,18 @@ class TransferCache {
   TransferCache& operator=(const TransferCache&) = delete;
 
   // slots: storage for `capacity` pointers, owned by the caller.
-  void Init(CentralFreeList* central, void** slots, int capacity);
+  // mark_objects: see InsertRange (always off for objects of 8 bytes, which
+  // have no second word; the caller turns it off in check mode, whose mark
+  // is in that word).
+  void Init(CentralFreeList* central, void** slots, int capacity, bool mark_objects = true);
 
+  // Free objects that enter here (from a CPU's or thread's cache, or a
+  // free with no cache) get a keyed mark in their second word, checked
+  // first: an object that carries it is already free here or in the central
+  // list, so it was freed twice, and the insert aborts. A double free is
+  // thus caught at the latest when its second copy leaves a cache, unless a
+  // copy was allocated again meanwhile. RemoveRange clears the marks of what
+  // it hands out.
   void InsertRange(void* const* batch, int n);
   int RemoveRange(void** batch, int n);
 
@@ -66,10 +76,13 @@ class TransferCache {
   static int DefaultCapacity(size_t object_size, int batch);
 
  private:
+  int RemoveUnmarked(void** batch, int n);
+
   SpinLock lock_;
   CentralFreeList* central_ = nullptr;
   void** slots_ = nullptr;
   int capacity_ = 0;
+  bool mark_objects_ = true;
   std::atomic<int> used_{0};
   int low_water_ = 0;  // lowest used_ since the last Plunder
   size_t insert_hits_ = 0, insert_misses_ = 0, remove_hits_ = 0, remove_misses_ = 0;

@@ -9,6 +9,7 @@
  *   late, after the harm
  *   exit 0: nothing noticed
  * `misuse_probes --list` prints the probe names. Plain C, no dependencies. */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -77,6 +78,28 @@ static int cross_thread_double_free(void) {
   return finish(handed_twice(64, NULL));
 }
 
+/* The same, then the caches are drained (malloc_trim here; an idle CPU's
+ * drain or a thread's exit does the same) before the program allocates
+ * again. */
+static int double_free_then_trim(int cross_thread) {
+  void* v[100];
+  for (int i = 0; i < 100; ++i) v[i] = malloc(64);
+  void* p = v[10];
+  free(p);
+  free(v[11]);
+  if (cross_thread) {
+    pthread_t t;
+    pthread_create(&t, NULL, free_it, opaque(p));
+    pthread_join(t, NULL);
+  } else {
+    free(opaque(p));
+  }
+  malloc_trim(0);
+  return finish(handed_twice(64, NULL));
+}
+static int delayed_double_free_then_trim(void) { return double_free_then_trim(0); }
+static int cross_thread_double_free_then_trim(void) { return double_free_then_trim(1); }
+
 static int interior(size_t offset) {
   char* p = malloc(64);
   free(opaque(p + offset));
@@ -140,6 +163,8 @@ static const struct probe probes[] = {
     {"immediate_double_free", immediate_double_free, 0},
     {"delayed_double_free", delayed_double_free, 0},
     {"cross_thread_double_free", cross_thread_double_free, 0},
+    {"delayed_double_free_then_trim", delayed_double_free_then_trim, 0},
+    {"cross_thread_double_free_then_trim", cross_thread_double_free_then_trim, 0},
     {"interior_plus_8", interior8, 0},
     {"interior_plus_16", interior16, 0},
     {"stack_pointer", stack_pointer, 0},
