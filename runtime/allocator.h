@@ -180,10 +180,7 @@ JSMALLOC_ALWAYS_INLINE void Free(void* p) {
 #endif
   ThreadCache* tc = t_state.free_cache;
   // A pointer into an object goes to FreeSlow, whose Deallocate aborts.
-  if (JSMALLOC_LIKELY(cl != 0 && tc != nullptr && tc->IsObjectAligned(p, cl))) {
-    tc->DeallocateAligned(p, cl);
-    return;
-  }
+  if (JSMALLOC_LIKELY(cl != 0 && tc != nullptr) && JSMALLOC_LIKELY(tc->DeallocateIfAligned(p, cl))) return;
   FreeSlow(p, cl);
 }
 

@@ -10,6 +10,13 @@ void CentralFreeList::Init(int sizeclass, size_t object_size, Length pages_per_s
                            PageAllocator* pages, PageMap* pagemap) {
   sizeclass_ = sizeclass;
   object_size_ = object_size;
+  size_shift_ = __builtin_ctzll(object_size);
+  size_low_mask_ = (uint64_t{1} << size_shift_) - 1;
+  const uint64_t odd = object_size >> size_shift_;
+  uint64_t inv = odd;  // Newton's iteration doubles the correct low bits
+  for (int i = 0; i < 5; ++i) inv *= 2 - odd * inv;
+  size_odd_inverse_ = inv;
+  size_odd_limit_ = ~uint64_t{0} / odd;
   pages_per_span_ = pages_per_span;
   objects_per_span_ = static_cast<uint32_t>((pages_per_span << kPageShift) / object_size);
   span_tail_bytes_ = (pages_per_span << kPageShift) - objects_per_span_ * object_size;

@@ -12,7 +12,7 @@ void ThreadCache::Init(TransferCache* transfer, ThreadCacheRegistry* registry, s
     lists_[cl].lowater = 0;
     lists_[cl].max_length = 1;
     lists_[cl].overages = 0;
-    align_mask_[cl] = cl > 0 && cl < kNumClasses ? ObjectAlignMask(SizeMap::ClassSize(cl)) : 0;
+    lists_[cl].align_mask = cl > 0 && cl < kNumClasses ? ObjectAlignMask(SizeMap::ClassSize(cl)) : 0;
   }
   SetSize(0);
   max_size_.store(max_size, std::memory_order_relaxed);

@@ -49,31 +49,20 @@ class ThreadCache {
   // only when memory is exhausted.
   JSMALLOC_NOINLINE void* FetchFromTransfer(int cl);
 
-  // False for an address not aligned as class cl's objects are: a pointer
-  // into an object, never a valid free (the free fast path sends it to
-  // Deallocate, which aborts).
-  JSMALLOC_ALWAYS_INLINE bool IsObjectAligned(const void* p, int cl) const {
+  // Frees p to list cl and returns true; returns false, doing nothing, for
+  // an address not aligned as class cl's objects are (a pointer into an
+  // object, never a valid free: the free fast path then goes to FreeSlow,
+  // whose Deallocate aborts).
+  JSMALLOC_ALWAYS_INLINE bool DeallocateIfAligned(void* p, int cl) {
+    FreeList& l = lists_[cl];
+    bool aligned;
 #if defined(__x86_64__)
     // One test with a memory operand (GCC 12 makes it a copy and an `and`).
-    bool aligned;
-    asm("testq %1, %2" : "=@ccz"(aligned) : "r"(p), "m"(align_mask_[cl]));
-    return aligned;
+    asm("testw %w1, %2" : "=@ccz"(aligned) : "r"(p), "m"(l.align_mask));
 #else
-    return (reinterpret_cast<uintptr_t>(p) & align_mask_[cl]) == 0;
+    aligned = (reinterpret_cast<uintptr_t>(p) & l.align_mask) == 0;
 #endif
-  }
-
-  JSMALLOC_ALWAYS_INLINE void Deallocate(void* p, int cl) {
-    if (JSMALLOC_UNLIKELY(!IsObjectAligned(p, cl))) InteriorFree(p);
-    DeallocateAligned(p, cl);
-  }
-
-  // True when p is the object freed last in class cl (realloc's check).
-  bool IsCachedOnTop(const void* p, int cl) const { return lists_[cl].head == p; }
-
-  // Deallocate for an address that passed IsObjectAligned.
-  JSMALLOC_ALWAYS_INLINE void DeallocateAligned(void* p, int cl) {
-    FreeList& l = lists_[cl];
+    if (JSMALLOC_UNLIKELY(!aligned)) return false;
     // A free of the object freed last in this class (the commonest double
     // free) would put it on the list twice.
     if (JSMALLOC_UNLIKELY(l.head == p)) os::FatalError("double free of pointer", p);
@@ -83,10 +72,18 @@ class ThreadCache {
     SetSize(sz);
     if (JSMALLOC_UNLIKELY(++l.length > l.max_length)) {
       ListTooLong(cl);
-      return;
+      return true;
     }
     if (JSMALLOC_UNLIKELY(sz > max_size())) Scavenge();
+    return true;
   }
+
+  JSMALLOC_ALWAYS_INLINE void Deallocate(void* p, int cl) {
+    if (JSMALLOC_UNLIKELY(!DeallocateIfAligned(p, cl))) InteriorFree(p);
+  }
+
+  // True when p is the object freed last in class cl (realloc's check).
+  bool IsCachedOnTop(const void* p, int cl) const { return lists_[cl].head == p; }
 
   // Returns every cached object to the transfer cache.
   void Flush();
@@ -112,7 +109,10 @@ class ThreadCache {
     uint32_t length;
     uint32_t lowater;     // lowest length since the last scavenge
     uint32_t max_length;  // grows on misses, shrinks on overflows
-    uint32_t overages;
+    uint16_t overages;    // 0-3
+    // ObjectAlignMask of the class, for the free path (here, in the list's
+    // 24 bytes, it is read from the address the list's other fields use).
+    uint16_t align_mask;
   };
 
   void SetSize(size_t v) { size_.store(v, std::memory_order_relaxed); }
@@ -122,9 +122,6 @@ class ThreadCache {
   void ReleaseToTransfer(int cl, uint32_t n);
 
   FreeList lists_[kMaxClasses];
-  // ObjectAlignMask of each class, for Deallocate (apart from lists_: a
-  // FreeList of 32 bytes instead of 24 cost the free path more than the test).
-  uintptr_t align_mask_[kMaxClasses];
   std::atomic<size_t> size_{0};      // bytes cached; read by stats from other threads
   std::atomic<size_t> max_size_{0};  // this thread's share of the budget
   TransferCache* transfer_ = nullptr;

@@ -44,6 +44,9 @@ void TransferCache::InsertRange(void* const* batch, int n) {
     // Outside the lock. Two copies inserted at the same instant from two
     // threads can both pass; the central list's count may find them later.
     for (int i = 0; i < n; ++i) {
+      if (JSMALLOC_UNLIKELY(!central_->IsObjectStart(batch[i]))) {
+        os::FatalError("invalid free of pointer that is not the start of an object:", batch[i]);
+      }
       uintptr_t* w = MarkWord(batch[i]);
       const uintptr_t mark = FreeMark(batch[i]);
       if (JSMALLOC_UNLIKELY(*w == mark)) os::FatalError("double free of pointer", batch[i]);

@@ -44,8 +44,9 @@ class TransferCache {
   void Init(CentralFreeList* central, void** slots, int capacity, bool mark_objects = true);
 
   // Free objects that enter here (from a CPU's or thread's cache, or a
-  // free with no cache) get a keyed mark in their second word, checked
-  // first: an object that carries it is already free here or in the central
+  // free with no cache) must be the start of an object (a free of a pointer
+  // into one that passed the free path's alignment test aborts here), and
+  // get a keyed mark in their second word, checked first: an object that carries it is already free here or in the central
   // list, so it was freed twice, and the insert aborts. A double free is
   // thus caught at the latest when its second copy leaves a cache, unless a
   // copy was allocated again meanwhile. RemoveRange clears the marks of what

@@ -292,6 +292,24 @@ TEST_F(MisuseAlways, ReallocOfABlockJustFreedAborts) {
       "jsmalloc: invalid realloc of pointer not allocated by jsmalloc \\(or freed\\): 0x[0-9a-f]+");
 }
 
+TEST_F(MisuseAlways, InteriorPointerAlignedLikeAnObjectIsCaughtWhenItLeavesTheCache) {
+  // p + 16 of a 48-byte object passes the free path's alignment test; the
+  // transfer cache checks that what it takes in is an object's start.
+  for (size_t size : {size_t{48}, size_t{80}, size_t{1000}}) {
+    EXPECT_DEATH(
+        {
+          std::vector<char*> live;
+          for (int i = 0; i < 100; ++i) live.push_back(static_cast<char*>(malloc(size)));
+          free(Opaque(live[10] + 16));
+          malloc_trim(0);
+          fprintf(stderr, "not detected\n");
+          _exit(0);
+        },
+        "jsmalloc: invalid free of pointer that is not the start of an object: 0x[0-9a-f]+")
+        << size;
+  }
+}
+
 TEST_F(MisuseAlways, FreeingTheTopObjectOnceIsNotADoubleFree) {
   // The check compares with the top of the class only: alternating frees
   // and allocations of one object, and frees of objects handed out in any

@@ -270,6 +270,54 @@ TEST_F(MiddleEndTest, ReleaseFreePagesIfIdleWaitsForAWholeIdleDelay) {
   EXPECT_EQ(c.Stats().released_bytes, 0u);
 }
 
+TEST_F(MiddleEndTest, IsObjectStartAcceptsExactlyTheObjectStartsOfItsClass) {
+  // The multiplication by the odd part's inverse against the division, at
+  // every 8-byte offset of a span, for every class.
+  for (int cl = 1; cl < kNumClasses; ++cl) {
+    SCOPED_TRACE(cl);
+    CentralFreeList& c = central_[cl];
+    const size_t size = SizeMap::ClassSize(cl);
+    void* obj = nullptr;
+    ASSERT_EQ(c.RemoveRange(&obj, 1), 1);
+    Span* span = pagemap_->Get(PageIdOf(obj));
+    ASSERT_NE(span, nullptr);
+    char* start = static_cast<char*>(span->start());
+    const size_t bytes = span->bytes();
+    size_t wrong = 0;
+    for (size_t off = 0; off < bytes; off += 8) {
+      if (c.IsObjectStart(start + off) != (off % size == 0)) ++wrong;
+    }
+    EXPECT_EQ(wrong, 0u) << "size " << size;
+    // Another class's object, and memory no span covers.
+    int other = cl == 1 ? 2 : 1;
+    EXPECT_FALSE(central_[other].IsObjectStart(obj));
+    static char not_heap[64];
+    EXPECT_FALSE(c.IsObjectStart(not_heap));
+    c.InsertRange(&obj, 1);
+  }
+}
+
+TEST_F(MiddleEndTest, TransferCacheAbortsOnAnObjectFreedTwiceOrAnInteriorPointer) {
+  const int cl = 5;
+  void* objs[4];
+  ASSERT_EQ(transfer_[cl].RemoveRange(objs, 4), 4);
+  transfer_[cl].InsertRange(objs, 2);
+  // The second copy of objs[1] arrives while the first is still here.
+  EXPECT_DEATH(transfer_[cl].InsertRange(&objs[1], 1), "jsmalloc: double free of pointer 0x");
+  // In a batch with its own copy.
+  void* twice[2] = {objs[2], objs[2]};
+  EXPECT_DEATH(transfer_[cl].InsertRange(twice, 2), "jsmalloc: double free of pointer 0x");
+  void* inside = static_cast<char*>(objs[3]) + 16;
+  EXPECT_DEATH(transfer_[cl].InsertRange(&inside, 1),
+               "jsmalloc: invalid free of pointer that is not the start of an object: 0x");
+  // Handed out again, an object loses its mark: its next free is fine.
+  void* back[2];
+  ASSERT_EQ(transfer_[cl].RemoveRange(back, 2), 2);
+  transfer_[cl].InsertRange(back, 2);
+  transfer_[cl].InsertRange(&objs[2], 1);
+  transfer_[cl].InsertRange(&objs[3], 1);
+}
+
 TEST_F(MiddleEndTest, TransferCacheHoldsUpToCapacityThenOverflowsToCentral) {
   const int cl = 3;
   TransferCache& t = transfer_[cl];
