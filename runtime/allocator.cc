@@ -201,8 +201,8 @@ size_t ReallocSourceSize(const void* p) {
   int cl = g_pagemap.SizeClassOf(p);
   if (cl == 0) {
     if (JSMALLOC_UNLIKELY(InGuardedPool(p))) return GuardedUsableSize(p);  // aborts unless live
-    Span* freed = g_pagemap.Get(PageIdOf(p));
-    if (freed != nullptr && freed->start() == p && freed->location != Span::kInUse) {
+    Span* released = g_pagemap.Get(PageIdOf(p));
+    if (released != nullptr && released->start() == p && released->location != Span::kInUse) {
       os::FatalError("realloc of freed pointer", p);
     }
     Span* span = LargeSpanOrDie(p, "invalid realloc of pointer not allocated by jsmalloc (or freed):",
@@ -214,13 +214,17 @@ size_t ReallocSourceSize(const void* p) {
   if (JSMALLOC_UNLIKELY(reinterpret_cast<uintptr_t>(p) & ObjectAlignMask(size))) {
     os::FatalError("invalid realloc of pointer that is not the start of an object:", p);
   }
-  bool on_top = false;
+  // Just freed (the top of its class in the caller's cache), or freed
+  // earlier and already out of the caches (the transfer caches' free mark;
+  // partition 0's setting stands for all).
+  bool freed = false;
 #if JSMALLOC_HAVE_RSEQ_SLAB
-  if (Static::front_end() == FrontEnd::kPerCpu) on_top = Static::cpu_cache().IsCachedOnTop(p, cl);
+  if (Static::front_end() == FrontEnd::kPerCpu) freed = Static::cpu_cache().IsCachedOnTop(p, cl);
   else
 #endif
-  if (ThreadCache* tc = t_state.free_cache) on_top = tc->IsCachedOnTop(p, cl);
-  if (JSMALLOC_UNLIKELY(on_top)) os::FatalError("realloc of freed pointer", p);
+  if (ThreadCache* tc = t_state.free_cache) freed = tc->IsCachedOnTop(p, cl);
+  freed = freed || Static::transfer(0)[cl].HoldsAsFree(p);
+  if (JSMALLOC_UNLIKELY(freed)) os::FatalError("realloc of freed pointer", p);
   if (JSMALLOC_UNLIKELY(g_check_mode)) CheckNotFreed(p, cl);
   return size;
 }

@@ -39,6 +39,10 @@ inline uintptr_t* MarkWord(void* p) { return static_cast<uintptr_t*>(p) + 1; }
 
 }  // namespace
 
+bool TransferCache::HoldsAsFree(const void* p) const {
+  return mark_objects_ && *MarkWord(const_cast<void*>(p)) == FreeMark(p);
+}
+
 void TransferCache::InsertRange(void* const* batch, int n) {
   if (mark_objects_) {
     // Outside the lock. Two copies inserted at the same instant from two

@@ -53,6 +53,9 @@ class TransferCache {
   // it hands out.
   void InsertRange(void* const* batch, int n);
   int RemoveRange(void** batch, int n);
+  // True when p (an object of this class) carries the free mark: it is free
+  // here or in the central list (realloc's check of its source block).
+  bool HoldsAsFree(const void* p) const;
 
   // Moves everything held here to the central free list (malloc_trim).
   void Drain();
