@@ -92,7 +92,8 @@ static_assert(kSizeClasses.info[kNumClasses - 1].size == kMaxSize);
 // bit (up to the page size). The free paths test an address against this
 // mask (capped to 16 bits, which the per-CPU push tests): a pointer into an
 // object rather than at its start usually fails it (p + 8 always, for
-// objects of 16 bytes or more; p + 16 of a 64-byte object too).
+// objects of 16 bytes or more; any offset into a power-of-two object of up
+// to 64 KiB, or a page if that is smaller).
 constexpr uint16_t ObjectAlignMask(size_t size) {
   if (size == 0) return 0;
   size_t low = size & (~size + 1);
