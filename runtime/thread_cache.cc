@@ -12,6 +12,7 @@ void ThreadCache::Init(TransferCache* transfer, ThreadCacheRegistry* registry, s
     lists_[cl].lowater = 0;
     lists_[cl].max_length = 1;
     lists_[cl].overages = 0;
+    lists_[cl].object_size = cl > 0 && cl < kNumClasses ? static_cast<uint32_t>(SizeMap::ClassSize(cl)) : 0;
     lists_[cl].align_mask = cl > 0 && cl < kNumClasses ? ObjectAlignMask(SizeMap::ClassSize(cl)) : 0;
   }
   SetSize(0);

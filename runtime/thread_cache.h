@@ -40,7 +40,7 @@ class ThreadCache {
     if (JSMALLOC_LIKELY(p != nullptr)) {
       l.head = LoadLink(p, cl);
       if (--l.length < l.lowater) l.lowater = l.length;
-      SetSize(size() - SizeMap::ClassSize(cl));
+      SetSize(size() - l.object_size);
     }
     return p;
   }
@@ -54,7 +54,13 @@ class ThreadCache {
   // object, never a valid free: the free fast path then goes to FreeSlow,
   // whose Deallocate aborts).
   JSMALLOC_ALWAYS_INLINE bool DeallocateIfAligned(void* p, int cl) {
-    FreeList& l = lists_[cl];
+    FreeList* lp = &lists_[cl];
+#if defined(__GNUC__)
+    // Keeps the list's address in a register: GCC 12 otherwise computes it
+    // a second time for the later fields (two more instructions).
+    asm("" : "+r"(lp));
+#endif
+    FreeList& l = *lp;
     bool aligned;
 #if defined(__x86_64__)
     // One test with a memory operand (GCC 12 makes it a copy and an `and`).
@@ -68,9 +74,11 @@ class ThreadCache {
     if (JSMALLOC_UNLIKELY(l.head == p)) os::FatalError("double free of pointer", p);
     StoreLink(p, l.head);
     l.head = p;
-    size_t sz = size() + SizeMap::ClassSize(cl);
+    uint16_t length = static_cast<uint16_t>(l.length + 1);
+    l.length = length;
+    size_t sz = size() + l.object_size;
     SetSize(sz);
-    if (JSMALLOC_UNLIKELY(++l.length > l.max_length)) {
+    if (JSMALLOC_UNLIKELY(length > l.max_length)) {
       ListTooLong(cl);
       return true;
     }
@@ -104,16 +112,21 @@ class ThreadCache {
 
  private:
   friend class ThreadCacheRegistry;
+  // 24 bytes, so that the fast paths find everything they need (the class's
+  // size and alignment mask too) at one address. Lengths fit 16 bits: a list
+  // never holds more than kMaxListLength + 1 objects.
   struct FreeList {
     void* head;
-    uint32_t length;
-    uint32_t lowater;     // lowest length since the last scavenge
-    uint32_t max_length;  // grows on misses, shrinks on overflows
+    uint16_t length;
+    uint16_t lowater;     // lowest length since the last scavenge
+    uint16_t max_length;  // grows on misses, shrinks on overflows
     uint16_t overages;    // 0-3
-    // ObjectAlignMask of the class, for the free path (here, in the list's
-    // 24 bytes, it is read from the address the list's other fields use).
+    uint32_t object_size;  // SizeMap::ClassSize of the class
+    // ObjectAlignMask of the class, for the free path.
     uint16_t align_mask;
   };
+  static_assert(kMaxListLength < 0xffff, "list lengths are 16-bit");
+  static_assert(sizeof(FreeList) == 24, "a list stays 24 bytes");
 
   void SetSize(size_t v) { size_.store(v, std::memory_order_relaxed); }
   JSMALLOC_NOINLINE void ListTooLong(int cl);
