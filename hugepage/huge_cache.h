@@ -24,8 +24,8 @@
 #define JSMALLOC_HUGEPAGE_HUGE_CACHE_H_
 
 #include "hugepage/huge_pages.h"
-#include "hugepage/page_allocator.h"
-#include "runtime/sorted_array.h"
+#include "backend/page_allocator.h"
+#include "base/sorted_array.h"
 
 namespace jsmalloc {
 

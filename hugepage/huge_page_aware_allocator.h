@@ -31,11 +31,11 @@
 #include "hugepage/huge_page_filler.h"
 #include "hugepage/huge_page_map.h"
 #include "hugepage/huge_region.h"
-#include "hugepage/page_allocator.h"
-#include "runtime/arena.h"
-#include "runtime/pagemap.h"
-#include "runtime/size_class_table.h"
-#include "runtime/spinlock.h"
+#include "backend/page_allocator.h"
+#include "base/arena.h"
+#include "base/pagemap.h"
+#include "base/size_class_table.h"
+#include "base/spinlock.h"
 
 namespace jsmalloc {
 

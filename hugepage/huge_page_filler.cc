@@ -1,7 +1,7 @@
 #include "hugepage/huge_page_filler.h"
 
 #include "probes/jsmalloc_probes.h"
-#include "runtime/arena.h"
+#include "base/arena.h"
 
 namespace jsmalloc {
 

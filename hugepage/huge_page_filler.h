@@ -27,7 +27,7 @@
 #ifndef JSMALLOC_HUGEPAGE_HUGE_PAGE_FILLER_H_
 #define JSMALLOC_HUGEPAGE_HUGE_PAGE_FILLER_H_
 
-#include "hugepage/page_allocator.h"
+#include "backend/page_allocator.h"
 #include "hugepage/page_tracker.h"
 
 namespace jsmalloc {

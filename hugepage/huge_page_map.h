@@ -6,7 +6,7 @@
 #define JSMALLOC_HUGEPAGE_HUGE_PAGE_MAP_H_
 
 #include "hugepage/huge_pages.h"
-#include "runtime/arena.h"
+#include "base/arena.h"
 
 namespace jsmalloc {
 

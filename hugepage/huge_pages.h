@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "runtime/config.h"
+#include "base/config.h"
 
 namespace jsmalloc {
 

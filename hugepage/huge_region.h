@@ -10,7 +10,7 @@
 #define JSMALLOC_HUGEPAGE_HUGE_REGION_H_
 
 #include "hugepage/huge_pages.h"
-#include "hugepage/page_allocator.h"
+#include "backend/page_allocator.h"
 
 namespace jsmalloc {
 

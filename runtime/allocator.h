@@ -7,9 +7,9 @@
 #include <cstdint>
 
 #include "os/linux/rseq.h"
-#include "runtime/size_map.h"
+#include "base/size_map.h"
 #include "runtime/static_vars.h"
-#include "runtime/thread_cache.h"
+#include "caches/thread_cache.h"
 
 namespace jsmalloc {
 

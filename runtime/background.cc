@@ -5,7 +5,7 @@
 #include <atomic>
 
 #include "hugepage/huge_page_aware_allocator.h"
-#include "hugepage/memory_limiter.h"
+#include "backend/memory_limiter.h"
 #include "os/linux/clock.h"
 #include "os/linux/helper_thread.h"
 #include "os/linux/madvise_batcher.h"

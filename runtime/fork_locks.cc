@@ -1,7 +1,7 @@
 #include "runtime/fork_locks.h"
 
-#include "hugepage/memory_limiter.h"
-#include "runtime/arena.h"
+#include "backend/memory_limiter.h"
+#include "base/arena.h"
 #include "runtime/guarded_pool.h"
 #include "runtime/sampler.h"
 #include "runtime/stack_trace.h"

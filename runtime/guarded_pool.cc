@@ -7,9 +7,9 @@
 #include "os/linux/clock.h"
 #include "os/linux/guard_pages.h"
 #include "os/linux/os_memory.h"
-#include "runtime/arena.h"
-#include "runtime/env_options.h"
-#include "runtime/spinlock.h"
+#include "base/arena.h"
+#include "base/env_options.h"
+#include "base/spinlock.h"
 #include "runtime/static_vars.h"
 
 namespace jsmalloc {

@@ -35,8 +35,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "runtime/config.h"
-#include "runtime/internal_printer.h"
+#include "base/config.h"
+#include "base/internal_printer.h"
 #include "runtime/stack_trace.h"
 
 namespace jsmalloc {

@@ -5,7 +5,7 @@
 #include "os/linux/clock.h"
 #include "os/linux/os_memory.h"
 #include "runtime/allocator.h"
-#include "runtime/internal_printer.h"
+#include "base/internal_printer.h"
 #include "runtime/sampler.h"
 
 namespace jsmalloc {

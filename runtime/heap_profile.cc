@@ -9,7 +9,7 @@
 
 #include "os/linux/file_io.h"
 #include "os/linux/os_memory.h"
-#include "runtime/internal_printer.h"
+#include "base/internal_printer.h"
 
 namespace jsmalloc {
 

@@ -2,7 +2,7 @@
 
 #include "hugepage/huge_page_aware_allocator.h"
 #include "os/linux/thp.h"
-#include "runtime/spinlock.h"
+#include "base/spinlock.h"
 #include "runtime/static_vars.h"
 
 namespace jsmalloc {

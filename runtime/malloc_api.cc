@@ -8,7 +8,7 @@
 
 #include "jsmalloc/jsmalloc.h"
 #include "os/linux/os_memory.h"
-#include "hugepage/memory_limiter.h"
+#include "backend/memory_limiter.h"
 #include "runtime/allocator.h"
 #include "runtime/background.h"
 #include "runtime/guarded_pool.h"

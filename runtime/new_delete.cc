@@ -15,7 +15,7 @@
 #include "os/linux/os_memory.h"
 #include "runtime/allocator.h"
 #include "runtime/heap_check.h"
-#include "runtime/internal_printer.h"
+#include "base/internal_printer.h"
 #include "runtime/stack_trace.h"
 
 asm(".weak __gxx_personality_v0");

@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "hugepage/bound_page_source.h"
+#include "backend/bound_page_source.h"
 #include "runtime/hugepage_coverage.h"
 #include "runtime/static_vars.h"
 

@@ -5,7 +5,7 @@
 
 #include <cstddef>
 
-#include "runtime/internal_printer.h"
+#include "base/internal_printer.h"
 
 namespace jsmalloc {
 

@@ -6,7 +6,7 @@
 #include "os/linux/helper_thread.h"
 #include "os/linux/os_memory.h"
 #include "os/linux/process_info.h"
-#include "runtime/arena.h"
+#include "base/arena.h"
 #include "runtime/sampler.h"
 #include "runtime/static_vars.h"
 #include "runtime/stats.h"

@@ -1,7 +1,7 @@
 #include "runtime/sampler.h"
 
 #include "runtime/heap_check.h"
-#include "runtime/log_exp.h"
+#include "base/log_exp.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -15,8 +15,8 @@
 #include "os/linux/os_memory.h"
 #include "probes/jsmalloc_probes.h"
 #include "runtime/allocator.h"
-#include "runtime/arena.h"
-#include "runtime/env_options.h"
+#include "base/arena.h"
+#include "base/env_options.h"
 #include "runtime/guarded_pool.h"
 #include "runtime/heap_profile.h"
 #include "runtime/stack_trace.h"

@@ -21,8 +21,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "runtime/internal_printer.h"
-#include "runtime/span.h"
+#include "base/internal_printer.h"
+#include "base/span.h"
 
 namespace jsmalloc {
 

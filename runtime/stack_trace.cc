@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "os/linux/file_io.h"
-#include "runtime/spinlock.h"
+#include "base/spinlock.h"
 
 extern "C" {
 // Defined by the linker around the section (hidden: resolved within the

@@ -4,17 +4,17 @@
 
 #include <new>
 
-#include "hugepage/bound_page_source.h"
+#include "backend/bound_page_source.h"
 #include "hugepage/huge_page_aware_allocator.h"
-#include "hugepage/memory_limiter.h"
-#include "hugepage/page_heap.h"
-#include "hugepage/partitioned_backend.h"
+#include "backend/memory_limiter.h"
+#include "backend/page_heap.h"
+#include "backend/partitioned_backend.h"
 #include "os/linux/numa.h"
 #include "os/linux/thp.h"
 #include "os/linux/clock.h"
 #include "runtime/background.h"
 #include "runtime/fork_locks.h"
-#include "runtime/freelist_link.h"
+#include "base/freelist_link.h"
 #include "runtime/heap_check.h"
 #include "os/linux/os_memory.h"
 #include "runtime/allocator.h"

@@ -5,15 +5,15 @@
 
 #include <atomic>
 
-#include "hugepage/page_allocator.h"
-#include "hugepage/system_page_source.h"
-#include "runtime/cpu_cache.h"
-#include "runtime/central_free_list.h"
-#include "runtime/env_options.h"
+#include "backend/page_allocator.h"
+#include "backend/system_page_source.h"
+#include "caches/cpu_cache.h"
+#include "caches/central_free_list.h"
+#include "base/env_options.h"
 #include "runtime/numa_partitions.h"
-#include "runtime/pagemap.h"
-#include "runtime/thread_cache.h"
-#include "runtime/transfer_cache.h"
+#include "base/pagemap.h"
+#include "caches/thread_cache.h"
+#include "caches/transfer_cache.h"
 
 namespace jsmalloc {
 

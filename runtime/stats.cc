@@ -3,17 +3,17 @@
 #include <cstring>
 #include <new>
 
-#include "hugepage/page_allocator.h"
+#include "backend/page_allocator.h"
 #include "jsmalloc/jsmalloc.h"
 #include "os/linux/os_memory.h"
 #include "os/linux/process_info.h"
 #include "os/linux/rseq.h"
 #include "hugepage/huge_page_aware_allocator.h"
-#include "hugepage/memory_limiter.h"
+#include "backend/memory_limiter.h"
 #include "os/linux/thp.h"
 #include "runtime/allocator.h"
 #include "runtime/background.h"
-#include "runtime/freelist_link.h"
+#include "base/freelist_link.h"
 #include "runtime/guarded_pool.h"
 #include "runtime/heap_check.h"
 #include "runtime/hugepage_coverage.h"

@@ -4,8 +4,8 @@
 
 #include <cstddef>
 
-#include "runtime/internal_printer.h"
-#include "runtime/spinlock.h"
+#include "base/internal_printer.h"
+#include "base/spinlock.h"
 
 namespace jsmalloc {
 

@@ -7,7 +7,7 @@
 // offset from the thread pointer, so the critical sections below address it
 // as %fs:offset with no per-thread lookup.
 //
-// Slab layout the critical sections operate on (see runtime/per_cpu_slab.h):
+// Slab layout the critical sections operate on (see caches/per_cpu_slab.h):
 // CPU c owns the region base + (c << kPerCpuShift); word i of the region
 // (8 bytes) is either a class header or an object slot. The header of class
 // cl is word cl: { u16 current, u16 end, u16 begin, u16 max_end }. Objects of

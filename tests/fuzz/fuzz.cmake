@@ -6,7 +6,7 @@
 # CMakeLists.txt is a standalone project that does so (scripts/test builds it
 # in build-test/fuzz); the top-level build may include it too:
 #   include(tests/fuzz/fuzz.cmake)   # with -DJSMALLOC_FUZZ=ON and clang
-# but only in a build directory of its own: it compiles jsmalloc_objs and jsmalloc_rseq_objs (and so
+# but only in a build directory of its own: it compiles the layers' object libraries (jsmalloc_<layer>_objs) and jsmalloc_rseq_objs (and so
 # everything built from it, libjsmalloc.so included) with ASan, UBSan and
 # libFuzzer's coverage.
 #
@@ -34,13 +34,19 @@ set(JSMALLOC_FUZZ_SANITIZERS "address,undefined" CACHE STRING
 set(jsmalloc_fuzz_san -fsanitize=${JSMALLOC_FUZZ_SANITIZERS} -fno-sanitize=vptr,function
     -fno-sanitize-recover=all -fno-omit-frame-pointer -g)
 
-# Nothing clang-specific is needed any more (runtime/config.h's PageIdOf was
+# Nothing clang-specific is needed any more (base/config.h's PageIdOf was
 # constexpr with a reinterpret_cast, which clang rejects; it no longer is).
 set(jsmalloc_fuzz_clang_compat "")
 
 # The components themselves: coverage for libFuzzer's guidance, and the same
 # sanitizers as the targets.
-foreach(o jsmalloc_objs jsmalloc_rseq_objs)
+foreach(o jsmalloc_rseq_objs)
+  list(APPEND jsmalloc_fuzz_objs ${o})
+endforeach()
+foreach(layer ${JSMALLOC_LAYERS})
+  list(APPEND jsmalloc_fuzz_objs jsmalloc_${layer}_objs)
+endforeach()
+foreach(o ${jsmalloc_fuzz_objs})
   target_compile_options(${o} PRIVATE -fsanitize=fuzzer-no-link ${jsmalloc_fuzz_san}
                          ${jsmalloc_fuzz_clang_compat})
 endforeach()

@@ -16,10 +16,10 @@
 #include <map>
 #include <vector>
 
-#include "hugepage/page_allocator.h"
+#include "backend/page_allocator.h"
 #include "os/linux/os_memory.h"
-#include "runtime/arena.h"
-#include "runtime/config.h"
+#include "base/arena.h"
+#include "base/config.h"
 
 // A violated invariant or a disagreement with the model: print where and why,
 // then abort so that libFuzzer writes the input out as a crash artifact.

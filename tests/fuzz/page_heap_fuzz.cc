@@ -1,4 +1,4 @@
-// Legacy page heap (hugepage/page_heap.h): sequences of New / NewAligned /
+// Legacy page heap (backend/page_heap.h): sequences of New / NewAligned /
 // Delete / ReleaseAtLeast, with the OS refusing memory or releases when the
 // fuzzer says so, on a fake address space. Checked after every operation:
 //   - a span has exactly the pages asked for, is aligned when asked, lies in
@@ -16,7 +16,7 @@
 #include <memory>
 #include <vector>
 
-#include "hugepage/page_heap.h"
+#include "backend/page_heap.h"
 #include "tests/fuzz/fuzz_common.h"
 
 namespace jsmalloc {

@@ -8,7 +8,7 @@
 #include <memory>
 #include <set>
 
-#include "runtime/pagemap.h"
+#include "base/pagemap.h"
 #include "tests/fuzz/fuzz_common.h"
 
 namespace jsmalloc {

@@ -2,7 +2,7 @@
 // fuzzer picks, ClassFor / ClassForAligned / ClassSize must give what a linear
 // scan of the class table gives, within the documented waste bound, and every
 // object of an aligned class must be aligned.
-#include "runtime/size_map.h"
+#include "base/size_map.h"
 #include "tests/fuzz/fuzz_common.h"
 
 namespace jsmalloc {

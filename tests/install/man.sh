@@ -10,7 +10,7 @@
 #      jsmalloc-run, jsmalloc-trace and jsmalloc-hugepages print with --help
 #      is in the tool's page (and every option a page lists is in the tool's
 #      help); every jsmalloc_* function declared in jsmalloc.h and every
-#      setting of runtime/env_options.cc (as JSMALLOC_NAME) is in jsmalloc(3).
+#      setting of base/env_options.cc (as JSMALLOC_NAME) is in jsmalloc(3).
 # Needs man-db, groff-base and gzip (Debian).
 #   man.sh BUILD_DIR SOURCE_DIR
 . "$(dirname "$0")/common.sh"
@@ -146,12 +146,12 @@ ok "jsmalloc.3: all $n jsmalloc_* functions of jsmalloc.h"
 sed -n '/kSettings\[\] = {/,/^};/p' "$SRC/runtime/env_options.cc" | { grep -oE '\{"[a-z_0-9]+",' || true; } |
   tr -d '{",' | tr '[:lower:]' '[:upper:]' | sed 's/^/JSMALLOC_/' > "$WORK/settings"
 n=$(wc -l < "$WORK/settings")
-[ "$n" -ge 20 ] || fail "found only $n settings in runtime/env_options.cc (kSettings)"
+[ "$n" -ge 20 ] || fail "found only $n settings in base/env_options.cc (kSettings)"
 echo JSMALLOC_OPTIONS >> "$WORK/settings"
 missing=""
 while read -r v; do
   has_word "$v" "$WORK/jsmalloc3.txt" || missing="$missing $v"
 done < "$WORK/settings"
 [ -z "$missing" ] || fail "docs/man/jsmalloc.3 does not mention:$missing"
-ok "jsmalloc.3: all $n settings of runtime/env_options.cc and JSMALLOC_OPTIONS"
+ok "jsmalloc.3: all $n settings of base/env_options.cc and JSMALLOC_OPTIONS"
 echo "install.man passed"

@@ -341,7 +341,7 @@ TEST_F(MisuseAlways, FreeingTheTopObjectOnceIsNotADoubleFree) {
   SUCCEED();
 }
 
-// Free-list links are encoded by default (runtime/freelist_link.h): a use
+// Free-list links are encoded by default (base/freelist_link.h): a use
 // after free that writes an address (or zeros) into a free object's first
 // word cannot steer allocation there; the next read of that link aborts.
 TEST_F(MisuseAlways, AWriteIntoAFreedObjectCannotSteerAllocation) {

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "jsmalloc/jsmalloc.h"
-#include "runtime/size_map.h"
+#include "base/size_map.h"
 #ifdef JSMALLOC_PROBE_WORKLOAD_STATIC
 #include "probes/jsmalloc_probes.h"
 #endif

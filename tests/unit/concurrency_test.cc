@@ -7,11 +7,11 @@
 #include <thread>
 #include <vector>
 
-#include "hugepage/page_heap.h"
-#include "runtime/central_free_list.h"
-#include "runtime/size_map.h"
-#include "runtime/thread_cache.h"
-#include "runtime/transfer_cache.h"
+#include "backend/page_heap.h"
+#include "caches/central_free_list.h"
+#include "base/size_map.h"
+#include "caches/thread_cache.h"
+#include "caches/transfer_cache.h"
 #include "tests/unit/test_support.h"
 
 namespace jsmalloc {

@@ -1,6 +1,6 @@
 // The per-CPU cache's policy on a fake CPU (no rseq), and the real rseq
 // critical sections on this machine's CPUs.
-#include "runtime/cpu_cache.h"
+#include "caches/cpu_cache.h"
 
 #include <gtest/gtest.h>
 #include <sched.h>
@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "hugepage/page_heap.h"
-#include "runtime/central_free_list.h"
+#include "backend/page_heap.h"
+#include "caches/central_free_list.h"
 #include "tests/unit/test_support.h"
 
 #if defined(__SANITIZE_THREAD__)

@@ -1,13 +1,13 @@
-// The sampler's own ln and e^x - 1 (runtime/log_exp.h) against libm, and the
-// back-ends' sorted array (runtime/sorted_array.h) against std::set.
+// The sampler's own ln and e^x - 1 (base/log_exp.h) against libm, and the
+// back-ends' sorted array (base/sorted_array.h) against std::set.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 #include <set>
 
-#include "runtime/log_exp.h"
-#include "runtime/sorted_array.h"
+#include "base/log_exp.h"
+#include "base/sorted_array.h"
 
 namespace jsmalloc {
 namespace {

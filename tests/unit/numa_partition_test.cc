@@ -8,14 +8,14 @@
 #include <vector>
 
 #include "hugepage/huge_page_aware_allocator.h"
-#include "hugepage/memory_limiter.h"
-#include "hugepage/page_heap.h"
-#include "hugepage/partitioned_backend.h"
-#include "runtime/central_free_list.h"
-#include "runtime/cpu_cache.h"
+#include "backend/memory_limiter.h"
+#include "backend/page_heap.h"
+#include "backend/partitioned_backend.h"
+#include "caches/central_free_list.h"
+#include "caches/cpu_cache.h"
 #include "runtime/numa_partitions.h"
-#include "runtime/size_map.h"
-#include "runtime/transfer_cache.h"
+#include "base/size_map.h"
+#include "caches/transfer_cache.h"
 #include "test_support.h"
 
 namespace jsmalloc {

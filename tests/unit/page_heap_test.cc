@@ -1,4 +1,4 @@
-#include "hugepage/page_heap.h"
+#include "backend/page_heap.h"
 
 #include <gtest/gtest.h>
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/env_options.h"
-#include "runtime/internal_printer.h"
+#include "base/env_options.h"
+#include "base/internal_printer.h"
 
 namespace jsmalloc {
 namespace {

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "runtime/size_map.h"
+#include "base/size_map.h"
 
 namespace jsmalloc {
 namespace {

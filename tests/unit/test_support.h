@@ -9,10 +9,10 @@
 #include <mutex>
 #include <vector>
 
-#include "hugepage/page_allocator.h"
+#include "backend/page_allocator.h"
 #include "os/linux/os_memory.h"
-#include "runtime/pagemap.h"
-#include "runtime/per_cpu_slab.h"
+#include "base/pagemap.h"
+#include "caches/per_cpu_slab.h"
 
 namespace jsmalloc::testing {
 
