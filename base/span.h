@@ -7,21 +7,17 @@
 #include <cstdint>
 
 #include "base/config.h"
+#include "base/intrusive_list.h"
 
 namespace jsmalloc {
 
 struct SampledAllocation;  // runtime/sampler.cc
 
-// A span's links in an intrusive list. A list's head is only links: with
-// whole Spans as sentinels, a central free list's eight bucket heads took
-// 576 bytes, written for all 96 classes at start-up (~45 KiB of every
-// process's RSS, however small).
-struct SpanLinks {
-  SpanLinks* next = nullptr;
-  SpanLinks* prev = nullptr;
-};
-
-struct Span : SpanLinks {
+// In a list (SpanList), a span is linked through its IntrusiveLinks base. A
+// list's head is only links: with whole Spans as sentinels, a central free
+// list's eight bucket heads took 576 bytes, written for all 96 classes at
+// start-up (~45 KiB of every process's RSS, however small).
+struct Span : IntrusiveLinks {
   enum Location : uint8_t { kInUse = 0, kOnNormalFreelist = 1, kOnReturnedFreelist = 2 };
 
   PageId first_page = 0;
@@ -73,54 +69,7 @@ struct Span : SpanLinks {
   size_t bytes() const { return num_pages << kPageShift; }
 };
 
-// Circular doubly linked list with a sentinel head (links only).
-class SpanList {
- public:
-  SpanList() { Reset(); }
-  SpanList(const SpanList&) = delete;
-  SpanList& operator=(const SpanList&) = delete;
-  void Reset() {
-    head_.next = &head_;
-    head_.prev = &head_;
-  }
-  bool empty() const { return head_.next == &head_; }
-  // First and last span; only for a list that is not empty.
-  Span* first() const { return static_cast<Span*>(head_.next); }
-  Span* last() const { return static_cast<Span*>(head_.prev); }
-  // Visits every span (fn may not remove it).
-  template <typename Fn>
-  void ForEach(Fn fn) const {
-    for (SpanLinks* l = head_.next; l != &head_; l = l->next) fn(static_cast<Span*>(l));
-  }
-  // The first span for which pred is true, or nullptr.
-  template <typename Pred>
-  Span* Find(Pred pred) const {
-    for (SpanLinks* l = head_.next; l != &head_; l = l->next) {
-      if (pred(static_cast<Span*>(l))) return static_cast<Span*>(l);
-    }
-    return nullptr;
-  }
-
-  void PushFront(Span* s) {
-    s->next = head_.next;
-    s->prev = &head_;
-    head_.next->prev = s;
-    head_.next = s;
-  }
-  static void Remove(Span* s) {
-    s->prev->next = s->next;
-    s->next->prev = s->prev;
-    s->next = s->prev = nullptr;
-  }
-  size_t Count() const {
-    size_t n = 0;
-    for (const SpanLinks* l = head_.next; l != &head_; l = l->next) ++n;
-    return n;
-  }
-
- private:
-  SpanLinks head_;
-};
+using SpanList = IntrusiveList<Span>;
 
 }  // namespace jsmalloc
 

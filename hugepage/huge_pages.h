@@ -1,5 +1,6 @@
 // Hugepage units and the small generic pieces the hugepage-aware back-end is
-// built from: a fixed-size bitmap with free-run search and an intrusive list.
+// built from: a fixed-size bitmap with free-run search (and the intrusive
+// list of base/intrusive_list.h).
 #ifndef JSMALLOC_HUGEPAGE_HUGE_PAGES_H_
 #define JSMALLOC_HUGEPAGE_HUGE_PAGES_H_
 
@@ -7,6 +8,7 @@
 #include <cstdint>
 
 #include "base/config.h"
+#include "base/intrusive_list.h"
 
 namespace jsmalloc {
 
@@ -110,49 +112,6 @@ class Bitmap {
     }
   }
   uint64_t words_[kWords] = {};
-};
-
-// Circular intrusive list over objects with `next_`/`prev_` members. An
-// all-zero list is empty (the head links itself on the first push), so big
-// arrays of lists can live in memory the kernel zeroed without being
-// written, and cost no RSS until used.
-template <typename T>
-class IntrusiveList {
- public:
-  IntrusiveList() = default;
-  IntrusiveList(const IntrusiveList&) = delete;
-  IntrusiveList& operator=(const IntrusiveList&) = delete;
-  bool empty() const { return head_.next_ == nullptr || head_.next_ == &head_; }
-  T* first() const { return empty() ? nullptr : static_cast<T*>(head_.next_); }
-  void PushFront(T* t) {
-    if (head_.next_ == nullptr) head_.next_ = head_.prev_ = &head_;
-    t->next_ = head_.next_;
-    t->prev_ = &head_;
-    head_.next_->prev_ = t;
-    head_.next_ = t;
-  }
-  static void Remove(T* t) {
-    t->prev_->next_ = t->next_;
-    t->next_->prev_ = t->prev_;
-    t->next_ = t->prev_ = nullptr;
-  }
-  template <typename F>
-  void ForEach(F f) const {
-    if (head_.next_ == nullptr) return;
-    for (Node* n = head_.next_; n != &head_;) {
-      Node* next = n->next_;
-      f(static_cast<T*>(n));
-      n = next;
-    }
-  }
-
-  struct Node {
-    Node* next_ = nullptr;
-    Node* prev_ = nullptr;
-  };
-
- private:
-  Node head_;
 };
 
 }  // namespace jsmalloc

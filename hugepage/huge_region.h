@@ -22,7 +22,7 @@ struct RegionStats {
   size_t released_hugepages_total = 0;
 };
 
-class HugeRegion : public IntrusiveList<HugeRegion>::Node {
+class HugeRegion : public IntrusiveLinks {
  public:
   static constexpr size_t kMaxHugePages = 512;  // 1 GiB
   static constexpr size_t kMaxPages = kMaxHugePages * kPagesPerHugePage;

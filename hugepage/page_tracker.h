@@ -7,7 +7,7 @@
 
 namespace jsmalloc {
 
-class PageTracker : public IntrusiveList<PageTracker>::Node {
+class PageTracker : public IntrusiveLinks {
  public:
   void Init(HugePageId hp, bool donated) {
     hp_ = hp;
