@@ -9,6 +9,7 @@
 #include "os/linux/os_memory.h"
 #include "base/arena.h"
 #include "base/env_options.h"
+#include "base/random.h"
 #include "base/spinlock.h"
 #include "runtime/static_vars.h"
 
@@ -90,15 +91,6 @@ long SlotIndexOf(const Pool& p, uintptr_t addr) {
   size_t i = rel / p.stride;
   if (i >= p.nslots || rel % p.stride >= p.slot_bytes) return -1;
   return static_cast<long>(i);
-}
-
-uint64_t NextRandom(uint64_t* s) {
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 0x2545f4914f6cdd1dull;
 }
 
 void WriteLine(Printer& p) { os::WriteStderr(p.data(), p.written()); }
@@ -612,11 +604,6 @@ GuardedStats GetGuardedStats() {
   st.errors_reported = g_errors.load(std::memory_order_relaxed);
   return st;
 }
-
-size_t GuardedSlots() { return GetGuardedStats().slots; }
-size_t GuardedSlotsInUse() { return GetGuardedStats().slots_in_use; }
-uint64_t GuardedAllocationsTotal() { return GetGuardedStats().allocations_total; }
-uint64_t GuardedFaultsReported() { return g_errors.load(std::memory_order_relaxed); }
 
 void PrintGuardedSection(Printer* out) {
   GuardedStats s = GetGuardedStats();

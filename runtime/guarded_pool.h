@@ -113,11 +113,6 @@ struct GuardedStats {
   uint64_t errors_reported;    // reports printed (each is followed by abort)
 };
 GuardedStats GetGuardedStats();
-// Shorthands for the report.
-size_t GuardedSlots();
-size_t GuardedSlotsInUse();
-uint64_t GuardedAllocationsTotal();
-uint64_t GuardedFaultsReported();
 // One line for the stats report ("Guarded sampling: ...\n").
 void PrintGuardedSection(Printer* out);
 // Numeric properties "jsmalloc.guarded.*" (rate, slots, slots_in_use,
