@@ -11,7 +11,7 @@
 
 namespace jsmalloc {
 
-struct SampledAllocation;  // runtime/sampler.cc
+struct SampledAllocation;  // runtime/sample_records.h
 
 // In a list (SpanList), a span is linked through its IntrusiveLinks base. A
 // list's head is only links: with whole Spans as sentinels, a central free

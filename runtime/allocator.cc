@@ -5,7 +5,7 @@
 #include "os/linux/os_memory.h"
 #include "runtime/heap_check.h"
 #include "runtime/guarded_pool.h"
-#include "runtime/sampler.h"
+#include "runtime/sample_records.h"
 
 namespace jsmalloc {
 

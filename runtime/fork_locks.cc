@@ -3,7 +3,7 @@
 #include "backend/memory_limiter.h"
 #include "base/arena.h"
 #include "runtime/guarded_pool.h"
-#include "runtime/sampler.h"
+#include "runtime/sample_records.h"
 #include "runtime/stack_trace.h"
 #include "runtime/static_vars.h"
 #include "runtime/stats.h"

@@ -41,7 +41,7 @@
 
 namespace jsmalloc {
 
-struct SampledAllocation;  // runtime/sampler.cc
+struct SampledAllocation;  // runtime/sample_records.h
 
 // Largest guarded allocation (the data bytes of a slot): every size a size
 // class serves. Larger sampled allocations are not guarded.
@@ -65,7 +65,7 @@ JSMALLOC_ALWAYS_INLINE bool InGuardedPool(const void* p) {
   return off < bytes;
 }
 
-// ---- Called by the sampler (runtime/sampler.cc) ---------------------------------
+// ---- Called by the sampler (runtime/sample_records.cc) --------------------------
 
 // A guarded block for a sampled allocation (alignment 0: malloc's), its
 // allocation stack copied; creates the pool on first use. nullptr if this one
@@ -76,8 +76,8 @@ void GuardedSetRecord(void* p, SampledAllocation* record);
 // The sampler could not record the block: its slot goes back unused.
 void GuardedAbandon(void* p);
 
-// Implemented in runtime/sampler.cc: drops the record of a guarded sample
-// that is being freed (live list, estimates, peak profile, probe).
+// Implemented in runtime/sample_records.cc: drops the record of a guarded
+// sample that is being freed (live list, estimates, peak profile, probe).
 void FreeGuardedSample(SampledAllocation* record, void* p);
 
 // ---- Called by the free and size paths (runtime/allocator.cc) -------------------

@@ -6,7 +6,7 @@
 #include "os/linux/os_memory.h"
 #include "runtime/allocator.h"
 #include "base/internal_printer.h"
-#include "runtime/sampler.h"
+#include "runtime/sample_records.h"
 
 namespace jsmalloc {
 

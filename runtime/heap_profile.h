@@ -14,7 +14,8 @@
 // single size, that is exactly the weight of each of its samples, so the
 // totals pprof reports are unbiased estimates. The first pair of a line is
 // what pprof shows by default (in-use), the second with --alloc_space; both
-// carry the same numbers here (see sampler.cc for what each profile holds).
+// carry the same numbers here (runtime/profile_output.h says what each
+// profile holds).
 //
 // The first address of a line is a return address minus one (pprof takes it
 // as it is); the others are return addresses (pprof subtracts one).

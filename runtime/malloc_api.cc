@@ -12,6 +12,7 @@
 #include "runtime/allocator.h"
 #include "runtime/background.h"
 #include "runtime/guarded_pool.h"
+#include "runtime/profile_output.h"
 #include "runtime/sampler.h"
 #include "runtime/stack_trace.h"
 #include "runtime/stats.h"

@@ -7,7 +7,7 @@
 #include "os/linux/os_memory.h"
 #include "os/linux/process_info.h"
 #include "base/arena.h"
-#include "runtime/sampler.h"
+#include "runtime/profile_output.h"
 #include "runtime/static_vars.h"
 #include "runtime/stats.h"
 

@@ -15,14 +15,17 @@
 // Span::sample), even when it is small: free() then finds its class is 0 and
 // takes the large-object path, where FreeSlow sees the flag. Neither fast
 // path tests anything for sampling besides the countdown in malloc.
+//
+// This file is the decision and the interval; the records of sampled
+// allocations, the spans kept for them and the sampling stats are in
+// runtime/sample_records.h (runtime/sample_span_cache.h,
+// runtime/sampling_stats.h), the profiles written from them in
+// runtime/profile_output.h.
 #ifndef JSMALLOC_RUNTIME_SAMPLER_H_
 #define JSMALLOC_RUNTIME_SAMPLER_H_
 
 #include <cstddef>
 #include <cstdint>
-
-#include "base/internal_printer.h"
-#include "base/span.h"
 
 namespace jsmalloc {
 
@@ -39,10 +42,8 @@ inline constexpr int64_t kMaxSampleCountdown = int64_t{1} << 62;
 
 // ---- The sampling decision (pure functions; unit-tested) --------------------
 
-// Seeds a per-thread generator (never returns 0).
-uint64_t SamplerSeed(uint64_t salt);
-// Next value of a xorshift64* generator; *state must not be 0.
-uint64_t SamplerNextRandom(uint64_t* state);
+// A thread's generator is base/random.h's, seeded on its first decision.
+
 // An exponentially distributed byte count with the given mean (> 0).
 int64_t DrawSampleInterval(uint64_t* state, size_t mean);
 // The next countdown for a thread: an exponential interval, or
@@ -59,66 +60,21 @@ bool SampleDecision(int64_t* countdown, uint64_t* rng, size_t size, size_t inter
 double SampleProbability(size_t size, size_t interval);
 double SampleWeight(size_t size, size_t interval);
 
-// ---- The process-wide sampler ---------------------------------------------
+// ---- The process-wide interval --------------------------------------------
 
-// Called from Static::Init with the parsed options.
+// Called from Static::Init with the parsed options: the interval, and the
+// sampler's records and profile output (runtime/sample_records.h,
+// runtime/profile_output.h).
 void InitSampling(const Options& options);
-// JSMALLOC_HEAP_PROFILE_SIGNAL: writes PREFIX.PID.N.heap. Called by the
-// report thread (runtime/report_thread.h), never from the signal handler.
-void DumpHeapProfileOnSignal();
 
 size_t GetSampleInterval();
 // 0 turns sampling off. The calling thread draws its next interval at once;
 // other threads switch when their current countdown runs out (at most
 // kSamplingOffRecheckBytes of their allocations when sampling was off).
 void SetSampleInterval(size_t bytes);
-
-// FreeSlow: `span` holds a sampled allocation (span->sample != nullptr) that
-// is being freed. Drops the record; returns true if the sampler keeps the
-// span for a later sample (a small object's), false if the caller must
-// return it to the back-end (the flag is cleared then).
-bool FreeSampled(Span* span);
-// True for a sampled span that was freed and is kept for the next sample.
-bool IsKeptSampledSpan(const Span* span);
-// FlushCaches: the spans kept for samples go back to the back-end.
-void ReleaseKeptSampleSpans();
-// Usable size of the sampled allocation in `span`: what an unsampled
-// allocation of the same request would have had (its class size); 0 if the
-// span holds no sampled allocation (any more).
-size_t SampledAllocatedSize(const Span* span);
-
-struct SamplingStats {
-  size_t interval;
-  uint64_t samples_total;       // samples taken since start
-  size_t live_samples;          // sampled allocations not yet freed
-  size_t live_bytes_estimate;   // unsampled estimate of the live heap (requested bytes)
-  size_t live_objects_estimate;
-  size_t peak_bytes_estimate;   // highest live_bytes_estimate seen
-  bool allocation_profile_active;
-  size_t kept_spans;            // spans of freed samples kept for the next ones
-  size_t kept_bytes;
-};
-SamplingStats GetSamplingStats();
-// The sampling line of the stats report.
-void PrintSamplingSection(Printer* out);
-// Numeric properties "jsmalloc.sampling.*".
-bool GetSamplingProperty(const char* name, size_t* value);
-
-// Profiles, written to `path` in the legacy gperftools heap-profile format
-// (heap_v2), which google-pprof reads. Return false (errno set) on failure.
-bool DumpHeapProfile(const char* path);
-bool DumpPeakHeapProfile(const char* path);
-// False if one is already running (it keeps running).
-bool StartAllocationProfile();
-// Writes every sample taken since the start and ends the profile; false if
-// none was running (errno EINVAL) or the file could not be written.
-bool StopAllocationProfile(const char* path);
-// Library destructor: JSMALLOC_HEAP_PROFILE_ON_EXIT.
-void HeapProfileAtExit();
-
-// fork(): the sampler's lock is taken before every other allocator lock.
-void SamplerLockForFork();
-void SamplerUnlockAfterFork(bool child);
+// The interval profile headers carry: the current one, or while sampling is
+// off the last one that was in effect.
+size_t ProfileHeaderInterval();
 
 }  // namespace jsmalloc
 

@@ -19,7 +19,7 @@
 #include "runtime/hugepage_coverage.h"
 #include "runtime/numa_stats.h"
 #include "runtime/report_thread.h"
-#include "runtime/sampler.h"
+#include "runtime/sampling_stats.h"
 #include "runtime/static_vars.h"
 
 namespace jsmalloc {

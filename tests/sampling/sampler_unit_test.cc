@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/random.h"
 #include "runtime/heap_profile.h"
 #include "runtime/sampler.h"
 #include "runtime/stack_trace.h"
@@ -33,7 +34,7 @@ namespace jsmalloc {
 namespace {
 
 TEST(Sampler, IntervalsAreExponentialWithTheMean) {
-  uint64_t rng = SamplerSeed(12345);
+  uint64_t rng = RandomSeed(12345);
   constexpr size_t kMean = size_t{2} << 20;
   constexpr int kDraws = 1000000;
   double sum = 0, sum_sq = 0;
@@ -57,9 +58,9 @@ TEST(Sampler, IntervalsAreExponentialWithTheMean) {
 }
 
 TEST(Sampler, SmallMeansAndSeeds) {
-  uint64_t rng = SamplerSeed(0);
+  uint64_t rng = RandomSeed(0);
   EXPECT_NE(rng, 0u);
-  EXPECT_NE(SamplerSeed(1), SamplerSeed(2));
+  EXPECT_NE(RandomSeed(1), RandomSeed(2));
   double sum = 0;
   for (int i = 0; i < 200000; ++i) sum += static_cast<double>(DrawSampleInterval(&rng, 100));
   // The countdown is the integer part of an exponential of mean 100.
