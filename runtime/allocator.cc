@@ -6,12 +6,12 @@
 #include "runtime/heap_check.h"
 #include "runtime/guarded_pool.h"
 #include "runtime/sampler.h"
+#include "runtime/thread_lifecycle.h"
 
 namespace jsmalloc {
 
 __thread ThreadState t_state __attribute__((tls_model("initial-exec"))) = {};
 
-ThreadCache* CreateThreadCache();  // static_vars.cc
 
 namespace {
 

@@ -15,6 +15,7 @@
 #include "runtime/sampler.h"
 #include "runtime/stack_trace.h"
 #include "runtime/stats.h"
+#include "runtime/thread_lifecycle.h"
 
 using jsmalloc::Allocate;
 using jsmalloc::AllocateAligned;
@@ -346,10 +347,6 @@ JSMALLOC_API int jsmalloc_get_numa_node(const void* p) {
   jsmalloc::Span* span = jsmalloc::g_pagemap.Get(jsmalloc::PageIdOf(p));
   if (span == nullptr) return -1;
   return jsmalloc::Static::numa_plan().partition_node[span->partition];
-}
-
-namespace jsmalloc {
-void ReleaseThreadCache();  // static_vars.cc
 }
 
 JSMALLOC_API void jsmalloc_mark_thread_idle(void) { jsmalloc::ReleaseThreadCache(); }
