@@ -171,7 +171,6 @@ class CpuCacheT {
 struct RseqCpuEnv {
   int CurrentCpu() { return os::RseqCurrentCpu(); }
   bool EnsureRegistered() { return os::RseqEnsureThreadRegistered(); }
-  void* Pop(PerCpuSlab* slab, int cl) { return os::RseqSlabPop(slab->base(), static_cast<size_t>(cl)); }
   bool Push(PerCpuSlab* slab, int cl, void* p) {
     return os::RseqSlabPush(slab->base(), static_cast<size_t>(cl), p);
   }

@@ -52,17 +52,6 @@ struct NumaTopology {
   int NodeOfCpu(int cpu) const;  // -1 if unknown or out of range
 };
 
-// Parses a Linux cpulist/nodelist ("0-3,8,10-11", trailing newline allowed;
-// empty means no bits) into a bitmap of `bits` bits; `out` must hold
-// (bits+63)/64 words and is zeroed first. False on malformed input or a value
-// >= bits.
-bool ParseCpuList(const char* s, size_t len, uint64_t* out, int bits);
-
-// Parses a /proc/PID/status mask ("00000000,00000003", comma-separated 32-bit
-// hex words, most significant first, trailing newline allowed) into its low
-// 64 bits. False on malformed input.
-bool ParseStatusHexMask(const char* s, size_t len, uint64_t* low64);
-
 // Reads the machine from `node_dir` (normally "/sys/devices/system/node";
 // tests pass a fake tree): node_dir/online, node_dir/has_memory (optional,
 // else = online), node_dir/nodeN/cpulist. Without `online`, nodeN/cpulist for
@@ -110,6 +99,10 @@ bool AddressPolicy(const void* addr, MemPolicy* mode, uint64_t* nodes);
 // nullptr, status, 0); the negative errno from status when the page is not
 // present (-ENOENT, -EFAULT), or -errno if the call fails.
 int NodeOfPage(const void* addr);
+
+// Highest possible CPU number + 1 (/sys/devices/system/cpu/possible; the
+// configured CPU count if unreadable). Read once and cached.
+int PossibleCpuCount();
 
 // The CPU the caller runs on (sched_getcpu), -1 on failure.
 int CurrentCpuSlow();

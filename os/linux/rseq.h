@@ -60,8 +60,6 @@ int RseqCurrentCpu();
 // MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ). False if the kernel cannot.
 bool RseqFenceCpu(int cpu);
 bool RseqFenceAvailable();
-// Highest possible CPU number + 1 (/sys/devices/system/cpu/possible).
-int PossibleCpuCount();
 // Why rseq is unavailable, for the stats report ("" when available).
 const char* RseqUnavailableReason();
 
@@ -159,12 +157,6 @@ __attribute__((always_inline)) inline bool RseqSlabTryPop(uintptr_t base, size_t
   SlabObjectAcquired(result);
   *out = result;
   return true;
-}
-
-// The same, returning nullptr when empty.
-__attribute__((always_inline)) inline void* RseqSlabPop(uintptr_t base, size_t cl) {
-  void* p;
-  return RseqSlabTryPop(base, cl, &p) ? p : nullptr;
 }
 
 // Pushes p on class cl of the current CPU; false when full there (or no
