@@ -18,8 +18,7 @@
 #include <atomic>
 #include <cstddef>
 
-#include "os/linux/os_memory.h"
-#include "os/linux/rseq.h"
+#include "os/os.h"
 #include "probes/jsmalloc_probes.h"
 #include "base/arena.h"
 #include "caches/per_cpu_slab.h"

@@ -1,4 +1,4 @@
-#include "os/linux/guard_pages.h"
+#include "os/os.h"
 
 #include <dlfcn.h>
 #include <errno.h>

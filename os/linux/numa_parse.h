@@ -9,7 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "os/linux/numa.h"
+#include "os/os.h"
 
 namespace jsmalloc::os {
 

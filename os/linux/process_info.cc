@@ -1,4 +1,4 @@
-#include "os/linux/process_info.h"
+#include "os/os.h"
 
 #include <errno.h>
 #include <signal.h>

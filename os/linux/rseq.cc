@@ -1,4 +1,4 @@
-#include "os/linux/rseq.h"
+#include "os/os.h"
 
 #include <errno.h>
 #include <linux/membarrier.h>

@@ -15,7 +15,7 @@
 
 #include "backend/page_heap.h"
 #include "caches/central_free_list.h"
-#include "os/linux/numa.h"
+#include "os/os.h"
 #include "tests/unit/test_support.h"
 
 #if defined(__SANITIZE_THREAD__)
