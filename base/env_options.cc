@@ -2,8 +2,7 @@
 
 #include <cstring>
 
-#include "os/linux/os_memory.h"
-#include "os/linux/process_info.h"
+#include "os/os.h"
 #include "base/internal_printer.h"
 
 namespace jsmalloc {

@@ -2,7 +2,7 @@
 
 #include <errno.h>
 
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "runtime/heap_check.h"
 #include "runtime/guarded_pool.h"
 #include "runtime/sampler.h"

@@ -7,10 +7,7 @@
 #include <new>
 
 #include "base/freelist_link.h"
-#include "os/linux/clock.h"
-#include "os/linux/numa.h"
-#include "os/linux/os_memory.h"
-#include "os/linux/thp.h"
+#include "os/os.h"
 #include "runtime/allocator.h"
 #include "runtime/background.h"
 #include "runtime/heap_check.h"

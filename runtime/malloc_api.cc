@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "jsmalloc/jsmalloc.h"
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "backend/memory_limiter.h"
 #include "runtime/allocator.h"
 #include "runtime/background.h"

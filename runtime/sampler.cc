@@ -11,8 +11,7 @@
 #include <atomic>
 #include <cstring>
 
-#include "os/linux/clock.h"
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "probes/jsmalloc_probes.h"
 #include "runtime/allocator.h"
 #include "base/arena.h"
