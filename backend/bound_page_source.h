@@ -8,7 +8,7 @@
 #include <atomic>
 
 #include "backend/page_allocator.h"
-#include "os/linux/numa.h"
+#include "os/os.h"
 
 namespace jsmalloc {
 

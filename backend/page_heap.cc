@@ -1,6 +1,6 @@
 #include "backend/page_heap.h"
 
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "probes/jsmalloc_probes.h"
 
 namespace jsmalloc {

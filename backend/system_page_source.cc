@@ -2,8 +2,7 @@
 
 #include <sys/mman.h>
 
-#include "os/linux/os_memory.h"
-#include "os/linux/thp.h"
+#include "os/os.h"
 #include "probes/jsmalloc_probes.h"
 
 namespace jsmalloc {

@@ -9,7 +9,7 @@
 #include <atomic>
 
 #include "backend/page_allocator.h"
-#include "os/linux/madvise_batcher.h"
+#include "os/os.h"
 #include "base/spinlock.h"
 
 namespace jsmalloc {

@@ -1,6 +1,6 @@
 #include "base/arena.h"
 
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 
 namespace jsmalloc {
 

@@ -2,8 +2,7 @@
 
 #include <cstring>
 
-#include "os/linux/os_memory.h"
-#include "os/linux/process_info.h"
+#include "os/os.h"
 #include "base/internal_printer.h"
 
 namespace jsmalloc {
@@ -260,7 +259,7 @@ void ShowNumaBind(const Options& o, Printer* p) {
   p->Str(o.numa_bind == 0 ? "none" : (o.numa_bind == 1 ? "preferred" : "strict"));
 }
 
-// Checked against the topology parser at initialisation (static_vars.cc).
+// Checked against the topology parser at initialisation (runtime/init.cc).
 bool ApplyTopology(const char* v, Options* o) {
   size_t n = strlen(v);
   if (n == 0 || n >= kOptionPathLen) return false;

@@ -1,7 +1,6 @@
 #include "base/freelist_link.h"
 
-#include "os/linux/clock.h"
-#include "os/linux/process_info.h"
+#include "os/os.h"
 
 namespace jsmalloc {
 

@@ -14,7 +14,7 @@
 
 #include <cstdint>
 
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "base/pagemap.h"
 
 namespace jsmalloc {

@@ -1,6 +1,6 @@
 #include "base/spinlock.h"
 
-#include "os/linux/futex.h"
+#include "os/os.h"
 
 namespace jsmalloc {
 

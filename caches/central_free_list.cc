@@ -1,6 +1,6 @@
 #include "caches/central_free_list.h"
 
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "base/freelist_link.h"
 #include "probes/jsmalloc_probes.h"
 

@@ -1,6 +1,6 @@
 #include "caches/cpu_cache.h"
 
-#include "os/linux/clock.h"
+#include "os/os.h"
 
 namespace jsmalloc {
 

@@ -18,8 +18,7 @@
 #include <atomic>
 #include <cstddef>
 
-#include "os/linux/os_memory.h"
-#include "os/linux/rseq.h"
+#include "os/os.h"
 #include "probes/jsmalloc_probes.h"
 #include "base/arena.h"
 #include "caches/per_cpu_slab.h"
@@ -171,7 +170,6 @@ class CpuCacheT {
 struct RseqCpuEnv {
   int CurrentCpu() { return os::RseqCurrentCpu(); }
   bool EnsureRegistered() { return os::RseqEnsureThreadRegistered(); }
-  void* Pop(PerCpuSlab* slab, int cl) { return os::RseqSlabPop(slab->base(), static_cast<size_t>(cl)); }
   bool Push(PerCpuSlab* slab, int cl, void* p) {
     return os::RseqSlabPush(slab->base(), static_cast<size_t>(cl), p);
   }

@@ -1,6 +1,6 @@
 #include "caches/per_cpu_slab.h"
 
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 
 namespace jsmalloc {
 

@@ -14,7 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "os/linux/rseq.h"
+#include "os/os.h"
 #include "base/size_class_table.h"
 
 namespace jsmalloc {

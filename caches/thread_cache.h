@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "base/arena.h"
 #include "base/size_map.h"
 #include "base/spinlock.h"

@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "probes/jsmalloc_probes.h"
 #include "base/freelist_link.h"
 

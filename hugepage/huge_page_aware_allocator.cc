@@ -1,7 +1,6 @@
 #include "hugepage/huge_page_aware_allocator.h"
 
-#include "os/linux/futex.h"
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "probes/jsmalloc_probes.h"
 
 namespace jsmalloc {

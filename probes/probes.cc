@@ -1,7 +1,7 @@
 // The probe semaphores and the probe helpers other components call.
 #include "probes/jsmalloc_probes.h"
 
-#include "os/linux/clock.h"
+#include "os/os.h"
 
 // One 16-bit semaphore per probe in section .probes, where tracers (bcc,
 // bpftrace, SystemTap) look for them to turn the address in the note into a

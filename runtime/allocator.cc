@@ -2,16 +2,17 @@
 
 #include <errno.h>
 
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "runtime/heap_check.h"
 #include "runtime/guarded_pool.h"
 #include "runtime/sample_records.h"
+#include "runtime/sampler.h"
+#include "runtime/thread_lifecycle.h"
 
 namespace jsmalloc {
 
 __thread ThreadState t_state __attribute__((tls_model("initial-exec"))) = {};
 
-ThreadCache* CreateThreadCache();  // static_vars.cc
 
 namespace {
 

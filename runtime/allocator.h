@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "os/linux/rseq.h"
+#include "os/os.h"
 #include "base/size_map.h"
 #include "runtime/static_vars.h"
 #include "caches/thread_cache.h"

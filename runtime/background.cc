@@ -6,9 +6,7 @@
 
 #include "hugepage/huge_page_aware_allocator.h"
 #include "backend/memory_limiter.h"
-#include "os/linux/clock.h"
-#include "os/linux/helper_thread.h"
-#include "os/linux/madvise_batcher.h"
+#include "os/os.h"
 #include "probes/jsmalloc_probes.h"
 #include "runtime/static_vars.h"
 

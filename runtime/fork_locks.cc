@@ -5,7 +5,10 @@
 #include "runtime/guarded_pool.h"
 #include "runtime/sample_records.h"
 #include "runtime/stack_trace.h"
+#include "runtime/static_state.h"
 #include "runtime/static_vars.h"
+#include "runtime/report_thread.h"
+#include "runtime/background.h"
 #include "runtime/stats.h"
 
 namespace jsmalloc {
@@ -88,6 +91,34 @@ void LockAllForFork() {
 
 void UnlockAllAfterFork(bool child) {
   for (int i = kCount - 1; i >= 0; --i) kTable[i].unlock(child);
+}
+
+// The pthread_atfork hooks (registered by Static::RegisterThreadHooks).
+void Static::LockInitForFork() { g_init_lock.Lock(); }
+void Static::UnlockInitAfterFork(bool child) {
+  if (child) g_init_lock.ResetAfterFork();
+  else g_init_lock.Unlock();
+}
+
+// Registered only once the allocator is built, so every lock exists. The
+// table and its order: runtime/fork_locks.cc.
+void Static::PrepareFork() {
+  if (!inited()) return;
+  LockAllForFork();
+}
+
+void Static::ParentAfterFork() {
+  if (!inited()) return;
+  UnlockAllAfterFork(false);
+}
+
+void Static::ChildAfterFork() {
+  if (!inited()) return;
+  UnlockAllAfterFork(true);
+  // The parent's helper threads do not exist here.
+  BackgroundAfterForkChild();
+  // Last: starting a thread may allocate, which needs every lock usable.
+  ReportThreadAfterForkChild();
 }
 
 }  // namespace jsmalloc

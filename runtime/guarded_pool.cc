@@ -4,9 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "os/linux/clock.h"
-#include "os/linux/guard_pages.h"
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "base/arena.h"
 #include "base/env_options.h"
 #include "base/random.h"

@@ -122,7 +122,7 @@ bool GetGuardedProperty(const char* name, size_t* value);
 // The property names (for PropertyNames); returns how many there are.
 size_t GuardedPropertyNames(const char** names, size_t max);
 
-// ---- fork() (runtime/static_vars.cc): taken right after the sampler's lock ------
+// ---- fork() (runtime/fork_locks.cc): taken right after the sampler's lock ------
 void GuardedLockForFork();
 void GuardedUnlockAfterFork(bool child);
 

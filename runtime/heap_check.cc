@@ -2,8 +2,7 @@
 
 #include <climits>
 
-#include "os/linux/clock.h"
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "runtime/allocator.h"
 #include "base/internal_printer.h"
 #include "runtime/sample_records.h"

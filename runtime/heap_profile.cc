@@ -7,8 +7,7 @@
 
 #include <cstring>
 
-#include "os/linux/file_io.h"
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "base/internal_printer.h"
 
 namespace jsmalloc {

@@ -1,7 +1,7 @@
 #include "runtime/hugepage_coverage.h"
 
 #include "hugepage/huge_page_aware_allocator.h"
-#include "os/linux/thp.h"
+#include "os/os.h"
 #include "base/spinlock.h"
 #include "runtime/static_vars.h"
 

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "jsmalloc/jsmalloc.h"
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "backend/memory_limiter.h"
 #include "runtime/allocator.h"
 #include "runtime/background.h"
@@ -16,6 +16,7 @@
 #include "runtime/sampler.h"
 #include "runtime/stack_trace.h"
 #include "runtime/stats.h"
+#include "runtime/thread_lifecycle.h"
 
 using jsmalloc::Allocate;
 using jsmalloc::AllocateAligned;
@@ -347,10 +348,6 @@ JSMALLOC_API int jsmalloc_get_numa_node(const void* p) {
   jsmalloc::Span* span = jsmalloc::g_pagemap.Get(jsmalloc::PageIdOf(p));
   if (span == nullptr) return -1;
   return jsmalloc::Static::numa_plan().partition_node[span->partition];
-}
-
-namespace jsmalloc {
-void ReleaseThreadCache();  // static_vars.cc
 }
 
 JSMALLOC_API void jsmalloc_mark_thread_idle(void) { jsmalloc::ReleaseThreadCache(); }

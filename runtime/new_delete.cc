@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <new>
 
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "runtime/allocator.h"
 #include "runtime/heap_check.h"
 #include "base/internal_printer.h"

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "os/linux/numa.h"
+#include "os/os.h"
 
 namespace jsmalloc {
 

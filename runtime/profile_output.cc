@@ -5,7 +5,7 @@
 
 #include <atomic>
 
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "base/env_options.h"
 #include "base/internal_printer.h"
 #include "runtime/heap_profile.h"

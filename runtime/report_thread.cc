@@ -2,10 +2,7 @@
 
 #include <atomic>
 
-#include "os/linux/futex.h"
-#include "os/linux/helper_thread.h"
-#include "os/linux/os_memory.h"
-#include "os/linux/process_info.h"
+#include "os/os.h"
 #include "base/arena.h"
 #include "runtime/profile_output.h"
 #include "runtime/static_vars.h"

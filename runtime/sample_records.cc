@@ -6,7 +6,7 @@
 #include <cstring>
 #include <new>
 
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "probes/jsmalloc_probes.h"
 #include "base/arena.h"
 #include "base/env_options.h"

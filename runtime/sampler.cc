@@ -2,7 +2,7 @@
 
 #include <atomic>
 
-#include "os/linux/clock.h"
+#include "os/os.h"
 #include "base/env_options.h"
 #include "base/log_exp.h"
 #include "base/random.h"

@@ -6,7 +6,7 @@
 #include <atomic>
 #include <cstring>
 
-#include "os/linux/file_io.h"
+#include "os/os.h"
 #include "base/spinlock.h"
 
 extern "C" {

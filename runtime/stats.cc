@@ -5,12 +5,9 @@
 
 #include "backend/page_allocator.h"
 #include "jsmalloc/jsmalloc.h"
-#include "os/linux/os_memory.h"
-#include "os/linux/process_info.h"
-#include "os/linux/rseq.h"
+#include "os/os.h"
 #include "hugepage/huge_page_aware_allocator.h"
 #include "backend/memory_limiter.h"
-#include "os/linux/thp.h"
 #include "runtime/allocator.h"
 #include "runtime/background.h"
 #include "base/freelist_link.h"

@@ -293,6 +293,46 @@ def write_csv(path, rows, med, args):
                        + mem_cells(vals))
 
 
+# ------------------------------------------------------ chart helpers --
+# The pieces of the gnuplot scripts Report.charts() writes (Report._chart puts
+# them in one frame).
+
+# The clustered bar charts' settings (ratios, times_vs_glibc).
+HISTOGRAM = ["set style data histograms",
+             "set style histogram clustered gap 1",
+             "set style fill solid 0.85 border -1",
+             "set boxwidth 0.9",
+             "set yrange [0:*]",
+             "set grid ytics",
+             "set xtics rotate by -25"]
+
+
+def chart_style(alloc):
+    return CHART_STYLE.get(alloc, "lw 2")
+
+
+def hline(y, style):
+    """A horizontal line across the chart at y (a target, the 1 of a ratio)."""
+    return f"set arrow from graph 0, first {y} to graph 1, first {y} nohead {style}"
+
+
+def write_dat(path, header, rows):
+    """A gnuplot data file: `# header`, then a line per (label, values),
+    a value of None written NaN."""
+    with open(path, "w") as f:
+        f.write(f"# {header}\n")
+        for label, vals in rows:
+            f.write(label + " " + " ".join("NaN" if v is None else str(v) for v in vals) + "\n")
+
+
+def columns(dat, items):
+    """Plot items drawn from columns of the one data file dat: per
+    (using, rest), `<file> using <using> <rest>`, the first naming the file
+    and the others reusing it ('')."""
+    return [(f"'{dat}'" if i == 0 else "''") + f" using {u} {rest}"
+            for i, (u, rest) in enumerate(items)]
+
+
 class Report:
     def __init__(self, run, machine, rows, med, micro, callgrind, peers):
         self.run = run
@@ -393,33 +433,20 @@ class Report:
         if not allocs:
             return None
         dat = os.path.join(data_dir, f"latency_{wl}.dat")
-        with open(dat, "w") as f:
-            f.write("# point " + " ".join(allocs) + "  (microseconds)\n")
-            for label, key in LATENCY_POINTS:
-                vals = []
-                for a in allocs:
-                    v = self.value(wl, a, key)
-                    vals.append(str(v / 1e3) if v is not None and v > 0 else "NaN")
-                f.write(label + " " + " ".join(vals) + "\n")
-        png = os.path.join(chart_dir, f"latency_{wl}.png")
-        plots = []
-        for i, a in enumerate(allocs):
-            src = f"'{dat}'" if i == 0 else "''"
-            plots.append(f"{src} using 0:{i + 2}:xtic(1) with linespoints title '{a}' "
-                         f"{CHART_STYLE.get(a, 'lw 2')} pt 7")
-        script = f"""
-set terminal pngcairo size 900,480 noenhanced font "sans,10"
-set output '{png}'
-set title '{wl}: request latency percentiles (median of runs; lower is better)'
-set logscale y
-set grid ytics mytics
-set ylabel 'microseconds (log scale)'
-set xlabel 'percentile'
-set xrange [-0.3:{len(LATENCY_POINTS) - 0.7}]
-set key top left
-plot {", ".join(plots)}
-"""
-        return png if self._gnuplot(script, data_dir, f"latency_{wl}") else None
+
+        def micros(a, key):
+            v = self.value(wl, a, key)
+            return v / 1e3 if v is not None and v > 0 else None
+        write_dat(dat, "point " + " ".join(allocs) + "  (microseconds)",
+                  [(label, [micros(a, key) for a in allocs]) for label, key in LATENCY_POINTS])
+        return self._chart(
+            chart_dir, data_dir, f"latency_{wl}", "900,480",
+            f"{wl}: request latency percentiles (median of runs; lower is better)",
+            ["set logscale y", "set grid ytics mytics", "set ylabel 'microseconds (log scale)'",
+             "set xlabel 'percentile'", f"set xrange [-0.3:{len(LATENCY_POINTS) - 0.7}]",
+             "set key top left"],
+            columns(dat, [(f"0:{i + 2}:xtic(1)", f"with linespoints title '{a}' {chart_style(a)} pt 7")
+                          for i, a in enumerate(allocs)]))
 
     def latency_markdown(self, charts, doc_dir):
         L = ["## Request latency", ""]
@@ -1002,42 +1029,38 @@ plot {", ".join(plots)}
                 if n == 0:
                     continue
                 peaks.append(peak)
-                style = CHART_STYLE.get(a, "lw 2")
-                plots.append(f"'{dat}' using 1:2 with lines {style} "
+                plots.append(f"'{dat}' using 1:2 with lines {chart_style(a)} "
                              f"title '{a} (run {r['run']}, {r['wall_s']:.1f} s)'")
             if not plots:
                 continue
-            png = os.path.join(chart_dir, fname)
             log_y = max(peaks) > 10 * max(1, min(peaks))
             if normalised:
                 xlabel = ("fraction of the run (0 = start, 1 = exit; the wall time of each run is in "
                           "the key)")
-                extra = "set xrange [0:1]\n"
+                extra = ["set xrange [0:1]"]
             elif shifted:
                 xlabel = "seconds since the frees (the idle period runs from 0 to 10 s; before 0: the burst)"
-                extra = ("set arrow from 0, graph 0 to 0, graph 1 nohead dt 2 lc rgb '#333333'\n"
-                         "set arrow from 10, graph 0 to 10, graph 1 nohead dt 2 lc rgb '#333333'\n"
-                         "set xrange [*:*]\n")
+                extra = ["set arrow from 0, graph 0 to 0, graph 1 nohead dt 2 lc rgb '#333333'",
+                         "set arrow from 10, graph 0 to 10, graph 1 nohead dt 2 lc rgb '#333333'",
+                         "set xrange [*:*]"]
             else:
                 xlabel = "elapsed (s)"
-                extra = "set xrange [0:*]\n"
+                extra = ["set xrange [0:*]"]
             what = {"idle_after_burst": "burst, 90% freed, then 10 s idle",
                     "sparse_large": "1-5 MiB buffers with only 4 KiB written",
                     "fragmented_trim": "fill, free 15/16, trim",
                     "soak": "paced 4-thread churn, ~130 MiB live",
                     "steady_churn": "working set in waves"}.get(wl, "")
-            script = f"""
-set terminal pngcairo size 1100,540 noenhanced font "sans,10"
-set output '{png}'
-set title "{wl}: {what}\\nresident set size sampled by bench/run every {int(RSS_INTERVAL * 1000)} ms, scale {self.run['scale']:g}, the median-peak run of each allocator"
-set xlabel '{xlabel}'
-set ylabel 'RSS (MiB{", log scale" if log_y else ""})'
-set grid
-set key outside right
-{"set logscale y" + chr(10) + "set yrange [1:*]" if log_y else "set yrange [0:*]"}
-{extra}plot {", ".join(plots)}
-"""
-            if self._gnuplot(script, data_dir, f"rss_{wl}"):
+            png = self._chart(
+                chart_dir, data_dir, f"rss_{wl}", "1100,540",
+                f"{wl}: {what}\nresident set size sampled by bench/run every "
+                f"{int(RSS_INTERVAL * 1000)} ms, scale {self.run['scale']:g}, the median-peak run "
+                "of each allocator",
+                [f"set xlabel '{xlabel}'", f"set ylabel 'RSS (MiB{', log scale' if log_y else ''})'",
+                 "set grid", "set key outside right"]
+                + (["set logscale y", "set yrange [1:*]"] if log_y else ["set yrange [0:*]"]) + extra,
+                plots, png_name=fname)
+            if png:
                 made[f"rss_{wl}"] = png
         if "soak" in self.workloads:
             plots = []
@@ -1051,23 +1074,16 @@ set key outside right
                         ms, rss, live = (int(x) for x in line.split())
                         if live > 0:
                             out.write(f"{ms / 1000:.2f} {rss / live:.4f}\n")
-                style = CHART_STYLE.get(a, "lw 2")
-                plots.append(f"'{dat}' using 1:2 with lines {style} title '{a} (run {r['run']})'")
+                plots.append(f"'{dat}' using 1:2 with lines {chart_style(a)} title '{a} (run {r['run']})'")
             if plots:
-                png = os.path.join(chart_dir, "soak_rss_live.png")
-                script = f"""
-set terminal pngcairo size 1100,540 noenhanced font "sans,10"
-set output '{png}'
-set title "soak: RSS / live bytes over time\\nsampled by the workload every 100 ms, scale {self.run['scale']:g}, the median-peak run of each allocator"
-set xlabel 'elapsed (s)'
-set ylabel 'RSS / live bytes requested'
-set grid
-set key outside right
-set xrange [0:*]
-set yrange [1:*]
-plot {", ".join(plots)}
-"""
-                if self._gnuplot(script, data_dir, "soak_rss_live"):
+                png = self._chart(
+                    chart_dir, data_dir, "soak_rss_live", "1100,540",
+                    "soak: RSS / live bytes over time\nsampled by the workload every 100 ms, scale "
+                    f"{self.run['scale']:g}, the median-peak run of each allocator",
+                    ["set xlabel 'elapsed (s)'", "set ylabel 'RSS / live bytes requested'", "set grid",
+                     "set key outside right", "set xrange [0:*]", "set yrange [1:*]"],
+                    plots)
+                if png:
                     made["soak_rss_live"] = png
         return made
 
@@ -1389,78 +1405,67 @@ plot {", ".join(plots)}
         os.makedirs(data_dir, exist_ok=True)
         made = {}
         if self.has_js and self.peers:
-            dat = os.path.join(data_dir, "ratios.dat")
-            with open(dat, "w") as f:
-                f.write("# workload time_ratio rss_ratio\n")
-                for wl in self.workloads:
-                    t, r = self.ratio(wl, "wall_s"), self.ratio(wl, "maxrss_kib")
-                    f.write(f"{wl} {t if t is not None else 'NaN'} {r if r is not None else 'NaN'}\n")
-                t, r = self.geo_ratio("wall_s"), self.geo_ratio("maxrss_kib")
-                f.write(f"geomean {t if t is not None else 'NaN'} {r if r is not None else 'NaN'}\n")
-            # Only paced workloads: no wall-time ratio to draw (gnuplot
-            # rejects an all-NaN histogram column), so draw RSS alone.
-            has_time = t is not None
-            bars = ("'{0}' using 2:xtic(1) title 'wall time' lc rgb '#1f77b4', "
-                    "'' using 3 title 'peak RSS' lc rgb '#ff7f0e'" if has_time else
-                    "'{0}' using 3:xtic(1) title 'peak RSS' lc rgb '#ff7f0e'").format(dat)
-            png = os.path.join(chart_dir, "ratios.png")
-            script = f"""
-set terminal pngcairo size 1100,520 noenhanced font "sans,10"
-set output '{png}'
-set title 'JSMalloc / best peer (glibc, jemalloc, tcmalloc, mimalloc) per workload: below 1 is better'
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.85 border -1
-set boxwidth 0.9
-set yrange [0:*]
-set grid ytics
-set xtics rotate by -25
-set ylabel 'ratio'
-set key top left
-set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 2 lc rgb '#333333'
-set arrow from graph 0, first {TIME_TARGET} to graph 1, first {TIME_TARGET} nohead dt 3 lw 1 lc rgb '#1f77b4'
-plot {bars}
-"""
-            if self._gnuplot(script, data_dir, "ratios"):
-                made["ratios"] = png
+            made["ratios"] = self.ratios_chart(chart_dir, data_dir)
         if "glibc" in self.allocs and len(self.allocs) > 1:
-            dat = os.path.join(data_dir, "times_vs_glibc.dat")
-            with open(dat, "w") as f:
-                f.write("# workload " + " ".join(self.allocs) + "\n")
-                for wl in self.workloads:
-                    g = self.value(wl, "glibc", "wall_s")
-                    vals = []
-                    for a in self.allocs:
-                        v = self.value(wl, a, "wall_s")
-                        vals.append(str(v / g) if v is not None and g else "NaN")
-                    f.write(wl + " " + " ".join(vals) + "\n")
-            png = os.path.join(chart_dir, "times_vs_glibc.png")
-            cols = ", ".join([f"'{dat}' using 2:xtic(1) title '{self.allocs[0]}'"] +
-                             [f"'' using {i + 2} title '{a}'" for i, a in enumerate(self.allocs) if i])
-            script = f"""
-set terminal pngcairo size 1200,520 noenhanced font "sans,10"
-set output '{png}'
-set title 'Wall time normalised to glibc (median of runs): below 1 is faster than glibc'
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.85 border -1
-set boxwidth 0.9
-set yrange [0:*]
-set grid ytics
-set xtics rotate by -25
-set key top left horizontal
-set ylabel 'time / glibc time'
-set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lw 1 lc rgb '#333333'
-plot {cols}
-"""
-            if self._gnuplot(script, data_dir, "times_vs_glibc"):
-                made["times_vs_glibc"] = png
+            made["times_vs_glibc"] = self.times_chart(chart_dir, data_dir)
         made.update(self.rss_charts(chart_dir, data_dir))
         for wl in self.latency_workloads():
-            png = self.latency_chart(wl, chart_dir, data_dir)
-            if png:
-                made[f"latency_{wl}"] = png
-        return made
+            made[f"latency_{wl}"] = self.latency_chart(wl, chart_dir, data_dir)
+        return {name: png for name, png in made.items() if png}
+
+    def ratios_chart(self, chart_dir, data_dir):
+        """JSMalloc / best peer, wall time and peak RSS, per workload and
+        their geomeans."""
+        dat = os.path.join(data_dir, "ratios.dat")
+        rows = [(wl, [self.ratio(wl, "wall_s"), self.ratio(wl, "maxrss_kib")]) for wl in self.workloads]
+        rows.append(("geomean", [self.geo_ratio("wall_s"), self.geo_ratio("maxrss_kib")]))
+        write_dat(dat, "workload time_ratio rss_ratio", rows)
+        # Only paced workloads (no geomean of wall-time ratios): no wall-time
+        # ratio to draw (gnuplot rejects an all-NaN histogram column), so
+        # draw RSS alone.
+        has_time = rows[-1][1][0] is not None
+        rss = "title 'peak RSS' lc rgb '#ff7f0e'"
+        bars = ([("2:xtic(1)", "title 'wall time' lc rgb '#1f77b4'"), ("3", rss)]
+                if has_time else [("3:xtic(1)", rss)])
+        return self._chart(
+            chart_dir, data_dir, "ratios", "1100,520",
+            "JSMalloc / best peer (glibc, jemalloc, tcmalloc, mimalloc) per workload: below 1 is better",
+            HISTOGRAM + ["set ylabel 'ratio'", "set key top left",
+                         hline(1, "dt 2 lw 2 lc rgb '#333333'"),
+                         hline(TIME_TARGET, "dt 3 lw 1 lc rgb '#1f77b4'")],
+            columns(dat, bars))
+
+    def times_chart(self, chart_dir, data_dir):
+        """Every configuration's wall time over glibc's, per workload."""
+        dat = os.path.join(data_dir, "times_vs_glibc.dat")
+
+        def vs_glibc(wl, a):
+            g, v = self.value(wl, "glibc", "wall_s"), self.value(wl, a, "wall_s")
+            return v / g if v is not None and g else None
+        write_dat(dat, "workload " + " ".join(self.allocs),
+                  [(wl, [vs_glibc(wl, a) for a in self.allocs]) for wl in self.workloads])
+        return self._chart(
+            chart_dir, data_dir, "times_vs_glibc", "1200,520",
+            "Wall time normalised to glibc (median of runs): below 1 is faster than glibc",
+            HISTOGRAM + ["set key top left horizontal", "set ylabel 'time / glibc time'",
+                         hline(1, "dt 2 lw 1 lc rgb '#333333'")],
+            columns(dat, [(f"{i + 2}" + (":xtic(1)" if i == 0 else ""), f"title '{a}'")
+                          for i, a in enumerate(self.allocs)]))
+
+    def _chart(self, chart_dir, data_dir, name, size, title, settings, plots, png_name=None):
+        """One gnuplot chart: writes <data_dir>/<name>.gp, which draws
+        <chart_dir>/<png_name, else name.png> at size ("width,height"
+        pixels) with the title, the settings (gnuplot lines) and the plot
+        items, and runs it; returns the PNG's path, None where gnuplot
+        failed. A title of two lines goes in double quotes, where gnuplot
+        reads \\n as a line break."""
+        png = os.path.join(chart_dir, png_name or f"{name}.png")
+        title = ('"' + title.replace("\n", "\\n") + '"') if "\n" in title else f"'{title}'"
+        lines = ([f'set terminal pngcairo size {size} noenhanced font "sans,10"',
+                  f"set output '{png}'", f"set title {title}"]
+                 + settings + [f"plot {', '.join(plots)}"])
+        script = "\n" + "".join(line + "\n" for line in lines)
+        return png if self._gnuplot(script, data_dir, name) else None
 
     @staticmethod
     def _gnuplot(script, data_dir, name):

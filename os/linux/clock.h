@@ -1,4 +1,5 @@
-// Monotonic time for policies (cache resizing, release rates). Coarse is
+// Clocks, inline (os/os.h includes this header; include os/os.h instead).
+// Monotonic time for policies (cache resizing, release rates): coarse is
 // enough and costs no system call (vDSO).
 #ifndef JSMALLOC_OS_LINUX_CLOCK_H_
 #define JSMALLOC_OS_LINUX_CLOCK_H_

@@ -47,6 +47,38 @@ void CloseFile(int fd) {
   errno = saved_errno;
 }
 
+long ReadSome(int fd, void* buf, size_t n) {
+  const int saved_errno = errno;
+  long got;
+  do {
+    got = syscall(SYS_read, fd, buf, n);
+  } while (got < 0 && errno == EINTR);
+  errno = saved_errno;
+  return got < 0 ? -1 : got;
+}
+
+long ReadSmallFile(const char* path, char* buf, size_t cap, bool* truncated) {
+  if (truncated != nullptr) *truncated = false;
+  if (cap == 0) return -1;
+  buf[0] = '\0';
+  const int fd = OpenForReading(path);
+  if (fd < 0) return -1;
+  size_t have = 0;
+  long got = 0;
+  while (have + 1 < cap) {
+    got = ReadSome(fd, buf + have, cap - 1 - have);
+    if (got <= 0) break;
+    have += static_cast<size_t>(got);
+  }
+  if (got >= 0 && have + 1 >= cap && truncated != nullptr) {
+    char probe;
+    *truncated = ReadSome(fd, &probe, 1) > 0;
+  }
+  CloseFile(fd);
+  buf[have] = '\0';
+  return got < 0 ? -1 : static_cast<long>(have);
+}
+
 bool IsSpecialFile(const char* path) {
   int saved = errno;
   struct stat st;

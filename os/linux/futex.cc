@@ -1,4 +1,4 @@
-#include "os/linux/futex.h"
+#include "os/os.h"
 
 #include <errno.h>
 #include <linux/futex.h>

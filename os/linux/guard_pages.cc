@@ -1,11 +1,10 @@
-#include "os/linux/guard_pages.h"
+#include "os/os.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/auxv.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
@@ -14,27 +13,16 @@
 #include <atomic>
 #include <cstring>
 
+#include "os/linux/os_memory.h"
+
 namespace jsmalloc::os {
 
 namespace {
 
-#ifndef PR_SET_VMA
-#define PR_SET_VMA 0x53564d41
-#define PR_SET_VMA_ANON_NAME 0
-#endif
-
-constinit std::atomic<bool> g_names_unsupported{false};
-
-// "[anon:jsmalloc-guarded]" in /proc/PID/maps (CONFIG_ANON_VMA_NAME). After
-// MakeInaccessible replaced part of the pool, the piece is renamed so that it
-// merges back with its neighbours.
-void NameRange(void* p, size_t bytes) {
-  if (g_names_unsupported.load(std::memory_order_relaxed)) return;
-  if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(p), bytes,
-            reinterpret_cast<unsigned long>("jsmalloc-guarded")) != 0) {
-    g_names_unsupported.store(true, std::memory_order_relaxed);
-  }
-}
+// "[anon:jsmalloc-guarded]" in /proc/PID/maps. After MakeInaccessible
+// replaced part of the pool, the piece is renamed so that it merges back
+// with its neighbours.
+void NameRange(void* p, size_t bytes) { NameMapping(p, bytes, "jsmalloc-guarded"); }
 
 constinit std::atomic<FaultCallback> g_callback{nullptr};
 // 0: not installed, 1: being installed, 2: installed, 3: sigaction failed.

@@ -1,4 +1,4 @@
-#include "os/linux/helper_thread.h"
+#include "os/os.h"
 
 #include <pthread.h>
 #include <signal.h>

@@ -1,11 +1,18 @@
-#include "os/linux/madvise_batcher.h"
+#include "os/os.h"
 
 #include <errno.h>
+#include <liburing.h>
 #include <sys/mman.h>
 
-#include "os/linux/os_memory.h"
+#include <new>
 
 namespace jsmalloc::os {
+
+io_uring* MadviseBatcher::Ring() {
+  static_assert(sizeof(io_uring) <= sizeof(ring_storage_) && alignof(io_uring) <= 8,
+                "the ring storage (os/os.h) must hold liburing's struct io_uring");
+  return std::launder(reinterpret_cast<io_uring*>(ring_storage_));
+}
 
 bool MadviseBatcher::Init(int advice, bool allow_io_uring) {
   Shutdown();
@@ -21,7 +28,8 @@ bool MadviseBatcher::Init(int advice, bool allow_io_uring) {
     rc = -fail_setup_errno_;
     fail_setup_errno_ = 0;
   } else {
-    rc = io_uring_queue_init(kMaxBatch, &ring_, 0);
+    new (ring_storage_) io_uring();
+    rc = io_uring_queue_init(kMaxBatch, Ring(), 0);
   }
   if (rc < 0) {
     reason_ = rc == -EPERM   ? "plain madvise (io_uring not permitted: kernel.io_uring_disabled or seccomp)"
@@ -30,11 +38,11 @@ bool MadviseBatcher::Init(int advice, bool allow_io_uring) {
     errno = saved;
     return true;
   }
-  io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
+  io_uring_probe* probe = io_uring_get_probe_ring(Ring());
   bool supported = probe != nullptr && io_uring_opcode_supported(probe, IORING_OP_MADVISE);
   if (probe != nullptr) io_uring_free_probe(probe);
   if (!supported) {
-    io_uring_queue_exit(&ring_);
+    io_uring_queue_exit(Ring());
     reason_ = "plain madvise (kernel lacks IORING_OP_MADVISE)";
     errno = saved;
     return true;
@@ -49,7 +57,7 @@ bool MadviseBatcher::Init(int advice, bool allow_io_uring) {
 void MadviseBatcher::Shutdown() {
   Flush();
   if (ring_ready_) {
-    io_uring_queue_exit(&ring_);
+    io_uring_queue_exit(Ring());
     ring_ready_ = false;
   }
   mode_ = Mode::kDirect;
@@ -89,7 +97,7 @@ bool Retryable(int rc) { return rc == -EINTR || rc == -EAGAIN || rc == -EBUSY; }
 }  // namespace
 
 void MadviseBatcher::StopRing(const char* reason) {
-  io_uring_queue_exit(&ring_);
+  io_uring_queue_exit(Ring());
   ring_ready_ = false;
   mode_ = Mode::kDirect;
   reason_ = reason;
@@ -104,7 +112,7 @@ int MadviseBatcher::SubmitAll() {
     ++syscalls_;
     // The first call also waits for the whole batch (one system call in the
     // usual case); a call after a partial submission only submits.
-    int rc = tries == 0 ? io_uring_submit_and_wait(&ring_, static_cast<unsigned>(count_)) : io_uring_submit(&ring_);
+    int rc = tries == 0 ? io_uring_submit_and_wait(Ring(), static_cast<unsigned>(count_)) : io_uring_submit(Ring());
     if (rc > 0) {
       submitted += rc;
     } else if (rc != 0 && !Retryable(rc)) {
@@ -119,7 +127,7 @@ size_t MadviseBatcher::FlushIoUring() {
   // completion of another batch must not stand in for one of this batch's.
   const uint64_t tag = ++batch_tag_;
   for (int i = 0; i < count_; ++i) {
-    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    io_uring_sqe* sqe = io_uring_get_sqe(Ring());
     if (sqe == nullptr) {
       // Cannot happen (the ring holds kMaxBatch and every batch is reaped):
       // nothing of this batch was submitted, and closing the ring keeps the
@@ -134,11 +142,11 @@ size_t MadviseBatcher::FlushIoUring() {
   size_t done = 0;
   for (int reaped = 0; reaped < submitted;) {
     io_uring_cqe* cqe = nullptr;
-    int w = io_uring_peek_cqe(&ring_, &cqe);
+    int w = io_uring_peek_cqe(Ring(), &cqe);
     if (w != 0) {
       // Wait for all that is missing at once, not one completion per call.
       ++syscalls_;
-      w = io_uring_wait_cqe_nr(&ring_, &cqe, static_cast<unsigned>(submitted - reaped));
+      w = io_uring_wait_cqe_nr(Ring(), &cqe, static_cast<unsigned>(submitted - reaped));
     }
     if (w != 0 || cqe == nullptr) {
       // Returning now would leave requests in flight that drop memory after
@@ -156,7 +164,7 @@ size_t MadviseBatcher::FlushIoUring() {
       else ++failures_;
       ++reaped;
     }
-    io_uring_cqe_seen(&ring_, cqe);
+    io_uring_cqe_seen(Ring(), cqe);
   }
   if (submitted < count_) {
     // The kernel would not take the rest: they must never be submitted by a

@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "os/linux/file_io.h"
+
 extern char** environ;
 
 namespace jsmalloc::os {
@@ -23,20 +25,20 @@ namespace {
 #define PR_SET_VMA_ANON_NAME 0
 #endif
 
-// Names our mappings "[anon:jsmalloc]" in /proc/PID/maps and smaps so tools
-// (scripts/jsmalloc-hugepages) can tell the allocator's memory from the rest.
 // Needs CONFIG_ANON_VMA_NAME; after the first refusal we stop asking.
-std::atomic<bool> g_vma_names_unsupported{false};
+constinit std::atomic<bool> g_vma_names_unsupported{false};
 
-void NameMapping(void* p, size_t bytes) {
+constexpr char kHeapMappingName[] = "jsmalloc";
+
+}  // namespace
+
+void NameMapping(void* p, size_t bytes, const char* name) {
   if (g_vma_names_unsupported.load(std::memory_order_relaxed)) return;
   if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(p), bytes,
-            reinterpret_cast<unsigned long>("jsmalloc")) != 0) {
+            reinterpret_cast<unsigned long>(name)) != 0) {
     g_vma_names_unsupported.store(true, std::memory_order_relaxed);
   }
 }
-
-}  // namespace
 
 void* MapAligned(size_t bytes, size_t alignment, void* hint) {
   int saved_errno = errno;
@@ -46,7 +48,7 @@ void* MapAligned(size_t bytes, size_t alignment, void* hint) {
     void* p = mmap(hint, bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
     if (p == hint) {
-      NameMapping(p, bytes);
+      NameMapping(p, bytes, kHeapMappingName);
       errno = saved_errno;
       return p;
     }
@@ -65,7 +67,7 @@ void* MapAligned(size_t bytes, size_t alignment, void* hint) {
   if (aligned > start) munmap(raw, aligned - start);
   uintptr_t end = start + over;
   if (end > aligned + bytes) munmap(reinterpret_cast<void*>(aligned + bytes), end - (aligned + bytes));
-  NameMapping(reinterpret_cast<void*>(aligned), bytes);
+  NameMapping(reinterpret_cast<void*>(aligned), bytes, kHeapMappingName);
   errno = saved_errno;
   return reinterpret_cast<void*>(aligned);
 }
@@ -158,18 +160,8 @@ const char* GetEnv(const char* name) {
 }
 
 size_t ResidentBytes() {
-  int saved_errno = errno;
-  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    errno = saved_errno;
-    return 0;
-  }
   char buf[128];
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  errno = saved_errno;
-  if (n <= 0) return 0;
-  buf[n] = 0;
+  if (ReadSmallFile("/proc/self/statm", buf, sizeof(buf)) <= 0) return 0;
   // statm: size resident shared ... (in pages)
   const char* p = buf;
   while (*p && *p != ' ') ++p;

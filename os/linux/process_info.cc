@@ -1,12 +1,13 @@
-#include "os/linux/process_info.h"
+#include "os/os.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/auxv.h>
 #include <unistd.h>
 
 #include <cstring>
+
+#include "os/linux/file_io.h"
 
 extern char** environ;
 
@@ -24,17 +25,8 @@ unsigned long long KernelRandom64() {
 
 void ProgramName(char* out, size_t len) {
   if (len == 0) return;
-  int saved_errno = errno;
   char buf[512];
-  ssize_t n = -1;
-  int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    do {
-      n = read(fd, buf, sizeof(buf) - 1);
-    } while (n < 0 && errno == EINTR);
-    close(fd);
-  }
-  errno = saved_errno;
+  const long n = ReadSmallFile("/proc/self/cmdline", buf, sizeof(buf));
   if (n <= 0) {
     out[0] = len > 1 ? '?' : '\0';
     if (len > 1) out[1] = '\0';

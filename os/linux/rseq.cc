@@ -1,7 +1,6 @@
-#include "os/linux/rseq.h"
+#include "os/os.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/membarrier.h>
 #include <linux/rseq.h>
 #include <sys/syscall.h>
@@ -157,43 +156,6 @@ bool RseqFenceCpu(int cpu) {
                     cpu);
   errno = saved;
   return rc == 0;
-}
-
-int PossibleCpuCount() {
-  static int cached = 0;
-  if (cached > 0) return cached;
-  int count = 0;
-  int saved = errno;
-  int fd = open("/sys/devices/system/cpu/possible", O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    char buf[256];
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n > 0) {
-      buf[n] = 0;
-      // Format: "0-3,8-11": the highest number + 1 is what indexes need.
-      int cur = 0;
-      bool in_num = false;
-      for (ssize_t i = 0; i <= n; ++i) {
-        char c = buf[i];
-        if (c >= '0' && c <= '9') {
-          cur = cur * 10 + (c - '0');
-          in_num = true;
-        } else {
-          if (in_num && cur + 1 > count) count = cur + 1;
-          cur = 0;
-          in_num = false;
-        }
-      }
-    }
-  }
-  if (count <= 0) {
-    long n = sysconf(_SC_NPROCESSORS_CONF);
-    count = n > 0 ? static_cast<int>(n) : 1;
-  }
-  errno = saved;
-  cached = count;
-  return count;
 }
 
 }  // namespace jsmalloc::os

@@ -1,4 +1,7 @@
-// Restartable sequences: the kernel ABI the per-CPU caches stand on.
+// Restartable sequences: the kernel ABI the per-CPU caches stand on. The
+// inline half of os/os.h's "rseq / per-CPU" group (os/os.h includes this
+// header; the registration functions are declared there): the critical
+// sections run on every malloc and free and must be compiled into them.
 //
 // We share glibc's per-thread registration (glibc >= 2.35 registers every
 // thread and exports __rseq_offset/__rseq_size) and register our own area
@@ -28,42 +31,10 @@ inline constexpr int kPerCpuShift = 19;  // 512 KiB of slots per CPU
 inline constexpr long kSlabAlignMaskOffset = 4096;
 #define JSMALLOC_SLAB_ALIGN_MASK_OFFSET_STR "4096"
 
-enum class RseqMode : int {
-  kUnavailable = 0,  // kernel refused, or not x86-64: use per-thread caches
-  kGlibc = 1,        // glibc's registration
-  kOwn = 2,          // our own registration, made per thread on first use
-  // Not registered with the kernel: every thread reads CPU 0 and nothing
-  // restarts a preempted critical section. Only for counting the per-CPU
-  // fast path's instructions under valgrind, which refuses rseq (and runs
-  // one thread at a time); enabled by JSMALLOC_RSEQ_SIMULATE=1 and only
-  // when the process runs under valgrind, and only in the library built for
-  // that (libjsmalloc_rseq_sim.so: JSMALLOC_RSEQ_SIMULATION). Unsafe anywhere
-  // else; the production libraries never enter it.
-  kSimulated = 3,
-};
-
 // Offset of the calling thread's struct rseq from the thread pointer; the
-// same for every thread. Valid once RseqInit() returned a mode other than
-// kUnavailable.
+// same for every thread. Valid once RseqInit() (os/os.h) returned a mode
+// other than kUnavailable.
 extern constinit long g_rseq_offset __attribute__((visibility("hidden")));
-
-// Decides the mode once per process (idempotent, thread-safe).
-RseqMode RseqInit();
-RseqMode CurrentRseqMode();
-// In kOwn mode, registers the calling thread if it is not yet; returns true
-// when the calling thread has a usable registration.
-bool RseqEnsureThreadRegistered();
-// The CPU the calling thread runs on according to its rseq area; negative
-// when the thread has no registration.
-int RseqCurrentCpu();
-// Restarts any critical section running on `cpu` (membarrier with
-// MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ). False if the kernel cannot.
-bool RseqFenceCpu(int cpu);
-bool RseqFenceAvailable();
-// Highest possible CPU number + 1 (/sys/devices/system/cpu/possible).
-int PossibleCpuCount();
-// Why rseq is unavailable, for the stats report ("" when available).
-const char* RseqUnavailableReason();
 
 // ThreadSanitizer cannot see the ordering a restartable sequence gives: an
 // object pushed on a CPU's slab by one thread and popped by another thread on
@@ -159,12 +130,6 @@ __attribute__((always_inline)) inline bool RseqSlabTryPop(uintptr_t base, size_t
   SlabObjectAcquired(result);
   *out = result;
   return true;
-}
-
-// The same, returning nullptr when empty.
-__attribute__((always_inline)) inline void* RseqSlabPop(uintptr_t base, size_t cl) {
-  void* p;
-  return RseqSlabTryPop(base, cl, &p) ? p : nullptr;
 }
 
 // Pushes p on class cl of the current CPU; false when full there (or no

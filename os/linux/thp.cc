@@ -1,13 +1,14 @@
 #include "os/linux/thp.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+
+#include "os/linux/file_io.h"
 
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
@@ -19,17 +20,6 @@ namespace {
 
 constexpr size_t kHuge = size_t{2} << 20;
 constexpr uint64_t kKpfThp = uint64_t{1} << 22;
-
-// Reads a small file into buf (NUL-terminated); returns bytes or -1.
-ssize_t ReadSmallFile(const char* path, char* buf, size_t len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, buf, len - 1);
-  close(fd);
-  if (n < 0) return -1;
-  buf[n] = 0;
-  return n;
-}
 
 constinit ThpSettings settings;
 constinit std::atomic<bool> settings_ready{false};
@@ -120,8 +110,8 @@ bool CollapseHugePages(void* p, size_t bytes) {
 
 bool HugePagesBackedByThp(const void* start, size_t count, bool* out) {
   int saved = errno;
-  int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  int kf = pm >= 0 ? open("/proc/kpageflags", O_RDONLY | O_CLOEXEC) : -1;
+  int pm = OpenForReading("/proc/self/pagemap");
+  int kf = pm >= 0 ? OpenForReading("/proc/kpageflags") : -1;
   bool ok = pm >= 0 && kf >= 0;
   const uintptr_t base = reinterpret_cast<uintptr_t>(start);
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
@@ -134,9 +124,8 @@ bool HugePagesBackedByThp(const void* start, size_t count, bool* out) {
   if (per_huge > 512) ok = false;
   for (size_t i = 0; ok && i < count; ++i) {
     out[i] = false;
-    off_t off = static_cast<off_t>((base + i * kHuge) / page * sizeof(uint64_t));
-    ssize_t want = static_cast<ssize_t>(per_huge * sizeof(uint64_t));
-    if (pread(pm, entries, static_cast<size_t>(want), off) != want) {
+    const uint64_t off = (base + i * kHuge) / page * sizeof(uint64_t);
+    if (!ReadAt(pm, off, entries, per_huge * sizeof(uint64_t))) {
       ok = false;
       break;
     }
@@ -153,22 +142,21 @@ bool HugePagesBackedByThp(const void* start, size_t count, bool* out) {
     }
     if (!whole) continue;
     uint64_t flags = 0;
-    if (pread(kf, &flags, sizeof(flags), static_cast<off_t>(pfn * sizeof(uint64_t))) !=
-        static_cast<ssize_t>(sizeof(flags))) {
+    if (!ReadAt(kf, pfn * sizeof(uint64_t), &flags, sizeof(flags))) {
       ok = false;
       break;
     }
     out[i] = (flags & kKpfThp) != 0;
   }
-  if (pm >= 0) close(pm);
-  if (kf >= 0) close(kf);
+  if (pm >= 0) CloseFile(pm);
+  if (kf >= 0) CloseFile(kf);
   errno = saved;
   return ok;
 }
 
 bool ThpBytesInRange(const void* start, size_t bytes, size_t* anon_huge_bytes, size_t* rss_bytes) {
   int saved = errno;
-  int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+  int fd = OpenForReading("/proc/self/smaps");
   if (fd < 0) {
     errno = saved;
     return false;
@@ -181,7 +169,7 @@ bool ThpBytesInRange(const void* start, size_t bytes, size_t* anon_huge_bytes, s
   bool eof = false;
   while (!eof || have > 0) {
     if (!eof && have < sizeof(buf) - 1) {
-      ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+      long n = ReadSome(fd, buf + have, sizeof(buf) - 1 - have);
       if (n <= 0) eof = true;
       else have += static_cast<size_t>(n);
     }
@@ -213,7 +201,7 @@ bool ThpBytesInRange(const void* start, size_t bytes, size_t* anon_huge_bytes, s
     memmove(buf, buf + used, have - used);
     have -= used;
   }
-  close(fd);
+  CloseFile(fd);
   errno = saved;
   *anon_huge_bytes = anon;
   *rss_bytes = rss;

@@ -13,7 +13,8 @@ checks:
   * every header that the sources include with "..." is under
     include/jsmalloc/ or matched by the JSMALLOC_INTERNAL_HEADERS glob;
   * JSMALLOC_COPTS carries CMake's warning and code-generation options, the
-    core library adds -fno-rtti -fno-exceptions, and -lpthread/-luring are linked;
+    layer libraries add -fno-rtti -fno-exceptions, JSMALLOC_LAYERS is
+    CMake's, and -lpthread/-luring are linked;
   * JSMALLOC_VARIANTS matches CMake's default page shift and variants;
   * the root WORKSPACE names the workspace "jsmalloc", the example pulls it
     in with local_repository(path = "../..") and links it with
@@ -186,10 +187,21 @@ if build is not None:
                 and literal(kwarg(c, "name").left) == prefix]
 
     core = named("jsmalloc_core")
-    core_copts = kwarg(core[0], "copts") if core else None
-    check(isinstance(core_copts, ast.BinOp) and isinstance(core_copts.left, ast.Name)
-          and core_copts.left.id == "JSMALLOC_COPTS" and literal(core_copts.right) == core_only,
-          "BUILD.bazel: the core library is built with JSMALLOC_COPTS + " + " ".join(core_only))
+    # The components: one library per layer, named "jsmalloc_" + layer + suffix.
+    layer_libs = [c for c in calls(build, "cc_library") if isinstance(kwarg(c, "name"), ast.BinOp)
+                  and isinstance(kwarg(c, "name").left, ast.BinOp)
+                  and literal(kwarg(c, "name").left.left) == "jsmalloc_"]
+    layer_copts = kwarg(layer_libs[0], "copts") if layer_libs else None
+    check(isinstance(layer_copts, ast.BinOp) and isinstance(layer_copts.left, ast.Name)
+          and layer_copts.left.id == "JSMALLOC_COPTS" and literal(layer_copts.right) == core_only,
+          "BUILD.bazel: the layer libraries are built with JSMALLOC_COPTS + " + " ".join(core_only))
+    bazel_layers = literal(top_level_assign(build, "JSMALLOC_LAYERS")) or []
+    cmake_layers = (re.search(r"set\(JSMALLOC_LAYERS ([^)]*)\)", cmake) or [None, ""])[1].split()
+    check(bazel_layers and bazel_layers == cmake_layers,
+          "BUILD.bazel: JSMALLOC_LAYERS matches CMake's (%s)" % " ".join(cmake_layers),
+          "BUILD.bazel has %s" % bazel_layers)
+    check(layer_libs and literal(kwarg(layer_libs[0], "alwayslink")) is True,
+          "BUILD.bazel: the layer libraries are alwayslink = True")
     linkopts = literal(top_level_assign(build, "JSMALLOC_LINKOPTS")) or []
     check("-lpthread" in linkopts and "-luring" in linkopts, "BUILD.bazel: links -lpthread -luring")
 

@@ -40,9 +40,12 @@ set(jsmalloc_fuzz_clang_compat "")
 
 # The components themselves: coverage for libFuzzer's guidance, and the same
 # sanitizers as the targets.
-foreach(o jsmalloc_rseq_objs)
-  list(APPEND jsmalloc_fuzz_objs ${o})
-endforeach()
+set(jsmalloc_fuzz_objs jsmalloc_rseq_objs)
+if(NOT DEFINED JSMALLOC_LAYERS)
+  # Included by tests/fuzz/CMakeLists.txt, which adds the project as a
+  # subdirectory: the layer list is a variable of that directory.
+  get_directory_property(JSMALLOC_LAYERS DIRECTORY ${CMAKE_CURRENT_LIST_DIR}/../.. DEFINITION JSMALLOC_LAYERS)
+endif()
 foreach(layer ${JSMALLOC_LAYERS})
   list(APPEND jsmalloc_fuzz_objs jsmalloc_${layer}_objs)
 endforeach()

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "backend/page_allocator.h"
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "base/arena.h"
 #include "base/config.h"
 

@@ -1,4 +1,4 @@
-#include "os/linux/madvise_batcher.h"
+#include "os/os.h"
 
 #include <errno.h>
 #include <gtest/gtest.h>
@@ -11,7 +11,6 @@
 #include <cstring>
 #include <thread>
 
-#include "os/linux/os_memory.h"
 
 namespace jsmalloc::os {
 namespace {

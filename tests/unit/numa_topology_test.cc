@@ -3,6 +3,7 @@
 // get_mempolicy and move_pages. Run as root; under numactl set
 // JSMALLOC_TEST_EXPECT_POLICY (e.g. "bind:1" = policy bind, node mask 1).
 #include "os/linux/numa.h"
+#include "os/linux/numa_parse.h"
 
 #include <errno.h>
 #include <gtest/gtest.h>
@@ -133,6 +134,50 @@ TEST(NumaTopologyParseTest, StatusHexMask) {
   for (const char* b : {"", "\n", "xyz", "1,,2", "123456789", "1,", ",1", "1 2"}) {
     EXPECT_FALSE(ParseStatusHexMask(b, strlen(b), &v)) << '"' << b << '"';
   }
+}
+
+TEST(NumaTopologyParseTest, SysfsListDropsWhatDoesNotFit) {
+  uint64_t w = 0;
+  ASSERT_TRUE(ParseSysfsCpuList("1,62-70,99\n", 11, &w, 64));
+  EXPECT_EQ(w, (1ull << 1) | (3ull << 62));
+  EXPECT_FALSE(ParseSysfsCpuList("1,,2", 4, &w, 64));
+}
+
+TEST(NumaTopologyParseTest, CpuListHighestHasNoBound) {
+  int hi = 0;
+  ASSERT_TRUE(ParseCpuListHighest("0-3,8-11\n", 9, &hi));
+  EXPECT_EQ(hi, 11);
+  ASSERT_TRUE(ParseCpuListHighest("4095,7", 6, &hi));
+  EXPECT_EQ(hi, 4095);
+  ASSERT_TRUE(ParseCpuListHighest("\n", 1, &hi));
+  EXPECT_EQ(hi, -1);
+  EXPECT_FALSE(ParseCpuListHighest("0-", 2, &hi));
+  EXPECT_FALSE(ParseCpuListHighest("99999999999", 11, &hi));
+}
+
+TEST(NumaTopologyParseTest, WholeListEntriesCutsAtTheLastComma) {
+  EXPECT_EQ(WholeListEntries("0-3,8-1", 7), 3u);
+  EXPECT_EQ(WholeListEntries("0-3", 3), 0u);
+  EXPECT_EQ(WholeListEntries("1,2,", 4), 3u);
+}
+
+TEST(NumaTopologyParseTest, MemsAllowedLine) {
+  uint64_t v = 0;
+  const char* line = "Mems_allowed:\t00000000,00000005";
+  ASSERT_TRUE(ParseMemsAllowedLine(line, strlen(line), &v));
+  EXPECT_EQ(v, 5u);
+  line = "Mems_allowed_list:\t0,2";
+  EXPECT_FALSE(ParseMemsAllowedLine(line, strlen(line), &v));
+  line = "Cpus_allowed:\tff";
+  EXPECT_FALSE(ParseMemsAllowedLine(line, strlen(line), &v));
+  EXPECT_FALSE(ParseMemsAllowedLine("Mems_allowed:", 13, &v));
+}
+
+TEST(NumaTopologyParseTest, KernelModes) {
+  EXPECT_EQ(MemPolicyFromKernel(2), MemPolicy::kBind);
+  EXPECT_EQ(MemPolicyFromKernel(3 | (1 << 15)), MemPolicy::kInterleave) << "mode flags ignored";
+  EXPECT_EQ(MemPolicyFromKernel(6), MemPolicy::kWeightedInterleave);
+  EXPECT_EQ(MemPolicyFromKernel(7), MemPolicy::kUnknown);
 }
 
 TEST(NumaTopologyParseTest, PolicyNames) {

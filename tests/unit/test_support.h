@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "backend/page_allocator.h"
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 #include "base/pagemap.h"
 #include "caches/per_cpu_slab.h"
 

@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-#include "os/linux/os_memory.h"
+#include "os/os.h"
 
 namespace jsmalloc::os {
 namespace {
