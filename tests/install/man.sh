@@ -143,7 +143,7 @@ done < "$WORK/functions"
 [ -z "$missing" ] || fail "docs/man/jsmalloc.3 does not declare or describe:$missing"
 ok "jsmalloc.3: all $n jsmalloc_* functions of jsmalloc.h"
 
-sed -n '/kSettings\[\] = {/,/^};/p' "$SRC/runtime/env_options.cc" | { grep -oE '\{"[a-z_0-9]+",' || true; } |
+sed -n '/kSettings\[\] = {/,/^};/p' "$SRC/base/env_options.cc" | { grep -oE '\{"[a-z_0-9]+",' || true; } |
   tr -d '{",' | tr '[:lower:]' '[:upper:]' | sed 's/^/JSMALLOC_/' > "$WORK/settings"
 n=$(wc -l < "$WORK/settings")
 [ "$n" -ge 20 ] || fail "found only $n settings in base/env_options.cc (kSettings)"
