@@ -2,9 +2,9 @@
 
 #include <pthread.h>
 
-#include "runtime/allocator.h"
 #include "runtime/heap_check.h"
 #include "runtime/static_state.h"
+#include "runtime/thread_state.h"
 
 namespace jsmalloc {
 namespace {
