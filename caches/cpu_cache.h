@@ -166,7 +166,7 @@ class CpuCacheT {
 };
 
 #if JSMALLOC_HAVE_RSEQ_SLAB
-// The real CPU: rseq registration and critical sections from os/linux.
+// The real CPU: rseq registration and critical sections from the OS layer (os/os.h).
 struct RseqCpuEnv {
   int CurrentCpu() { return os::RseqCurrentCpu(); }
   bool EnsureRegistered() { return os::RseqEnsureThreadRegistered(); }
