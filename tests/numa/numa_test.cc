@@ -16,8 +16,11 @@
 // policy of JSMalloc's own, "preferred:local" = the node mask of the thread's
 // node), checked with get_mempolicy(MPOL_F_ADDR), and every page of every
 // block must sit on JSMALLOC_TEST_EXPECT_NODE (a node number, "local" = the
-// thread's node, the default, or "spread" = both nodes 0 and 1 hold pages of
-// the larger blocks, as under --interleave=0,1), checked with move_pages.
+// thread's node, the default, "spread" = both nodes 0 and 1 hold pages, as
+// under --interleave=0,1, or "first-touch" for JSMALLOC_NUMA_BIND=none, which
+// leaves placement to the kernel: every page move_pages resolves is on the
+// thread's node, 1% allowed, and pages it cannot resolve, see below, are
+// counted, not failed), checked with move_pages.
 // JSMALLOC_TEST_EXPECT_PROCESS_POLICY names the process policy JSMalloc must
 // report (numactl runs).
 #include <gtest/gtest.h>
@@ -28,7 +31,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <fstream>
+#include <map>
 #include <set>
 #include <cstdlib>
 #include <cstring>
@@ -297,8 +300,9 @@ TEST_F(NumaReal, PagesAreBoundAsIntendedAndLieOnTheirNode) {
   const std::vector<std::pair<int, int>> nodes = NodesOfAllowedCpus();
   ASSERT_FALSE(nodes.empty());
   EXPECT_EQ(Prop("jsmalloc.numa.partitions"), nodes.size());
-  std::set<int> seen_nodes;
-  size_t pages_checked = 0;
+  std::map<int, size_t> per_node;  // node (or -errno) -> pages
+  std::map<int, std::map<int, size_t>> per_thread;  // the allocating thread's node -> per_node
+  size_t pages_checked = 0, off_node = 0, unresolved = 0;
   for (auto [node, cpu] : nodes) {
     OnCpu(cpu, [&, node = node] {
       const unsigned long mask = want_mask == "local" ? 1ul << node : std::stoul(want_mask);
@@ -321,24 +325,55 @@ TEST_F(NumaReal, PagesAreBoundAsIntendedAndLieOnTheirNode) {
         if (want != 0) EXPECT_EQ(got, mask) << "nodes of " << static_cast<void*>(p);
         std::vector<int> where = NodesOfPages(p, s);
         pages_checked += where.size();
+        int want_node = expect_node == "local" || expect_node == "first-touch" ? node
+                        : expect_node == "spread"                       ? -1
+                                                                        : std::stoi(expect_node);
+        size_t wrong = 0;
         for (size_t i = 0; i < where.size(); ++i) {
-          seen_nodes.insert(where[i]);
-          if (expect_node == "spread") {
-            EXPECT_TRUE(where[i] == 0 || where[i] == 1) << "page " << i << " of a " << s << "-byte block: " << where[i];
-          } else {
-            int want_node = expect_node == "local" ? node : std::stoi(expect_node);
-            EXPECT_EQ(where[i], want_node) << "page " << i << " of a " << s << "-byte block allocated on node " << node;
-            if (where[i] != want_node) break;  // one message per block
+          ++per_node[where[i]];
+          ++per_thread[node][where[i]];
+          if (want_node >= 0 && where[i] != want_node) ++wrong;
+          if (want_node < 0 && where[i] != 0 && where[i] != 1) ++wrong;
+        }
+        if (expect_node == "first-touch") {
+          // Pages move_pages cannot stat (-ENOENT, -EFAULT) are not misplaced:
+          // on 6.1 with automatic NUMA balancing (kernel.numa_balancing=1, the
+          // default on a multi-node machine) the pages of a VMA without a policy
+          // get PROT_NONE hinting entries, which move_pages reports so.
+          for (int w : where) {
+            if (w >= 0 && w != node) ++off_node;
+            if (w < 0) ++unresolved;
           }
+        } else {
+          EXPECT_EQ(wrong, 0u) << wrong << " of the " << where.size() << " pages of a " << s
+                               << "-byte block allocated on node " << node << " are not on node " << want_node
+                               << " (first: " << where[0] << ")";
         }
       }
       for (auto [p, s] : blocks) free(p);
     });
   }
-  printf("%zu partition(s); %zu pages checked with move_pages, on nodes", nodes.size(), pages_checked);
-  for (int n : seen_nodes) printf(" %d", n);
+  printf("%zu partition(s); %zu pages checked with move_pages:", nodes.size(), pages_checked);
+  for (auto [n, count] : per_node) printf(" %zu on %s%d", count, n < 0 ? "error " : "node ", n);
   printf("\n");
-  if (expect_node == "spread") EXPECT_EQ(seen_nodes.size(), 2u) << "pages interleaved over nodes 0 and 1";
+  for (auto& [t, m] : per_thread) {
+    printf("  allocated on node %d:", t);
+    for (auto [n, count] : m) printf(" %zu on %s%d", count, n < 0 ? "error " : "node ", n);
+    printf("\n");
+  }
+  if (expect_node == "spread") {
+    EXPECT_GT(per_node[0], 0u) << "pages interleaved over nodes 0 and 1";
+    EXPECT_GT(per_node[1], 0u) << "pages interleaved over nodes 0 and 1";
+  }
+  if (expect_node == "first-touch") {
+    // No policy of JSMalloc's: the kernel places pages where they were first
+    // touched (it could fall back to another node when the toucher's is full:
+    // 1% allowed).
+    printf("first touch: %zu of %zu pages off the toucher's node, %zu not resolved by move_pages\n", off_node,
+           pages_checked, unresolved);
+    EXPECT_LE(off_node, pages_checked / 100) << "pages on the node that touched them first";
+    EXPECT_GT(pages_checked - unresolved, 0u);
+  }
   for (size_t p = 0; p < nodes.size(); ++p) {
     if (want != 0) EXPECT_GT(PartProp(static_cast<int>(p), "bound_bytes"), 0u) << "partition " << p;
     else EXPECT_EQ(PartProp(static_cast<int>(p), "bound_bytes"), 0u) << "partition " << p;

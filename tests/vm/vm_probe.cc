@@ -62,14 +62,19 @@ std::string ThpMode() {
   return a != std::string::npos && b != std::string::npos && b > a ? s.substr(a + 1, b - a - 1) : "unknown";
 }
 
-// The line of the stats report that starts with `prefix`, trimmed.
+// The line of the stats report that starts with `prefix` once its leading
+// spaces are trimmed.
 std::string ReportLine(const std::string& report, const char* prefix) {
-  size_t at = report.find(std::string("\n") + prefix);
-  if (at == std::string::npos) return "-";
-  size_t end = report.find('\n', at + 1);
-  std::string line = report.substr(at + 1, end - at - 1);
-  while (!line.empty() && line[0] == ' ') line.erase(0, 1);
-  return line;
+  size_t at = 0;
+  while (at < report.size()) {
+    size_t end = report.find('\n', at);
+    if (end == std::string::npos) end = report.size();
+    std::string line = report.substr(at, end - at);
+    size_t lead = line.find_first_not_of(' ');
+    if (lead != std::string::npos && line.compare(lead, strlen(prefix), prefix) == 0) return line.substr(lead);
+    at = end + 1;
+  }
+  return "-";
 }
 
 std::string Inside(const std::string& line, const char* open, char close) {
@@ -137,9 +142,16 @@ int main() {
   const size_t sparse_rss = RssBytes() > rss1 ? RssBytes() - rss1 : 0;
   for (char* p : bufs) free(p);
 
-  // Give the background thread (JSMALLOC_BACKGROUND=1) a cycle or two so that
-  // its madvise path (io_uring or plain) shows in the report.
-  if (getenv("JSMALLOC_BACKGROUND") != nullptr) std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  // A dense 16 MiB buffer, written in full and kept: on base pages at first
+  // (JSMALLOC_LARGE_PAGES=adaptive), the background thread collapses it with
+  // MADV_COLLAPSE where the kernel has it. Give the thread (JSMALLOC_BACKGROUND=1)
+  // a few cycles, so that this and its madvise path (io_uring or plain) show.
+  const size_t kDense = size_t{16} << 20;
+  char* dense = static_cast<char*>(malloc(kDense));
+  if (dense == nullptr) ok = false;
+  else memset(dense, 7, kDense);
+  if (getenv("JSMALLOC_BACKGROUND") != nullptr) std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  const size_t dense_huge = AnonHugeBytes();
 
   std::vector<char> buf(1 << 20);
   jsmalloc_get_stats(buf.data(), buf.size());
@@ -153,10 +165,15 @@ int main() {
          "sparse_reserved_MiB=%zu sparse_rss_MiB=%.1f ok=%d\n",
          u.release, thp.c_str(), cov / 1e4, exact ? "" : "(estimate)", bytes >> 20, dense_rss >> 20,
          dense_thp >> 20, reserved >> 20, sparse_rss / 1048576.0, ok ? 1 : 0);
+  printf("VMPROBE paths: per_cpu_caches_active=%zu background_io_uring=%zu hugepage_collapses=%zu\n",
+         Prop("jsmalloc.per_cpu_caches_active"), Prop("jsmalloc.background_io_uring"),
+         Prop("jsmalloc.hugepage.collapses"));
   printf("VMPROBE frontend: %s\n", frontend.c_str());
   printf("VMPROBE background: %s\n", background.c_str());
   printf("VMPROBE madvise: %s\n", io.c_str());
   printf("VMPROBE filler: %s\n", filler.c_str());
+  printf("VMPROBE large: 16 MiB dense buffer kept, process AnonHugePages now %zu MiB\n", dense_huge >> 20);
   printf("%s\n", buf.data());
+  free(dense);
   return ok ? 0 : 1;
 }
