@@ -92,6 +92,18 @@ std::string Inside(const std::string& line, const char* open, char close) {
   return line.substr(a);
 }
 
+// Whether /proc/self/maps names any of JSMalloc's mappings "[anon:jsmalloc]"
+// (PR_SET_VMA_ANON_NAME; needs CONFIG_ANON_VMA_NAME).
+bool MappingsNamed() {
+  FILE* f = fopen("/proc/self/maps", "r");
+  if (f == nullptr) return false;
+  char line[512];
+  bool named = false;
+  while (!named && fgets(line, sizeof(line), f) != nullptr) named = strstr(line, "[anon:jsmalloc]") != nullptr;
+  fclose(f);
+  return named;
+}
+
 }  // namespace
 
 int main() {
@@ -169,6 +181,10 @@ int main() {
          Prop("jsmalloc.per_cpu_caches_active"), Prop("jsmalloc.background_io_uring"),
          Prop("jsmalloc.hugepage.collapses"));
   printf("VMPROBE frontend: %s\n", frontend.c_str());
+  printf("VMPROBE percpu: %s\n", ReportLine(report, "Per-CPU caches:").c_str());
+  printf("VMPROBE large_pages: %s\n", ReportLine(report, "Large allocations:").c_str());
+  printf("VMPROBE vma_names: %s\n", MappingsNamed() ? "[anon:jsmalloc] in /proc/self/maps"
+                                                      : "none (PR_SET_VMA_ANON_NAME refused: mappings unnamed)");
   printf("VMPROBE background: %s\n", background.c_str());
   printf("VMPROBE madvise: %s\n", io.c_str());
   printf("VMPROBE filler: %s\n", filler.c_str());
