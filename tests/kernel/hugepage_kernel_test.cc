@@ -208,7 +208,14 @@ TEST_F(HugepageKernelTest, KhugepagedCannotRefillSubreleasedHugepages) {
   for (auto& [p, n] : live) {
     ASSERT_EQ(static_cast<unsigned char>(p[n - 1]), n & 0xff) << "live data intact";
   }
-  if (guard) {
+  if (ThpMode() == "never") {
+    // khugepaged does not run under `never`, so the guard is off by default
+    // (JSMALLOC_KHUGEPAGED_GUARD, docs/tuning.md) and nothing is advised.
+    // MADV_COLLAPSE, the stand-in for khugepaged here, ignores the THP mode
+    // (6.1 and later) and does refill the released pages: only a program
+    // that calls it itself would see that.
+    EXPECT_EQ(advised, 0u) << "no guard under THP never";
+  } else if (guard) {
     EXPECT_GE(advised, hugepages.size() / 2) << "the trim subreleased them, advised first";
     EXPECT_LE(collapsed, hugepages.size() - advised);
     EXPECT_LE(after, before + (collapsed + 1) * kHuge) << "released pages stayed released";
