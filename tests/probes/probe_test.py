@@ -495,6 +495,10 @@ SCENARIOS = {
                           check_sample_real),
     "numa_node": (["span_alloc", "span_return", "hugecache_miss", "release"], "numa",
                   {"JSMALLOC_NUMA_AWARE": "1", "JSMALLOC_NUMA_TOPOLOGY": "0/1"}, check_numa_node),
+    # The same on the machine's own topology: node 1 must be a real node with
+    # CPU 1 (the two-node guest of tests/vm; label guest).
+    "numa_node_real": (["span_alloc", "span_return", "hugecache_miss", "release"], "numa",
+                       {"JSMALLOC_NUMA_AWARE": "1"}, check_numa_node),
 }
 
 

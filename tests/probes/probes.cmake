@@ -46,3 +46,7 @@ foreach(t ${probe_tests})
   add_test(NAME probes.${t} COMMAND /usr/bin/python3 ${probe_test} ${probe_args} ${t})
   set_tests_properties(probes.${t} PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77)
 endforeach()
+# numa_node on real nodes: needs CPU 1 on node 1, so only in the two-node
+# guest of tests/vm (label guest).
+add_test(NAME probes.numa_node_real COMMAND /usr/bin/python3 ${probe_test} ${probe_args} numa_node_real)
+set_tests_properties(probes.numa_node_real PROPERTIES TIMEOUT 120 SKIP_RETURN_CODE 77 LABELS guest)

@@ -657,7 +657,10 @@ TEST_F(NumaTopologyBindTest, WeightedInterleave) {
 
 TEST_F(NumaTopologyBindTest, UntouchedPageHasNoNode) {
   EXPECT_LT(NodeOfPage(mem_), 0);
-  EXPECT_EQ(NodeOfPage(mem_ + kRegion - page_), -ENOENT);
+  // -ENOENT, or -EFAULT where no page table covers the page yet: move_pages
+  // says so up to at least 6.1 (Debian 12's kernel, tests/vm); 6.18 -ENOENT.
+  int r = NodeOfPage(mem_ + kRegion - page_);
+  EXPECT_TRUE(r == -ENOENT || r == -EFAULT) << r;
 }
 
 TEST_F(NumaTopologyBindTest, RejectsMissingNodesAndBadArguments) {
