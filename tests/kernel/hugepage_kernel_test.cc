@@ -16,6 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "process_memory.h"
+
+using jsmalloc_test::RssBytes;
+using jsmalloc_test::ThpMode;
+
 namespace {
 
 size_t Prop(const char* name) {
@@ -24,29 +29,7 @@ size_t Prop(const char* name) {
   return v;
 }
 
-size_t RssBytes() {
-  FILE* f = fopen("/proc/self/statm", "r");
-  size_t size = 0, rss = 0;
-  if (f != nullptr) {
-    if (fscanf(f, "%zu %zu", &size, &rss) != 2) rss = 0;
-    fclose(f);
-  }
-  return rss * static_cast<size_t>(sysconf(_SC_PAGESIZE));
-}
-
 bool HugepageBackend() { return Prop("jsmalloc.hugepage_aware_active") == 1; }
-
-// The kernel's THP mode: the bracketed word of .../transparent_hugepage/enabled.
-std::string ThpMode() {
-  FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-  if (f == nullptr) return "unavailable";
-  char buf[128] = {};
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  std::string s(buf, n);
-  size_t a = s.find('['), b = s.find(']');
-  return a != std::string::npos && b != std::string::npos && b > a ? s.substr(a + 1, b - a - 1) : "unknown";
-}
 
 // What these tests assume of the machine, checked instead of assumed: root
 // (the exact coverage reads /proc/self/pagemap and /proc/kpageflags), and a

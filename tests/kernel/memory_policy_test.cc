@@ -22,6 +22,11 @@
 
 extern char** environ;
 
+#include "process_memory.h"
+
+using jsmalloc_test::RssBytes;
+using jsmalloc_test::ThpMode;
+
 namespace {
 
 std::string g_exe;
@@ -29,16 +34,6 @@ std::string g_exe;
 size_t Prop(const char* name) {
   size_t v = 0;
   return jsmalloc_get_numeric_property(name, &v) == 1 ? v : ~size_t{0};
-}
-
-size_t RssBytes() {
-  FILE* f = fopen("/proc/self/statm", "r");
-  size_t size = 0, rss = 0;
-  if (f != nullptr) {
-    if (fscanf(f, "%zu %zu", &size, &rss) != 2) rss = 0;
-    fclose(f);
-  }
-  return rss * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
 
 long MinorFaults() {
@@ -63,14 +58,6 @@ size_t AnonHugeBytesAt(const void* p) {
     if (inside && sscanf(line.c_str(), "AnonHugePages: %zu kB", &kb) == 1) return kb << 10;
   }
   return 0;
-}
-
-std::string ThpMode() {
-  std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
-  std::string s;
-  std::getline(f, s);
-  size_t a = s.find('['), b = s.find(']');
-  return a != std::string::npos && b > a ? s.substr(a + 1, b - a - 1) : "unknown";
 }
 
 // Runs this binary with --child NAME and `env` added; returns its exit

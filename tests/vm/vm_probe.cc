@@ -20,22 +20,17 @@
 
 #include "jsmalloc/jsmalloc.h"
 
+#include "../kernel/process_memory.h"
+
+using jsmalloc_test::RssBytes;
+using jsmalloc_test::ThpMode;
+
 namespace {
 
 size_t Prop(const char* name) {
   size_t v = 0;
   if (!jsmalloc_get_numeric_property(name, &v)) return ~size_t{0};
   return v;
-}
-
-size_t RssBytes() {
-  size_t size = 0, rss = 0;
-  FILE* f = fopen("/proc/self/statm", "r");
-  if (f != nullptr) {
-    if (fscanf(f, "%zu %zu", &size, &rss) != 2) rss = 0;
-    fclose(f);
-  }
-  return rss * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
 
 // AnonHugePages of the whole process (kB in smaps_rollup).
@@ -49,17 +44,6 @@ size_t AnonHugeBytes() {
   }
   fclose(f);
   return kb << 10;
-}
-
-std::string ThpMode() {
-  FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-  if (f == nullptr) return "unavailable";
-  char buf[128] = {};
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  std::string s(buf, n);
-  size_t a = s.find('['), b = s.find(']');
-  return a != std::string::npos && b != std::string::npos && b > a ? s.substr(a + 1, b - a - 1) : "unknown";
 }
 
 // The line of the stats report that starts with `prefix` once its leading
