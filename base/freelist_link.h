@@ -47,6 +47,11 @@ JSMALLOC_ALWAYS_INLINE void* LoadLink(const void* obj, int cl, const PageMap& pm
   return reinterpret_cast<void*>(next);
 }
 
+// The second word of a free object (the link is its first): where the
+// transfer caches and check mode keep their free marks, in objects of 16
+// bytes or more.
+inline uintptr_t* MarkWord(void* obj) { return static_cast<uintptr_t*>(obj) + 1; }
+
 }  // namespace jsmalloc
 
 #endif  // JSMALLOC_BASE_FREELIST_LINK_H_

@@ -35,7 +35,6 @@ namespace {
 // The free mark of object p: keyed per process (the free-list key) so that
 // a program's data is unlikely to equal it.
 inline uintptr_t FreeMark(const void* p) { return ~(reinterpret_cast<uintptr_t>(p) ^ g_link_key); }
-inline uintptr_t* MarkWord(void* p) { return static_cast<uintptr_t*>(p) + 1; }
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 
 #include "os/os.h"
 #include "runtime/allocator.h"
+#include "base/freelist_link.h"
 #include "base/internal_printer.h"
 #include "runtime/sample_records.h"
 
@@ -20,8 +21,6 @@ constinit uintptr_t mark_key = 0;
 // The countdown stays this negative in check mode, so that every allocation
 // takes AllocateSampleSlow (no process allocates 2^62 bytes).
 constexpr int64_t kCheckCountdown = INT64_MIN / 2;
-
-uintptr_t* MarkWord(void* p) { return static_cast<uintptr_t*>(p) + 1; }
 
 [[noreturn]] void SizedDeleteError(const void* p, size_t passed, size_t block) {
   char buf[256];
