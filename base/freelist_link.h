@@ -51,6 +51,9 @@ JSMALLOC_ALWAYS_INLINE void* LoadLink(const void* obj, int cl, const PageMap& pm
 // transfer caches and check mode keep their free marks, in objects of 16
 // bytes or more.
 inline uintptr_t* MarkWord(void* obj) { return static_cast<uintptr_t*>(obj) + 1; }
+// The free mark of object p: keyed per process (the free-list key) so that
+// a program's data is unlikely to equal it.
+inline uintptr_t FreeMark(const void* p) { return ~(reinterpret_cast<uintptr_t>(p) ^ g_link_key); }
 
 }  // namespace jsmalloc
 

@@ -19,6 +19,12 @@ void CentralFreeList::Init(int sizeclass, size_t object_size, Length pages_per_s
   size_odd_limit_ = ~uint64_t{0} / odd;
   pages_per_span_ = pages_per_span;
   objects_per_span_ = static_cast<uint32_t>((pages_per_span << kPageShift) / object_size);
+  if (objects_per_span_ != 0) {  // Bucket's condition of exactness
+    if (uint64_t{kBuckets} * objects_per_span_ * objects_per_span_ >= (uint64_t{1} << kBucketShift)) {
+      os::FatalError("size class with too many objects per span:", reinterpret_cast<void*>(uintptr_t{objects_per_span_}));
+    }
+    bucket_mul_ = BucketMultiplier(objects_per_span_);
+  }
   span_tail_bytes_ = (pages_per_span << kPageShift) - objects_per_span_ * object_size;
   pages_ = pages;
   pagemap_ = pagemap;
@@ -67,18 +73,38 @@ int CentralFreeList::RemoveRange(void** batch, int n) {
       span = buckets_[highest_nonempty_].first();
       SpanList::Remove(span);
     }
-    while (got < n && span->allocated < objects_per_span_) {
-      void* obj;
-      if (span->freelist == nullptr && span->carved == objects_per_span_) RefillFromReleased(span);
-      if (span->freelist != nullptr) {
-        obj = span->freelist;
-        span->freelist = LoadLink(obj, sizeclass_, *pagemap_);
+    // As many as the span has free, or as the batch still wants: each comes
+    // from its free list, then from the part never carved, then from pages
+    // ReleaseFreePages took back.
+    uint32_t take = objects_per_span_ - span->allocated;
+    if (take > static_cast<uint32_t>(n - got)) take = static_cast<uint32_t>(n - got);
+    span->allocated += take;
+    while (take > 0) {
+      void* obj = span->freelist;
+      if (obj != nullptr) {
+        do {
+          batch[got++] = obj;
+          obj = LoadLink(obj, sizeclass_, *pagemap_);
+        } while (--take > 0 && obj != nullptr);
+        span->freelist = obj;
+      } else if (span->carved < objects_per_span_) {
+        char* next = static_cast<char*>(span->start()) + static_cast<size_t>(span->carved) * object_size_;
+        do {
+          batch[got++] = next;
+          next += object_size_;
+          ++span->carved;
+        } while (--take > 0 && span->carved < objects_per_span_);
       } else {
-        obj = static_cast<char*>(span->start()) + static_cast<size_t>(span->carved) * object_size_;
-        ++span->carved;
+        // allocated < objects_per_span_, so some are on released pages.
+        RefillFromReleased(span);
+        if (span->freelist == nullptr) {
+          lock_.Unlock();
+          // A link overwritten with another list's end (a use after free
+          // that copied a free object's first word) cut the list short.
+          os::FatalError("corrupted free list (a write to freed memory?): free objects missing from the span at",
+                         span->start());
+        }
       }
-      ++span->allocated;
-      batch[got++] = obj;
     }
     if (span->allocated < objects_per_span_) FileSpan(span);
   }
@@ -88,7 +114,7 @@ int CentralFreeList::RemoveRange(void** batch, int n) {
   return got;
 }
 
-void CentralFreeList::InsertRange(void* const* batch, int n) {
+void CentralFreeList::InsertRange(void* const* batch, int n, bool mark) {
   Span* empty[64];
   int num_empty = 0;
   void* strays[64];
@@ -97,7 +123,11 @@ void CentralFreeList::InsertRange(void* const* batch, int n) {
   int i = 0;
   while (i < n) {
     lock_.Lock();
-    for (; i < n && num_empty < 64 && num_strays < 64; ++i) {
+    // One span at a time: the objects of a batch that follow each other in
+    // the same span (most do: they were allocated together) are checked
+    // against it and linked in without another pagemap lookup, and the span
+    // is refiled once for the run, not once per object.
+    while (i < n && num_empty < 64 && num_strays < 64) {
       void* obj = batch[i];
       Span* span = pagemap_->Get(PageIdOf(obj));
       if (span == nullptr || span->sizeclass != sizeclass_ || span->location != Span::kInUse) {
@@ -106,24 +136,36 @@ void CentralFreeList::InsertRange(void* const* batch, int n) {
       }
       if (JSMALLOC_UNLIKELY(span->partition != partition_) && home_ != nullptr) {
         strays[num_strays++] = obj;
+        ++i;
         continue;
       }
-      size_t offset = static_cast<size_t>(static_cast<char*>(obj) - static_cast<char*>(span->start()));
-      if (offset % object_size_ != 0 || offset / object_size_ >= span->carved) {
-        lock_.Unlock();
-        os::FatalError("invalid free of pointer that is not the start of an object:", obj);
-      }
-      if (span->allocated == 0) {
-        lock_.Unlock();
-        os::FatalError("double free of pointer", obj);
-      }
-      bool was_full = span->allocated == objects_per_span_;
-      int old_bucket = was_full ? -1 : span->bucket;
-      StoreLink(obj, span->freelist);
-      span->freelist = obj;
-      --span->allocated;
-      --live_objects_;
-      if (span->allocated == 0) {
+      const uintptr_t span_start = reinterpret_cast<uintptr_t>(span->start());
+      const uintptr_t span_bytes = span->num_pages << kPageShift;
+      const uint32_t before = span->allocated;
+      uint32_t allocated = before;
+      void* head = span->freelist;
+      do {
+        // kNotAnObject is above any carved count.
+        if (ObjectIndex(span, obj) >= span->carved) {
+          lock_.Unlock();
+          os::FatalError("invalid free of pointer that is not the start of an object:", obj);
+        }
+        if (allocated == 0 || (mark && *MarkWord(obj) == FreeMark(obj))) {
+          lock_.Unlock();
+          os::FatalError("double free of pointer", obj);
+        }
+        if (mark) *MarkWord(obj) = FreeMark(obj);
+        StoreLink(obj, head);
+        head = obj;
+        --allocated;
+        if (++i == n) break;
+        obj = batch[i];
+      } while (reinterpret_cast<uintptr_t>(obj) - span_start < span_bytes);
+      span->freelist = head;
+      span->allocated = allocated;
+      live_objects_ -= before - allocated;
+      const bool was_full = before == objects_per_span_;
+      if (allocated == 0) {
         if (!was_full) SpanList::Remove(span);
         // Its released pages leave with it (the back-end counts them as
         // backed, an upper bound; they fault in as zeros when reused).
@@ -134,7 +176,7 @@ void CentralFreeList::InsertRange(void* const* batch, int n) {
         empty[num_empty++] = span;
       } else if (was_full) {
         FileSpan(span);
-      } else if (BucketFor(span->allocated) != old_bucket) {
+      } else if (BucketFor(allocated) != span->bucket) {
         SpanList::Remove(span);
         FileSpan(span);
       }
@@ -152,7 +194,7 @@ void CentralFreeList::InsertRange(void* const* batch, int n) {
     // The span's partition cannot change while its object is live.
     for (int k = 0; k < num_strays; ++k) {
       Span* span = pagemap_->Get(PageIdOf(strays[k]));
-      home_(span->partition, sizeclass_)->InsertRange(&strays[k], 1);
+      home_(span->partition, sizeclass_)->InsertRange(&strays[k], 1, mark);
     }
     if (num_strays > 0) {
       lock_.Lock();

@@ -44,6 +44,20 @@ class CentralFreeList {
   // fullest, so lightly used spans drain and return to the back-end.
   static constexpr int kBuckets = 8;
 
+  // The occupancy bucket of a span with `allocated` of its objects in use,
+  // allocated * kBuckets / objects, by a multiplication: the free path's
+  // batches compute it per span they touch, and a division was a quarter of
+  // their cost. mul = BucketMultiplier(objects); exact while
+  // kBuckets * objects^2 < 2^kBucketShift (Init checks it): the product's
+  // error is below allocated * kBuckets / 2^kBucketShift < 1 / objects.
+  static constexpr int kBucketShift = 44;
+  static constexpr uint64_t BucketMultiplier(uint32_t objects) {
+    return ((uint64_t{1} << kBucketShift) / objects) + 1;
+  }
+  static constexpr int Bucket(uint32_t allocated, uint64_t mul) {
+    return static_cast<int>((uint64_t{allocated} * kBuckets * mul) >> kBucketShift);
+  }
+
   CentralFreeList() = default;
   CentralFreeList(const CentralFreeList&) = delete;
   CentralFreeList& operator=(const CentralFreeList&) = delete;
@@ -67,12 +81,7 @@ class CentralFreeList {
   bool IsObjectStart(const void* p) const {
     const Span* span = pagemap_->Get(PageIdOf(p));
     if (span == nullptr || span->sizeclass != sizeclass_) return false;
-    uint64_t offset = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(span->start());
-    // offset = k * object_size_ <=> the low size_shift_ bits are zero and
-    // what remains is a multiple of the odd part (its inverse maps the
-    // multiples, and only them, to [0, max / odd]).
-    if ((offset & size_low_mask_) != 0) return false;
-    return (offset >> size_shift_) * size_odd_inverse_ <= size_odd_limit_;
+    return ObjectIndex(span, p) != kNotAnObject;
   }
 
   // Fills batch with up to n objects; returns how many (0 only when the
@@ -80,8 +89,10 @@ class CentralFreeList {
   int RemoveRange(void** batch, int n);
   // Returns n objects of this class. Aborts on a pointer that is not the start
   // of an object of this class, or on an object returned twice to an
-  // otherwise empty span.
-  void InsertRange(void* const* batch, int n);
+  // otherwise empty span. mark: the objects do not carry the transfer
+  // caches' free mark yet (base/freelist_link.h); each is checked for it (it
+  // is then free already: a double free aborts) and given it here.
+  void InsertRange(void* const* batch, int n, bool mark = false);
 
   CentralStats Stats();
 
@@ -112,10 +123,19 @@ class CentralFreeList {
 
  private:
   static constexpr size_t kSysPage = 4096;  // what ReleaseFreePages releases
-  bool CanReleaseInSpans() const;  // ReleaseFreePages works for this class
-  int BucketFor(uint32_t allocated) const {
-    return static_cast<int>((static_cast<size_t>(allocated) * kBuckets) / objects_per_span_);
-  }
+  bool CanReleaseInSpans() const;
+  static constexpr uint64_t kNotAnObject = ~uint64_t{0};
+  // The index in span of the object that starts at p, or kNotAnObject.
+  // offset = k * object_size_ <=> the low size_shift_ bits are zero and
+  // what remains is a multiple of the odd part; the odd part's inverse maps
+  // the multiples, and only them, to [0, max / odd], and a multiple to k.
+  uint64_t ObjectIndex(const Span* span, const void* p) const {
+    const uint64_t offset = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(span->start());
+    if ((offset & size_low_mask_) != 0) return kNotAnObject;
+    const uint64_t k = (offset >> size_shift_) * size_odd_inverse_;
+    return k <= size_odd_limit_ ? k : kNotAnObject;
+  }  // ReleaseFreePages works for this class
+  int BucketFor(uint32_t allocated) const { return Bucket(allocated, bucket_mul_); }
   void FileSpan(Span* span);  // puts a non-full span in its bucket
   Span* Populate();
   size_t ReleaseSpanFreePages(Span* span);
@@ -134,6 +154,7 @@ class CentralFreeList {
   uint64_t size_odd_inverse_ = 0;
   uint64_t size_odd_limit_ = 0;
   uint32_t objects_per_span_ = 0;
+  uint64_t bucket_mul_ = 0;  // BucketMultiplier(objects_per_span_)
   Length pages_per_span_ = 0;
   size_t span_tail_bytes_ = 0;
   PageAllocator* pages_ = nullptr;

@@ -534,7 +534,9 @@ TEST_F(MisuseHardened, ALinkCopiedFromAnotherSizeClassAborts) {
         fprintf(stderr, "not detected\n");
         _exit(0);
       },
-      "jsmalloc: corrupted free-list link \\(a write to freed memory\\?\\) in the free object at 0x");
+      // A copied link that decodes to the end of the other list cuts the span's
+      // list short: the central list finds its objects missing.
+      "jsmalloc: corrupted free.list( link)? \\(a write to freed memory\\?\\)(:| in the free object at 0x)");
 }
 
 TEST_F(MisuseHardened, EveryEntryPointAsAThreadsFirstCallRaisesNoFalseAlarm) {

@@ -104,6 +104,122 @@ TEST_F(MiddleEndTest, CentralAbortsOnForeignAndMisalignedPointers) {
   central_[cl].InsertRange(&p, 1);
 }
 
+// Bucket is the division it replaces, for every span size a class can have
+// in any page-size build (up to 32768 objects: 8-byte objects in one 256 KiB
+// page) and every count of objects in use.
+TEST(CentralBucketTest, MultiplicationEqualsTheDivision) {
+  auto check = [](uint32_t n) {
+    const uint64_t mul = CentralFreeList::BucketMultiplier(n);
+    for (uint32_t a = 0; a <= n; ++a) {
+      ASSERT_EQ(CentralFreeList::Bucket(a, mul), static_cast<int>(uint64_t{a} * CentralFreeList::kBuckets / n))
+          << a << " of " << n;
+    }
+  };
+  for (uint32_t n = 1; n <= 4096; ++n) check(n);
+  for (uint32_t n = 4097; n <= 32768; n += 97) check(n);
+  check(32768);
+  check(65536);
+}
+
+// A batch whose objects come in runs of one span, interleaved with runs of
+// others: counts, buckets and the spans' return stay exact.
+TEST_F(MiddleEndTest, CentralTakesBatchesWithRunsOfSeveralSpans) {
+  const int cl = 5;  // 64-byte objects, 128 per span
+  CentralFreeList& c = central_[cl];
+  const size_t per_span = SizeMap::ObjectsPerSpan(cl);
+  std::vector<void*> objs(per_span * 3);
+  for (size_t got = 0; got < objs.size();) got += static_cast<size_t>(c.RemoveRange(&objs[got], static_cast<int>(std::min<size_t>(32, objs.size() - got))));
+  std::vector<void*> span[3];
+  for (void* p : objs) {
+    Span* s = pagemap_->Get(PageIdOf(p));
+    size_t k = s == pagemap_->Get(PageIdOf(objs[0])) ? 0 : s == pagemap_->Get(PageIdOf(objs.back())) ? 2 : 1;
+    span[k].push_back(p);
+  }
+  ASSERT_EQ(span[0].size(), per_span);
+  ASSERT_EQ(span[1].size(), per_span);
+  // Runs of 1, 2 and 3 objects in turn from the three spans: 3/4 of span 0,
+  // 1/2 of span 1, 1/8 of span 2 freed, then span 2 should be the fullest.
+  const size_t want[3] = {per_span * 3 / 4, per_span / 2, per_span / 8};
+  size_t next[3] = {0, 0, 0};
+  std::vector<void*> batch;
+  for (int turn = 0; next[0] < want[0] || next[1] < want[1] || next[2] < want[2]; ++turn) {
+    const int k = turn % 3;
+    for (int r = 0; r <= k && next[k] < want[k]; ++r) batch.push_back(span[k][next[k]++]);
+    if (batch.size() >= 29 || (next[0] == want[0] && next[1] == want[1] && next[2] == want[2])) {
+      c.InsertRange(batch.data(), static_cast<int>(batch.size()));
+      batch.clear();
+    }
+  }
+  CentralStats st = c.Stats();
+  EXPECT_EQ(st.live_objects, 3 * per_span - want[0] - want[1] - want[2]);
+  EXPECT_EQ(st.spans, 3u);
+  void* p;
+  ASSERT_EQ(c.RemoveRange(&p, 1), 1);
+  EXPECT_EQ(pagemap_->Get(PageIdOf(p)), pagemap_->Get(PageIdOf(span[2][0])))
+      << "the fullest span is filed in the highest bucket";
+  c.InsertRange(&p, 1);
+  // The rest, in one batch per span alternating, empties all three.
+  std::vector<void*> rest;
+  for (size_t i = 0; i < per_span; ++i) {
+    for (int k = 0; k < 3; ++k) {
+      if (i >= want[k]) rest.push_back(span[k][i]);
+    }
+  }
+  for (size_t i = 0; i < rest.size(); i += 64) c.InsertRange(&rest[i], static_cast<int>(std::min<size_t>(64, rest.size() - i)));
+  st = c.Stats();
+  EXPECT_EQ(st.live_objects, 0u);
+  EXPECT_EQ(st.spans, 0u);
+  EXPECT_EQ(heap_->Stats().in_use_bytes, 0u);
+}
+
+// Objects that arrive unmarked (the transfer cache is full) are checked and
+// marked by the central list: a second copy aborts there, in the same batch
+// or later, and also once the transfer cache has room again.
+TEST_F(MiddleEndTest, CentralMarksWhatTheFullTransferCacheSendsOn) {
+  const int cl = 5;
+  void* objs[4];
+  ASSERT_EQ(central_[cl].RemoveRange(objs, 4), 4);
+  central_[cl].InsertRange(objs, 2, /*mark=*/true);
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(central_[cl].InsertRange(&objs[1], 1, /*mark=*/true), "jsmalloc: double free of pointer 0x");
+  void* twice[2] = {objs[2], objs[2]};
+  EXPECT_DEATH(central_[cl].InsertRange(twice, 2, /*mark=*/true), "jsmalloc: double free of pointer 0x");
+  void* inside = static_cast<char*>(objs[3]) + 16;
+  EXPECT_DEATH(central_[cl].InsertRange(&inside, 1, /*mark=*/true),
+               "jsmalloc: invalid free of pointer that is not the start of an object: 0x");
+  EXPECT_TRUE(transfer_[cl].HoldsAsFree(objs[0]));
+  EXPECT_FALSE(transfer_[cl].HoldsAsFree(objs[2]));
+
+  // Through a full transfer cache.
+  TransferCache& t = transfer_[cl];
+  const int batch = SizeMap::BatchSize(cl);
+  const size_t cap = t.Stats().capacity;
+  std::vector<void*> fill(cap);
+  // Through the transfer cache, which clears the marks of what it hands out
+  // (objs[0] and objs[1] among them, possibly).
+  for (size_t got = 0; got < cap;) got += static_cast<size_t>(t.RemoveRange(&fill[got], static_cast<int>(std::min<size_t>(static_cast<size_t>(batch), cap - got))));
+  for (size_t i = 0; i < cap; i += static_cast<size_t>(batch)) t.InsertRange(&fill[i], static_cast<int>(std::min<size_t>(static_cast<size_t>(batch), cap - i)));
+  ASSERT_EQ(t.objects(), cap);
+  t.InsertRange(&objs[2], 1);  // full: on to the central list, marked there
+  EXPECT_EQ(t.Stats().insert_misses, 1u);
+  EXPECT_TRUE(t.HoldsAsFree(objs[2]));
+  EXPECT_DEATH(t.InsertRange(&objs[2], 1), "jsmalloc: double free of pointer 0x");
+  void* back[1];
+  ASSERT_EQ(t.RemoveRange(back, 1), 1);  // room again
+  EXPECT_DEATH(t.InsertRange(&objs[2], 1), "jsmalloc: double free of pointer 0x");
+  t.InsertRange(back, 1);
+  // What the transfer cache hands out (from the central list now) is unmarked.
+  t.Drain();
+  std::vector<void*> all(cap + 3);
+  for (size_t got = 0; got < all.size();) got += static_cast<size_t>(t.RemoveRange(&all[got], 1));
+  for (void* p : all) EXPECT_FALSE(t.HoldsAsFree(p));
+  for (void* p : all) t.InsertRange(&p, 1);
+  t.Drain();
+  central_[cl].InsertRange(&objs[3], 1);
+  EXPECT_EQ(central_[cl].Stats().live_objects, 0u);
+  EXPECT_EQ(central_[cl].Stats().spans, 0u);
+}
+
 // malloc_trim's release inside spans that still hold live objects: only
 // pages whose every object is free go, the live objects keep their bytes,
 // and the released objects are handed out again (once the span has no other
