@@ -123,7 +123,7 @@ class CentralFreeList {
 
  private:
   static constexpr size_t kSysPage = 4096;  // what ReleaseFreePages releases
-  bool CanReleaseInSpans() const;
+  bool CanReleaseInSpans() const;  // ReleaseFreePages works for this class
   static constexpr uint64_t kNotAnObject = ~uint64_t{0};
   // The index in span of the object that starts at p, or kNotAnObject.
   // offset = k * object_size_ <=> the low size_shift_ bits are zero and
@@ -134,7 +134,7 @@ class CentralFreeList {
     if ((offset & size_low_mask_) != 0) return kNotAnObject;
     const uint64_t k = (offset >> size_shift_) * size_odd_inverse_;
     return k <= size_odd_limit_ ? k : kNotAnObject;
-  }  // ReleaseFreePages works for this class
+  }
   int BucketFor(uint32_t allocated) const { return Bucket(allocated, bucket_mul_); }
   void FileSpan(Span* span);  // puts a non-full span in its bucket
   Span* Populate();
