@@ -5,7 +5,13 @@
 // Capacity policy: every class on every CPU starts with no capacity. A miss
 // (pop on empty, push on full) grows that class on that CPU by a batch, if
 // the CPU's byte budget allows; otherwise capacity is taken from another
-// class of the same CPU that has unused room. A periodic pass (at most once
+// class of the same CPU that has unused room. A class that keeps
+// overflowing with no underflow in between (kShrinkStreak in a row: the
+// CPU frees it in a burst, or only frees it) shrinks by a batch on each
+// further overflow instead, down to two batches, as a per-thread list does:
+// what it would keep is not going to be allocated here soon, and kept, it
+// pins partly used spans whose scattered free objects the next allocations
+// get. A periodic pass (at most once
 // a second, piggy-backed on misses) halves the unused room of classes that
 // did not miss since the last pass and drains CPUs that saw no misses at
 // all, returning their objects to the transfer caches.
@@ -35,6 +41,7 @@ struct CpuCacheCpuStats {
   size_t underflows = 0;
   size_t overflows = 0;
   size_t drains = 0;
+  size_t shrinks = 0;  // overflows that shrank a class freed in a burst (kShrinkStreak)
   size_t fence_failures = 0;  // drains given up (or left stopped) without a fence
   bool populated = false;
   bool retired = false;  // slab stopped for good after a failed fence
@@ -50,6 +57,7 @@ template <typename Env>
 class CpuCacheT {
  public:
   static constexpr uint64_t kResizeIntervalNs = 1000000000;  // 1 s
+  static constexpr int kShrinkStreak = 8;  // overflows in a row before shrinking
 
   // slab: initialised over memory for env->NumCpus() CPUs.
   void Init(Env* env, PerCpuSlab* slab, TransferCache* transfer, MetadataArena* arena,
@@ -126,9 +134,12 @@ class CpuCacheT {
     uint16_t capacity[kMaxClasses];  // source of truth; mirrored into the slab
     uint32_t misses[kMaxClasses];
     uint32_t misses_at_last_pass[kMaxClasses];
+    // Overflows of the class since its last underflow on this CPU (capped).
+    uint8_t overflow_streak[kMaxClasses];
     size_t total_misses;
     size_t total_misses_at_last_pass;
     size_t underflows, overflows, drains;
+    size_t streak_shrinks;  // overflows that shrank a class that only frees
     size_t fence_failures;  // drains that found the kernel unable to fence
     bool retired;           // stopped for good: a fence failed mid-drain
     int steal_cursor;

@@ -116,6 +116,7 @@ void* CpuCacheT<Env>::Underflow(int cl) {
     ++s.misses[cl];
     ++s.total_misses;
     ++s.underflows;
+    s.overflow_streak[cl] = 0;
     if (PopulateLocked(cpu, s)) GrowLocked(cpu, s, cl, batch);
   }
   TransferCache* transfer = TransferFor(cpu);
@@ -157,22 +158,36 @@ void CpuCacheT<Env>::Overflow(void* p, int cl) {
   // it later).
   if (JSMALLOC_UNLIKELY(slab_->TopIs(cpu, cl, p))) os::FatalError("double free of pointer", p);
   const int batch = SizeMap::BatchSize(cl);
-  bool grown;
+  bool grown = false;
+  int batches_out = 1;
   {
     CpuState& s = cpus_[cpu];
     SpinLockHolder h(&locks_[cpu]);
     ++s.misses[cl];
     ++s.total_misses;
     ++s.overflows;
-    grown = PopulateLocked(cpu, s) && GrowLocked(cpu, s, cl, batch);
+    if (s.overflow_streak[cl] < kShrinkStreak) {
+      ++s.overflow_streak[cl];
+      grown = PopulateLocked(cpu, s) && GrowLocked(cpu, s, cl, batch);
+    } else if (s.capacity[cl] > 2 * batch) {
+      // Shrink by a batch and hand two down, so that a batch of frees fits
+      // again. Until the pops below, `current` may sit above the new end:
+      // pushes then fail (full), pops are unaffected.
+      SetCapacityLocked(cpu, s, cl, static_cast<uint16_t>(s.capacity[cl] - batch));
+      ++s.streak_shrinks;
+      batches_out = 2;
+    }
   }
   if (grown && env_->Push(slab_, cl, p)) return;
-  // Still full: hand a batch from this CPU to the transfer cache (one
-  // critical section), then retry.
+  // Still full: hand a batch (two when shrinking) from this CPU to the
+  // transfer cache, one critical section each, then retry.
   void* buf[64];
-  size_t n = env_->PopBatch(slab_, cl, buf, static_cast<size_t>(batch));
   TransferCache* transfer = TransferFor(cpu);
-  if (n > 0) transfer[cl].InsertRange(buf, static_cast<int>(n));
+  for (int k = 0; k < batches_out; ++k) {
+    size_t n = env_->PopBatch(slab_, cl, buf, static_cast<size_t>(batch));
+    if (n == 0) break;
+    transfer[cl].InsertRange(buf, static_cast<int>(n));
+  }
   if (!env_->Push(slab_, cl, p)) transfer[cl].InsertRange(&p, 1);
 }
 
@@ -288,6 +303,7 @@ CpuCacheCpuStats CpuCacheT<Env>::CpuStats(int cpu) {
   out.underflows = s.underflows;
   out.overflows = s.overflows;
   out.drains = s.drains;
+  out.shrinks = s.streak_shrinks;
   out.fence_failures = s.fence_failures;
   out.retired = s.retired;
   for (int cl = 1; cl < kNumClasses; ++cl) {

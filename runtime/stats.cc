@@ -102,13 +102,13 @@ void PrintCpuCaches(Printer* out) {
     out->Str("Per-CPU caches: ").U(static_cast<uint64_t>(cc.num_cpus())).Str(" possible CPUs, budget ")
         .MiB(cc.max_bytes_per_cpu()).Str(" MiB per CPU, rseq fence ")
         .Str(os::RseqFenceAvailable() ? "available" : "unavailable (idle CPUs are not drained)").Char('\n');
-    out->Str("  cpu  capacity_MiB  cached_MiB  underflows  overflows  drains\n");
+    out->Str("  cpu  capacity_MiB  cached_MiB  underflows  overflows  drains  shrinks\n");
     for (int cpu = 0; cpu < cc.num_cpus(); ++cpu) {
       CpuCacheCpuStats c = cc.CpuStats(cpu);
       if (!c.populated && c.misses == 0) continue;
       out->UW(static_cast<uint64_t>(cpu), 5).Str("  ").F(static_cast<double>(c.capacity_bytes) / 1048576.0, 2)
           .Str("          ").F(static_cast<double>(c.cached_bytes) / 1048576.0, 2).UW(c.underflows, 12)
-          .UW(c.overflows, 11).UW(c.drains, 8);
+          .UW(c.overflows, 11).UW(c.drains, 8).UW(c.shrinks, 9);
       if (c.fence_failures > 0) out->Str("  fences failed ").U(c.fence_failures);
       if (c.retired) out->Str(" (slab stopped for good)");
       out->Char('\n');

@@ -200,6 +200,53 @@ TEST(CpuCacheTest, BudgetIsRespectedByStealingFromOtherClasses) {
   EXPECT_LE(f.cache.CpuStats(0).capacity_bytes, budget);
 }
 
+// A burst of frees (a big structure torn down) shrinks the class back to
+// two batches on that CPU instead of keeping up to 8K objects that pin
+// partly used spans; an allocation burst grows it again.
+TEST(CpuCacheTest, AFreeBurstShrinksTheClassAndAnAllocationBurstGrowsItAgain) {
+  Fixture<FakeCpuEnv> f(2, 4 << 20);
+  const int cl = 3;  // 32-byte objects: 8192 slots at most
+  const int batch = SizeMap::BatchSize(cl);
+  std::vector<void*> objs;
+  for (int i = 0; i < 20000; ++i) objs.push_back(f.Alloc(cl));
+  const int grown = f.slab.Capacity(0, cl);
+  EXPECT_GE(grown, 4096);
+  EXPECT_EQ(f.cache.CpuStats(0).shrinks, 0u);
+  for (void* p : objs) f.Free(p, cl);
+  EXPECT_GT(f.cache.CpuStats(0).shrinks, 0u);
+  EXPECT_LE(f.slab.Capacity(0, cl), 2 * batch);
+  EXPECT_LE(f.slab.Length(0, cl), f.slab.Capacity(0, cl));
+  EXPECT_EQ(f.LiveInCentral(), static_cast<size_t>(f.slab.Length(0, cl)) + f.transfer[cl].objects())
+      << "every object is in the CPU's cache, the transfer cache or its span";
+  objs.clear();
+  for (int i = 0; i < 20000; ++i) objs.push_back(f.Alloc(cl));
+  EXPECT_EQ(f.slab.Capacity(0, cl), grown);
+  std::set<void*> seen(objs.begin(), objs.end());
+  EXPECT_EQ(seen.size(), objs.size()) << "nothing handed out twice across the shrinks";
+  for (void* p : objs) f.Free(p, cl);
+}
+
+// Churn where frees and allocations alternate in runs shorter than the
+// streak keeps the capacity it grew to.
+TEST(CpuCacheTest, AlternatingChurnDoesNotShrink) {
+  Fixture<FakeCpuEnv> f(1, 4 << 20);
+  const int cl = 5;
+  const int batch = SizeMap::BatchSize(cl);
+  std::vector<void*> live;
+  for (int i = 0; i < 4096; ++i) live.push_back(f.Alloc(cl));
+  for (void* p : live) f.Free(p, cl);
+  live.clear();
+  const int cap = f.slab.Capacity(0, cl);
+  for (int round = 0; round < 200; ++round) {
+    // 4 batches more than the cache holds come and go each round.
+    for (int i = 0; i < cap + 4 * batch; ++i) live.push_back(f.Alloc(cl));
+    for (void* p : live) f.Free(p, cl);
+    live.clear();
+  }
+  EXPECT_EQ(f.cache.CpuStats(0).shrinks, 0u);
+  EXPECT_GE(f.slab.Capacity(0, cl), cap);
+}
+
 TEST(CpuCacheTest, DrainReturnsEverythingAndCpuKeepsWorking) {
   Fixture<FakeCpuEnv> f(2, 1 << 20);
   std::vector<std::pair<void*, int>> live;
