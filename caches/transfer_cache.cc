@@ -78,14 +78,6 @@ void TransferCache::InsertRange(void* const* batch, int n) {
 }
 
 int TransferCache::RemoveRange(void** batch, int n) {
-  int got = RemoveUnmarked(batch, n);
-  if (mark_objects_) {
-    for (int i = 0; i < got; ++i) *MarkWord(batch[i]) = 0;
-  }
-  return got;
-}
-
-int TransferCache::RemoveUnmarked(void** batch, int n) {
   lock_.Lock();
   int used = used_.load(std::memory_order_relaxed);
   if (used >= n) {
@@ -95,11 +87,19 @@ int TransferCache::RemoveUnmarked(void** batch, int n) {
     if (used < low_water_) low_water_ = used;
     ++remove_hits_;
     lock_.Unlock();
+    if (mark_objects_) {
+      for (int i = 0; i < n; ++i) *MarkWord(batch[i]) = 0;
+    }
     return n;
   }
   ++remove_misses_;
   lock_.Unlock();
-  return central_->RemoveRange(batch, n);
+  // The central list clears the marks as it hands objects out: by writing
+  // on those from its spans' lists, whose lines it reads anyway, and on
+  // freshly carved ones only where a stale mark is found (writing 0 to every
+  // object of a refill faulted in pages the program had not touched yet: a
+  // small process peaked 0.4 MiB higher).
+  return central_->RemoveRange(batch, n, /*clear_marks=*/mark_objects_);
 }
 
 int TransferCache::Plunder() {
