@@ -52,7 +52,7 @@ Span* CentralFreeList::Populate() {
   return span;
 }
 
-int CentralFreeList::RemoveRange(void** batch, int n, bool clear_marks) {
+int CentralFreeList::RemoveRange(void** batch, int n) {
   int got = 0;
   lock_.Lock();
   ++removes_;
@@ -84,20 +84,12 @@ int CentralFreeList::RemoveRange(void** batch, int n, bool clear_marks) {
       if (obj != nullptr) {
         do {
           batch[got++] = obj;
-          void* next = LoadLink(obj, sizeclass_, *pagemap_);
-          if (clear_marks) *MarkWord(obj) = 0;
-          obj = next;
+          obj = LoadLink(obj, sizeclass_, *pagemap_);
         } while (--take > 0 && obj != nullptr);
         span->freelist = obj;
       } else if (span->carved < objects_per_span_) {
         char* next = static_cast<char*>(span->start()) + static_cast<size_t>(span->carved) * object_size_;
         do {
-          // A span made of memory an earlier span used may hold a stale mark
-          // at this address; read it before writing, so that a page the
-          // program has not touched yet is not faulted in by us (a read
-          // maps the zero page; writing 0 to every carved object raised a
-          // small process's peak by 0.4 MiB).
-          if (clear_marks && *MarkWord(next) == FreeMark(next)) *MarkWord(next) = 0;
           batch[got++] = next;
           next += object_size_;
           ++span->carved;

@@ -86,11 +86,7 @@ class CentralFreeList {
 
   // Fills batch with up to n objects; returns how many (0 only when the
   // back-end is out of memory).
-  // clear_marks: clear the free mark (base/freelist_link.h) of each object
-  // handed out: of those taken off a span's list by writing, of those carved
-  // only where a stale mark is there (read first: their pages may not have
-  // been touched yet).
-  int RemoveRange(void** batch, int n, bool clear_marks = false);
+  int RemoveRange(void** batch, int n);
   // Returns n objects of this class. Aborts on a pointer that is not the start
   // of an object of this class, or on an object returned twice to an
   // otherwise empty span. mark: the objects do not carry the transfer
