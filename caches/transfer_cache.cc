@@ -78,7 +78,14 @@ void TransferCache::InsertRange(void* const* batch, int n) {
 }
 
 int TransferCache::RemoveRange(void** batch, int n) {
-  int got;
+  int got = RemoveUnmarked(batch, n);
+  if (mark_objects_) {
+    for (int i = 0; i < got; ++i) *MarkWord(batch[i]) = 0;
+  }
+  return got;
+}
+
+int TransferCache::RemoveUnmarked(void** batch, int n) {
   lock_.Lock();
   int used = used_.load(std::memory_order_relaxed);
   if (used >= n) {
@@ -88,24 +95,11 @@ int TransferCache::RemoveRange(void** batch, int n) {
     if (used < low_water_) low_water_ = used;
     ++remove_hits_;
     lock_.Unlock();
-    got = n;
-  } else {
-    ++remove_misses_;
-    lock_.Unlock();
-    got = central_->RemoveRange(batch, n);
+    return n;
   }
-  if (mark_objects_) {
-    // Read first, write only a mark that is there: objects the central list
-    // just carved from a fresh span have none (or a stale one an earlier
-    // span left at that address), and writing 0 to each faulted in pages
-    // the program had not touched yet (a small process peaked 0.4 MiB
-    // higher). A read of an untouched page maps the zero page.
-    for (int i = 0; i < got; ++i) {
-      uintptr_t* w = MarkWord(batch[i]);
-      if (*w == FreeMark(batch[i])) *w = 0;
-    }
-  }
-  return got;
+  ++remove_misses_;
+  lock_.Unlock();
+  return central_->RemoveRange(batch, n);
 }
 
 int TransferCache::Plunder() {

@@ -80,6 +80,8 @@ class TransferCache {
   static int DefaultCapacity(size_t object_size, int batch);
 
  private:
+  int RemoveUnmarked(void** batch, int n);
+
   SpinLock lock_;
   CentralFreeList* central_ = nullptr;
   void** slots_ = nullptr;

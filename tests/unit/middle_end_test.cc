@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "backend/page_heap.h"
-#include "base/freelist_link.h"
 #include "caches/central_free_list.h"
 #include "base/size_map.h"
 #include "caches/thread_cache.h"
@@ -219,53 +218,6 @@ TEST_F(MiddleEndTest, CentralMarksWhatTheFullTransferCacheSendsOn) {
   central_[cl].InsertRange(&objs[3], 1);
   EXPECT_EQ(central_[cl].Stats().live_objects, 0u);
   EXPECT_EQ(central_[cl].Stats().spans, 0u);
-}
-
-// Freshly carved objects are handed out with their memory untouched (a
-// read, no write: their pages may not be resident yet), except where memory
-// an earlier span used left a free mark at the same address, which is
-// cleared (its first free would otherwise abort as a double free).
-TEST_F(MiddleEndTest, CarvedObjectsAreReadNotWrittenAndLoseAStaleMark) {
-  // Two classes of objects of 16 bytes or more whose spans have the same
-  // number of pages (in every page-size build), so that one reuses the
-  // other's.
-  const int a = SizeMap::ClassFor(64);
-  int b = 0;
-  for (int cl = 1; cl < kNumClasses && b == 0; ++cl) {
-    if (cl != a && SizeMap::ClassSize(cl) >= 16 && SizeMap::ClassPages(cl) == SizeMap::ClassPages(a)) b = cl;
-  }
-  ASSERT_NE(b, 0);
-  const size_t per_span = SizeMap::ObjectsPerSpan(a);
-  std::vector<void*> objs(per_span);
-  for (size_t got = 0; got < per_span;) got += static_cast<size_t>(transfer_[a].RemoveRange(&objs[got], static_cast<int>(std::min<size_t>(32, per_span - got))));
-  char* span_start = static_cast<char*>(pagemap_->Get(PageIdOf(objs[0]))->start());
-  for (void* p : objs) ASSERT_EQ(pagemap_->Get(PageIdOf(p))->start(), span_start) << "one span";
-  // All freed through the transfer cache (marked), then back to the spans:
-  // the span empties and its pages return to the heap.
-  for (size_t i = 0; i < per_span; i += 16) transfer_[a].InsertRange(&objs[i], 16);
-  transfer_[a].Drain();
-  ASSERT_EQ(central_[a].Stats().spans, 0u);
-  // The memory as a program might have left it, and one stale mark.
-  const size_t span_bytes = SizeMap::ClassPages(a) << kPageShift;
-  memset(span_start, 0x5a, span_bytes);
-  *MarkWord(span_start) = FreeMark(span_start);
-  void* got[32];
-  ASSERT_EQ(transfer_[b].RemoveRange(got, 32), 32);
-  bool saw_start = false;
-  for (void* p : got) {
-    if (static_cast<char*>(p) < span_start || static_cast<char*>(p) >= span_start + span_bytes) continue;
-    if (p == span_start) {
-      saw_start = true;
-      EXPECT_EQ(*MarkWord(p), 0u) << "the stale mark is cleared";
-    } else {
-      EXPECT_EQ(*MarkWord(p), uintptr_t{0x5a5a5a5a5a5a5a5a}) << "a carved object is not written";
-    }
-    EXPECT_FALSE(transfer_[b].HoldsAsFree(p));
-  }
-  ASSERT_TRUE(saw_start) << "the new span reuses the freed one's memory";
-  transfer_[b].InsertRange(got, 32);  // no false double free
-  transfer_[b].Drain();
-  EXPECT_EQ(central_[b].Stats().live_objects, 0u);
 }
 
 // malloc_trim's release inside spans that still hold live objects: only
