@@ -10,6 +10,7 @@ void CentralFreeList::Init(int sizeclass, size_t object_size, Length pages_per_s
                            PageAllocator* pages, PageMap* pagemap) {
   sizeclass_ = sizeclass;
   object_size_ = object_size;
+  has_mark_word_ = object_size >= 2 * sizeof(uintptr_t);
   size_shift_ = __builtin_ctzll(object_size);
   size_low_mask_ = (uint64_t{1} << size_shift_) - 1;
   const uint64_t odd = object_size >> size_shift_;
@@ -84,7 +85,10 @@ int CentralFreeList::RemoveRange(void** batch, int n) {
       if (obj != nullptr) {
         do {
           batch[got++] = obj;
-          obj = LoadLink(obj, sizeclass_, *pagemap_);
+          void* next = LoadLink(obj, sizeclass_, *pagemap_);
+          // The transfer caches' free mark goes as the object leaves.
+          if (has_mark_word_) *MarkWord(obj) = 0;
+          obj = next;
         } while (--take > 0 && obj != nullptr);
         span->freelist = obj;
       } else if (span->carved < objects_per_span_) {
@@ -170,7 +174,6 @@ void CentralFreeList::InsertRange(void* const* batch, int n, bool mark) {
         // Its released pages leave with it (the back-end counts them as
         // backed, an upper bound; they fault in as zeros when reused).
         released_sys_pages_ -= static_cast<size_t>(__builtin_popcountll(span->released_pages));
-        span->released_pages = 0;
         --num_spans_;
         ++spans_released_;
         empty[num_empty++] = span;
@@ -184,6 +187,8 @@ void CentralFreeList::InsertRange(void* const* batch, int n, bool mark) {
     lock_.Unlock();
     // Empty spans go back to the back-end outside our lock.
     for (int k = 0; k < num_empty; ++k) {
+      ClearMarks(empty[k]);
+      empty[k]->released_pages = 0;
       pagemap_->SetSizeClass(empty[k]->first_page, empty[k]->num_pages, 0);
       JSMALLOC_PROBE(span_return, sizeclass_, empty[k]->num_pages, ProbeAddr(empty[k]->start()),
                      home_ != nullptr ? node_ : ProbeNumaNode());
@@ -204,6 +209,24 @@ void CentralFreeList::InsertRange(void* const* batch, int n, bool mark) {
     num_strays = 0;
   }
   JSMALLOC_PROBE(central_return, sizeclass_, n, spans_returned);
+}
+
+// Objects carved fresh are handed out without a write (RemoveRange), so no
+// stale free mark may be left where a later span could carve an object at
+// the same address: a free of it would abort as a double free, and realloc
+// would call it freed. Every carved object of an empty span is free, so its
+// pages were written when it was freed; released pages read as zeros and are
+// skipped (a write would fault them in again).
+void CentralFreeList::ClearMarks(Span* span) {
+  if (!has_mark_word_) return;
+  char* start = static_cast<char*>(span->start());
+  const uint64_t released = span->released_pages;  // nonzero only for spans of at most 64 system pages
+  const uint32_t carved = span->carved;
+  size_t off = sizeof(uintptr_t);
+  for (uint32_t i = 0; i < carved; ++i, off += object_size_) {
+    if (released != 0 && ((released >> (off / kSysPage)) & 1) != 0) continue;
+    *reinterpret_cast<uintptr_t*>(start + off) = 0;
+  }
 }
 
 CentralStats CentralFreeList::Stats() {

@@ -85,7 +85,10 @@ class CentralFreeList {
   }
 
   // Fills batch with up to n objects; returns how many (0 only when the
-  // back-end is out of memory).
+  // back-end is out of memory). Objects taken off a span's list leave with
+  // their free mark cleared; objects carved fresh are not written (their
+  // pages stay untouched until the program uses them), which holds because
+  // a span that empties clears its objects' marks before it goes.
   int RemoveRange(void** batch, int n);
   // Returns n objects of this class. Aborts on a pointer that is not the start
   // of an object of this class, or on an object returned twice to an
@@ -137,6 +140,7 @@ class CentralFreeList {
   }
   int BucketFor(uint32_t allocated) const { return Bucket(allocated, bucket_mul_); }
   void FileSpan(Span* span);  // puts a non-full span in its bucket
+  void ClearMarks(Span* span);  // zeroes the mark words of an empty span's objects
   Span* Populate();
   size_t ReleaseSpanFreePages(Span* span);
   // Visits up to visits_left spans, 16 under each hold of the lock, releasing
@@ -148,6 +152,7 @@ class CentralFreeList {
   SpinLock lock_;
   int sizeclass_ = 0;
   size_t object_size_ = 0;
+  bool has_mark_word_ = false;  // objects of 16 bytes and more: MarkWord exists
   // object_size_ = odd << size_shift_ (IsObjectStart).
   uint64_t size_low_mask_ = 0;
   int size_shift_ = 0;

@@ -78,14 +78,6 @@ void TransferCache::InsertRange(void* const* batch, int n) {
 }
 
 int TransferCache::RemoveRange(void** batch, int n) {
-  int got = RemoveUnmarked(batch, n);
-  if (mark_objects_) {
-    for (int i = 0; i < got; ++i) *MarkWord(batch[i]) = 0;
-  }
-  return got;
-}
-
-int TransferCache::RemoveUnmarked(void** batch, int n) {
   lock_.Lock();
   int used = used_.load(std::memory_order_relaxed);
   if (used >= n) {
@@ -95,10 +87,17 @@ int TransferCache::RemoveUnmarked(void** batch, int n) {
     if (used < low_water_) low_water_ = used;
     ++remove_hits_;
     lock_.Unlock();
+    if (mark_objects_) {
+      for (int i = 0; i < n; ++i) *MarkWord(batch[i]) = 0;
+    }
     return n;
   }
   ++remove_misses_;
   lock_.Unlock();
+  // The central list clears the marks of what it takes off its spans' lists
+  // and leaves the objects it carves fresh untouched: writing a mark word
+  // there faulted in pages the program had not used yet (a small process
+  // peaked 0.3-0.6 MiB higher).
   return central_->RemoveRange(batch, n);
 }
 

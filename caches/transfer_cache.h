@@ -49,8 +49,8 @@ class TransferCache {
   // get a keyed mark in their second word, checked first: an object that carries it is already free here or in the central
   // list, so it was freed twice, and the insert aborts. A double free is
   // thus caught at the latest when its second copy leaves a cache, unless a
-  // copy was allocated again meanwhile. RemoveRange clears the marks of what
-  // it hands out.
+  // copy was allocated again meanwhile. What RemoveRange hands out carries
+  // no mark (cleared here, or by the central list).
   void InsertRange(void* const* batch, int n);
   int RemoveRange(void** batch, int n);
   // True when p (an object of this class) carries the free mark: it is free
@@ -80,8 +80,6 @@ class TransferCache {
   static int DefaultCapacity(size_t object_size, int batch);
 
  private:
-  int RemoveUnmarked(void** batch, int n);
-
   SpinLock lock_;
   CentralFreeList* central_ = nullptr;
   void** slots_ = nullptr;

@@ -220,6 +220,94 @@ TEST_F(MiddleEndTest, CentralMarksWhatTheFullTransferCacheSendsOn) {
   EXPECT_EQ(central_[cl].Stats().spans, 0u);
 }
 
+// Refilling a cache with objects carved fresh from a new span writes none of
+// them: their pages stay out of memory until the program uses them (a small
+// process's peak counted every page a refill had written a cleared mark to).
+TEST_F(MiddleEndTest, FreshObjectsLeaveUntouched) {
+  // Every class's span stays live to the end, so each comes from memory the
+  // page heap never handed out before.
+  std::vector<std::pair<int, std::vector<void*>>> live;
+  for (int cl : {2, 5, 12, 30}) {
+    SCOPED_TRACE(cl);
+    const size_t per_span = SizeMap::ObjectsPerSpan(cl);
+    const size_t span_bytes = SizeMap::ClassPages(cl) << kPageShift;
+    const int batch = SizeMap::BatchSize(cl);
+    std::vector<void*> objs(per_span);
+    for (size_t got = 0; got < per_span;) {
+      got += static_cast<size_t>(transfer_[cl].RemoveRange(&objs[got], static_cast<int>(std::min<size_t>(static_cast<size_t>(batch), per_span - got))));
+    }
+    void* start = *std::min_element(objs.begin(), objs.end());
+    ASSERT_EQ(central_[cl].Stats().spans, 1u);
+    EXPECT_EQ(os::ResidentBytesIn(start, span_bytes), 0u) << "a refill wrote into objects never used";
+    live.emplace_back(cl, std::move(objs));
+  }
+  for (auto& [cl, objs] : live) {
+    for (void* p : objs) transfer_[cl].InsertRange(&p, 1);
+    transfer_[cl].Drain();
+    EXPECT_EQ(central_[cl].Stats().spans, 0u);
+  }
+}
+
+// A span that empties takes its objects' free marks with it, so a span
+// carved later from the same memory (objects handed out unwritten) holds no
+// stale mark: freeing its objects must not abort as a double free, and none
+// may look freed to realloc.
+TEST_F(MiddleEndTest, ReusedSpanMemoryCarriesNoStaleMarks) {
+  for (int cl : {2, 5, 12, 30}) {
+    SCOPED_TRACE(cl);
+    TransferCache& t = transfer_[cl];
+    const size_t want = SizeMap::ObjectsPerSpan(cl) * 2;
+    const int batch = SizeMap::BatchSize(cl);
+    auto take = [&](std::vector<void*>& v) {
+      v.resize(want);
+      for (size_t got = 0; got < want;) {
+        got += static_cast<size_t>(t.RemoveRange(&v[got], static_cast<int>(std::min<size_t>(static_cast<size_t>(batch), want - got))));
+      }
+    };
+    std::vector<void*> first, second;
+    take(first);
+    for (void* p : first) t.InsertRange(&p, 1);  // marked here or in the central list
+    for (void* p : first) ASSERT_TRUE(t.HoldsAsFree(p));
+    t.Drain();
+    ASSERT_EQ(central_[cl].Stats().spans, 0u) << "the spans went back to the page heap";
+    take(second);
+    std::set<void*> old(first.begin(), first.end());
+    size_t reused = 0;
+    for (void* p : second) reused += old.count(p);
+    ASSERT_GT(reused, 0u) << "the page heap handed out other memory: the test shows nothing";
+    for (void* p : second) EXPECT_FALSE(t.HoldsAsFree(p));
+    for (void* p : second) t.InsertRange(&p, 1);  // a stale mark would abort here
+    t.Drain();
+    EXPECT_EQ(central_[cl].Stats().spans, 0u);
+  }
+}
+
+// Clearing an empty span's marks skips the pages released inside it: they
+// stay out of memory when the span goes back.
+TEST_F(MiddleEndTest, EmptySpanLeavesItsReleasedPagesAlone) {
+  constexpr size_t kSysPage = 4096;  // what the central list releases
+  if (os::SystemPageSize() != kSysPage) GTEST_SKIP() << "spans release 4 KiB pages only; this system's pages are larger";
+  const int cl = 5;
+  CentralFreeList& c = central_[cl];
+  const size_t per_span = SizeMap::ObjectsPerSpan(cl);
+  const size_t span_bytes = SizeMap::ClassPages(cl) << kPageShift;
+  ASSERT_GE(span_bytes, 2 * kSysPage);
+  std::vector<void*> objs(per_span);
+  for (size_t got = 0; got < per_span;) got += static_cast<size_t>(c.RemoveRange(&objs[got], static_cast<int>(per_span - got)));
+  std::sort(objs.begin(), objs.end());
+  char* start = static_cast<char*>(objs[0]);
+  for (void* p : objs) memset(p, 0x5a, SizeMap::ClassSize(cl));
+  // Everything but the last object is freed (marked as the transfer cache's
+  // overflow would be); every page but the last can go.
+  c.InsertRange(objs.data(), static_cast<int>(per_span - 1), /*mark=*/true);
+  ASSERT_GT(c.ReleaseFreePages(), 0u);
+  const size_t gone = span_bytes - kSysPage;
+  ASSERT_EQ(os::ResidentBytesIn(start, gone), 0u);
+  c.InsertRange(&objs[per_span - 1], 1, /*mark=*/true);
+  EXPECT_EQ(c.Stats().spans, 0u);
+  EXPECT_EQ(os::ResidentBytesIn(start, gone), 0u) << "clearing the marks faulted released pages in";
+}
+
 // malloc_trim's release inside spans that still hold live objects: only
 // pages whose every object is free go, the live objects keep their bytes,
 // and the released objects are handed out again (once the span has no other
