@@ -56,6 +56,11 @@ void UnwinderUnlockAfterFork(bool child);
 void SetReadFdesFromFilesForTest(bool on);
 uint64_t UnwindRuleFromFileForTest(uintptr_t pc, bool* handled);
 uint64_t UnwindRuleThroughMappingForTest(uintptr_t pc);
+// The rule of a PC through the cache, worked out without it, and how many
+// of the cache's slots are in use (it grows as it fills).
+uint64_t UnwindRuleForTest(uintptr_t pc);
+uint64_t UnwindRuleUncachedForTest(uintptr_t pc);
+size_t UnwindRuleCacheSlotsForTest();
 
 // Where a cached walk starts: a PC in the calling function and the stack
 // and frame pointers there. Taking it inline lets a caller (the sampler)

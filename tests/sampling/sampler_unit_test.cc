@@ -425,6 +425,36 @@ TEST(StackTrace, RulesFromFilesLeaveUnwindTablesOutOfTheRss) {
   EXPECT_EQ(code, 0);
 }
 
+// The rule cache starts on one page of slots and grows as PCs fill it; a
+// rule comes back the same from the cache as worked out afresh, before,
+// across and after each growth.
+TEST(StackTrace, RuleCacheStartsSmallAndGrowsWithTheRulesItHolds) {
+  ResetUnwindRulesForTest();
+  EXPECT_EQ(UnwindRuleCacheSlotsForTest(), 256u) << "a small process's few samples touch one page of the cache";
+  ObjectText libc = TextOf("libc.so");
+  ASSERT_NE(libc.lo, 0u);
+  const uintptr_t step = std::max<uintptr_t>(17, (libc.hi - libc.lo) / 4000) | 1;
+  std::vector<uintptr_t> pcs;
+  for (uintptr_t pc = libc.lo + 1; pc < libc.hi && pcs.size() < 4000; pc += step) pcs.push_back(pc);
+  ASSERT_GT(pcs.size(), 3000u);
+  size_t last_slots = UnwindRuleCacheSlotsForTest(), growths = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uintptr_t pc : pcs) {
+      ASSERT_EQ(UnwindRuleForTest(pc), UnwindRuleUncachedForTest(pc)) << "pass " << pass << " pc " << reinterpret_cast<void*>(pc);
+      const size_t slots = UnwindRuleCacheSlotsForTest();
+      if (slots != last_slots) {
+        EXPECT_EQ(slots, std::min<size_t>(last_slots * 4, 8192)) << "grows fourfold, to 8192 at most";
+        ++growths;
+        last_slots = slots;
+      }
+    }
+  }
+  EXPECT_EQ(growths, 3u);
+  EXPECT_EQ(UnwindRuleCacheSlotsForTest(), 8192u) << "grows to its full size and no further";
+  ResetUnwindRulesForTest();
+  EXPECT_EQ(UnwindRuleCacheSlotsForTest(), 256u);
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream f(path);
   std::stringstream ss;
