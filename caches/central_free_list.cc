@@ -154,12 +154,15 @@ void CentralFreeList::InsertRange(void* const* batch, int n, bool mark) {
           lock_.Unlock();
           os::FatalError("invalid free of pointer that is not the start of an object:", obj);
         }
+        // The link is written before the mark is read (see
+        // TransferCache::InsertRange: a read first could cost the page its
+        // hugepage); on an abort the span's list is left as it was.
+        StoreLink(obj, head);
         if (allocated == 0 || (mark && *MarkWord(obj) == FreeMark(obj))) {
           lock_.Unlock();
           os::FatalError("double free of pointer", obj);
         }
         if (mark) *MarkWord(obj) = FreeMark(obj);
-        StoreLink(obj, head);
         head = obj;
         --allocated;
         if (++i == n) break;

@@ -56,6 +56,12 @@ void TransferCache::InsertRange(void* const* batch, int n) {
       if (JSMALLOC_UNLIKELY(!central_->IsObjectStart(batch[i]))) {
         os::FatalError("invalid free of pointer that is not the start of an object:", batch[i]);
       }
+      // A write before the mark's read: an object refilled into a cache but
+      // never handed to the program may lie on a page nobody has touched,
+      // and a read first maps the kernel's huge zero page there, which a
+      // 6.1 kernel splits into 4 KiB pages at the next write (the object
+      // is free: its first word holds nothing).
+      *static_cast<uintptr_t*>(batch[i]) = 0;
       uintptr_t* w = MarkWord(batch[i]);
       const uintptr_t mark = FreeMark(batch[i]);
       if (JSMALLOC_UNLIKELY(*w == mark)) os::FatalError("double free of pointer", batch[i]);
