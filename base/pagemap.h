@@ -30,6 +30,10 @@ class PageMap {
   struct Leaf {
     Span* span[kLeafLength];
     uint8_t sizeclass[kLeafLength];
+    // Where a page with a size class sits in its span (0 for the first
+    // page): the span's start without the Span, whose line is seldom in
+    // cache when a batch of freed objects is checked.
+    uint16_t page_in_span[kLeafLength];
   };
 
   constexpr PageMap() = default;
@@ -45,6 +49,20 @@ class PageMap {
     const Leaf* leaf = root_[root].load(std::memory_order_acquire);
     if (JSMALLOC_UNLIKELY(leaf == nullptr)) return 0;
     return leaf->sizeclass[(addr >> kPageShift) & (kLeafLength - 1)];
+  }
+
+  // The first page's address of the span of size class cl holding p, or 0
+  // when p's page is not of that class. Reads only the leaf's compact
+  // arrays (checking a batch of freed objects touched a cold Span each).
+  uintptr_t SpanStartIfClass(const void* p, int cl) const {
+    const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+    const uintptr_t root = addr >> (kPageShift + kLeafBits);
+    if (JSMALLOC_UNLIKELY(root >= (uintptr_t{1} << kRootBits))) return 0;
+    const Leaf* leaf = root_[root].load(std::memory_order_acquire);
+    if (JSMALLOC_UNLIKELY(leaf == nullptr)) return 0;
+    const size_t i = (addr >> kPageShift) & (kLeafLength - 1);
+    if (leaf->sizeclass[i] != cl) return 0;
+    return ((addr >> kPageShift) - leaf->page_in_span[i]) << kPageShift;
   }
 
   // Span covering page `id`, or nullptr. Entries of free runs are only kept
@@ -78,8 +96,15 @@ class PageMap {
   void SetRange(PageId start, Length n, Span* s) {
     for (Length i = 0; i < n; ++i) Set(start + i, s);
   }
+  // A span of size class cl (0: none) over [start, start+n); n at most
+  // 65535 pages when cl is not 0 (spans of objects are far smaller).
   void SetSizeClass(PageId start, Length n, uint8_t cl) {
-    for (Length i = 0; i < n; ++i) LeafFor(start + i)->sizeclass[(start + i) & (kLeafLength - 1)] = cl;
+    for (Length i = 0; i < n; ++i) {
+      Leaf* leaf = LeafFor(start + i);
+      const size_t k = (start + i) & (kLeafLength - 1);
+      leaf->page_in_span[k] = static_cast<uint16_t>(cl != 0 ? i : 0);
+      leaf->sizeclass[k] = cl;
+    }
   }
 
   size_t metadata_bytes() const { return leaf_bytes_; }

@@ -79,9 +79,10 @@ class CentralFreeList {
   // multiplication instead of a division (the transfer caches call it for
   // every object they take in).
   bool IsObjectStart(const void* p) const {
-    const Span* span = pagemap_->Get(PageIdOf(p));
-    if (span == nullptr || span->sizeclass != sizeclass_) return false;
-    return ObjectIndex(span, p) != kNotAnObject;
+    const uintptr_t start = pagemap_->SpanStartIfClass(p, sizeclass_);
+    // kNotAnObject is above any count; the span's tail past its last
+    // object is not an object either.
+    return start != 0 && IndexAt(reinterpret_cast<uintptr_t>(p) - start) < objects_per_span_;
   }
 
   // Fills batch with up to n objects; returns how many (0 only when the
@@ -133,7 +134,10 @@ class CentralFreeList {
   // what remains is a multiple of the odd part; the odd part's inverse maps
   // the multiples, and only them, to [0, max / odd], and a multiple to k.
   uint64_t ObjectIndex(const Span* span, const void* p) const {
-    const uint64_t offset = reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(span->start());
+    return IndexAt(reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(span->start()));
+  }
+  // The same for an offset from the span's start.
+  uint64_t IndexAt(uint64_t offset) const {
     if ((offset & size_low_mask_) != 0) return kNotAnObject;
     const uint64_t k = (offset >> size_shift_) * size_odd_inverse_;
     return k <= size_odd_limit_ ? k : kNotAnObject;

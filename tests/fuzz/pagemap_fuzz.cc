@@ -103,6 +103,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Entries this input changed (everything else is null / class 0).
   Piecewise<Span*> spans;
   Piecewise<uint8_t> classes;
+  // The first page of the SetSizeClass call that last covered a page.
+  Piecewise<PageId> class_starts;
   auto expect = [&](PageId id) -> Entry { return Entry{spans.At(id), classes.At(id)}; };
   auto check_page = [&](PageId id) {
     Entry e = expect(id);
@@ -113,6 +115,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (uintptr_t off : {uintptr_t{0}, uintptr_t{kPageSize / 2 + 8}, uintptr_t{kPageSize - 1}}) {
       uint8_t cl = pm->SizeClassOf(reinterpret_cast<void*>(addr + off));
       FUZZ_CHECK(cl == e.cl, "SizeClassOf(%#lx) = %u, model %u", (unsigned long)(addr + off), cl, e.cl);
+      if (e.cl != 0) {
+        const void* p = reinterpret_cast<void*>(addr + off);
+        uintptr_t start = pm->SpanStartIfClass(p, e.cl);
+        uintptr_t want = class_starts.At(id) << kPageShift;
+        FUZZ_CHECK(start == want, "SpanStartIfClass(%#lx) = %#lx, model %#lx", (unsigned long)(addr + off),
+                   (unsigned long)start, (unsigned long)want);
+        FUZZ_CHECK(pm->SpanStartIfClass(p, e.cl ^ 1) == 0, "SpanStartIfClass(%#lx) for another class",
+                   (unsigned long)(addr + off));
+      }
     }
   };
 
@@ -161,6 +172,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           uint8_t cl = in.ConsumeIntegral<uint8_t>();
           pm->SetSizeClass(start, n, cl);
           classes.Assign(start, n, cl);
+          class_starts.Assign(start, n, start);
         }
         check_page(start);
         check_page(start + n - 1);
