@@ -156,7 +156,8 @@ void CentralFreeList::InsertRange(void* const* batch, int n, bool mark) {
         }
         // The link is written before the mark is read (see
         // TransferCache::InsertRange: a read first could cost the page its
-        // hugepage); on an abort the span's list is left as it was.
+        // hugepage). A double free aborts right after, so the link it
+        // overwrote in a copy already on the list is never followed.
         StoreLink(obj, head);
         if (allocated == 0 || (mark && *MarkWord(obj) == FreeMark(obj))) {
           lock_.Unlock();
