@@ -7,7 +7,7 @@ namespace jsmalloc {
 
 void HugePageFiller::Insert(PageTracker* t) {
   if (lists_ == nullptr) {
-    // Zeroed by the kernel: every list in it is empty (IntrusiveList).
+    // Zeroed by the kernel: every list in it is empty (HeadList).
     lists_ = static_cast<Lists*>(GlobalArena()->Alloc(sizeof(Lists), 4096));
     if (lists_ == nullptr) ArenaExhausted();
   }
@@ -22,8 +22,8 @@ void HugePageFiller::Insert(PageTracker* t) {
 }
 
 void HugePageFiller::Remove(PageTracker* t) {
-  IntrusiveList<PageTracker>::Remove(t);
-  IntrusiveList<PageTracker>& list = ListAt(t->list_group, t->list_chunk, t->list_longest);
+  HeadList<PageTracker>::Remove(t);
+  HeadList<PageTracker>& list = ListAt(t->list_group, t->list_chunk, t->list_longest);
   if (list.empty()) nonempty_[t->list_group][t->list_chunk].ClearRange(t->list_longest, 1);
   t->on_list = false;
 }
@@ -112,8 +112,10 @@ Length HugePageFiller::SubReleaseFrom(Length desired, bool idle_only) {
   // Least used first: their free pages are the most likely to stay free.
   for (int c = 0; c < kChunks && done < desired; ++c) {
     for (int g = 0; g < 2 && done < desired; ++g) {
-      for (Length l = 1; l <= kPagesPerHugePage && done < desired; ++l) {
-        IntrusiveList<PageTracker>& list = ListAt(g, c, l);
+      for (size_t l = nonempty_[g][c].Find(1, true, kPagesPerHugePage + 1);
+           l <= kPagesPerHugePage && done < desired;
+           l = nonempty_[g][c].Find(l + 1, true, kPagesPerHugePage + 1)) {
+        HeadList<PageTracker>& list = ListAt(g, c, l);
         // Collect first: releasing moves trackers between lists.
         PageTracker* batch[64];
         int k = 0;
@@ -183,19 +185,13 @@ FillerStats HugePageFiller::Stats() const {
   s.refaulted_total_pages = refaulted_total_;
   s.no_thp = no_thp_;
   s.no_thp_refused = no_thp_refused_;
-  for (int g = 0; g < 2 && lists_ != nullptr; ++g) {
-    for (int c = 0; c < kChunks; ++c) {
-      for (Length l = 0; l <= kPagesPerHugePage; ++l) {
-        ListAt(g, c, l).ForEach([&](PageTracker* t) {
-          if (t->broken()) ++s.broken;
-          else if (t->full()) ++s.full;
-          else ++s.intact_partial;
-          if (t->donated()) ++s.donated;
-          if (!t->broken()) s.used_pages_on_intact += t->used();
-        });
-      }
-    }
-  }
+  ForEachTracker([&](PageTracker* t) {
+    if (t->broken()) ++s.broken;
+    else if (t->full()) ++s.full;
+    else ++s.intact_partial;
+    if (t->donated()) ++s.donated;
+    if (!t->broken()) s.used_pages_on_intact += t->used();
+  });
   return s;
 }
 

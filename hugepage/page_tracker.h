@@ -3,11 +3,12 @@
 #ifndef JSMALLOC_HUGEPAGE_PAGE_TRACKER_H_
 #define JSMALLOC_HUGEPAGE_PAGE_TRACKER_H_
 
+#include "base/intrusive_head_list.h"
 #include "hugepage/huge_pages.h"
 
 namespace jsmalloc {
 
-class PageTracker : public IntrusiveLinks {
+class PageTracker : public HeadListLinks {
  public:
   void Init(HugePageId hp, bool donated) {
     hp_ = hp;

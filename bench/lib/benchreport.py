@@ -1173,8 +1173,9 @@ class Report:
                     "initialisation, and what the C++ runtime allocates through it) of "
                     + ", ".join(f"{a} {s0 / 1024:.1f} MiB" for a, s0, _ in st)
                     + "; the rest of the entry RSS is mapped library pages (the allocator's "
-                      "own, and what it links: JSMalloc, jemalloc and tcmalloc pull in "
-                      "libstdc++, JSMalloc also liburing).")
+                      "own, and what it links: jemalloc and tcmalloc pull in libstdc++, libm "
+                      "and libgcc_s, which a C program would not map otherwise; JSMalloc and "
+                      "mimalloc need libc alone).")
         if wl == "soak":
             bad = [(a, v(a, "misaligned")) for a in self.allocs if v(a, "misaligned")]
             for a, n in bad:

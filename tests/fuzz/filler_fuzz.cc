@@ -133,7 +133,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     m.broken = true;
   };
 
-  // Stats() and ForEachTracker walk every list (2 x 8 x 257): every 16th
+  // Stats() and ForEachTracker walk the lists the bitmaps mark non-empty
+  // (a list left out of them would be missed, and counted here): every 16th
   // operation and at the end; the trackers and the O(1) counters every time.
   int step = 0;
   auto check_all = [&](const char* after) {
