@@ -1,7 +1,7 @@
 # The shared library's code layout. The kernel maps a file's pages up to
 # 64 KiB around each first touch (fault-around), so a process pays RSS for
 # every 64 KiB window of libjsmalloc.so's code that it runs anything in.
-# Linked in the default order, the ~200 functions an ordinary program runs
+# Linked in the default order, the ~200 functions a small program runs
 # were spread over all of the code (184 KiB resident in every process). This
 # script puts the entry points (section jsmalloc_entry, runtime/stack_trace.h)
 # and then the functions listed in cmake/hot_functions.txt (made by
