@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The shared library's code layout (cmake/hot_layout.cmake): the entry points,
 # then the functions of cmake/hot_functions.txt, at the start of the code; a
-# small program (threads, realloc, fork, sampled allocations) at the
-# defaults maps no page of the rest.
+# small program (threads, realloc, fork, sampled allocations), at the
+# defaults and with JSMALLOC_* variables set, maps no page of the rest.
 #   hot_layout.sh LIBJSMALLOC HOT_FUNCTIONS_TXT
 set -euo pipefail
 LIB=$(readlink -f "${1:?usage: hot_layout.sh LIBJSMALLOC HOT_FUNCTIONS_TXT}")
