@@ -108,7 +108,8 @@ template <typename Env>
 void* CpuCacheT<Env>::Underflow(int cl) {
   MaybeResize();
   const int batch = SizeMap::BatchSize(cl);
-  void* buf[64];
+  int fetch = batch;
+  void* buf[TransferCache::kMaxRefill];
   int cpu = CurrentCpu();
   if (cpu >= 0) {
     CpuState& s = cpus_[cpu];
@@ -117,10 +118,15 @@ void* CpuCacheT<Env>::Underflow(int cl) {
     ++s.total_misses;
     ++s.underflows;
     s.overflow_streak[cl] = 0;
-    if (PopulateLocked(cpu, s)) GrowLocked(cpu, s, cl, batch);
+    if (s.underflow_streak[cl] < kRefillStreak) {
+      ++s.underflow_streak[cl];
+    } else {
+      fetch = TransferCache::RefillObjects(cl);
+    }
+    if (PopulateLocked(cpu, s)) GrowLocked(cpu, s, cl, fetch);
   }
   TransferCache* transfer = TransferFor(cpu);
-  int got = transfer[cl].RemoveRange(buf, cpu >= 0 ? batch : 1);
+  int got = cpu >= 0 ? transfer[cl].RemoveRange(buf, fetch, batch) : transfer[cl].RemoveRange(buf, 1);
   if (got == 0) return nullptr;
   // Keep one for the caller, cache the rest on whatever CPU we now run on,
   // in one critical section. Reversed so that pops hand them out in the order
@@ -166,6 +172,7 @@ void CpuCacheT<Env>::Overflow(void* p, int cl) {
     ++s.misses[cl];
     ++s.total_misses;
     ++s.overflows;
+    s.underflow_streak[cl] = 0;
     if (s.overflow_streak[cl] < kShrinkStreak) {
       ++s.overflow_streak[cl];
       grown = PopulateLocked(cpu, s) && GrowLocked(cpu, s, cl, batch);

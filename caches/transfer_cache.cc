@@ -83,10 +83,11 @@ void TransferCache::InsertRange(void* const* batch, int n) {
   central_->InsertRange(batch, n);
 }
 
-int TransferCache::RemoveRange(void** batch, int n) {
+int TransferCache::RemoveRange(void** batch, int n, int min_n) {
   lock_.Lock();
   int used = used_.load(std::memory_order_relaxed);
-  if (used >= n) {
+  if (used >= min_n && used > 0) {
+    if (n > used) n = used;
     used -= n;
     memcpy(batch, slots_ + used, sizeof(void*) * static_cast<size_t>(n));
     used_.store(used, std::memory_order_relaxed);

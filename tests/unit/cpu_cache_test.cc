@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -180,6 +181,65 @@ TEST(CpuCacheTest, MissesGrowCapacityAndObjectsStayPerCpu) {
   void* q = f.Alloc(cl);
   EXPECT_EQ(f.cache.CpuStats(2).underflows, 1u);
   f.Free(q, cl);
+}
+
+// A class that keeps underflowing (an allocation burst) refills a system
+// page's worth of small objects at a time, so two CPUs that do so at the
+// same time from the same fresh spans get whole pages each: their objects
+// never share a page (with one batch per refill they took alternate 1 KiB
+// pieces, and two threads' linked lists shared every page and many cache
+// lines). The first refills of a burst take one batch.
+TEST(CpuCacheTest, CpusInAnAllocationBurstGetWholePagesOfSmallObjects) {
+  using Cache = CpuCacheT<FakeCpuEnv>;
+  Fixture<FakeCpuEnv> f(2, 4 << 20);
+  const int cl = 3;
+  const int batch = SizeMap::BatchSize(cl);
+  ASSERT_EQ(SizeMap::ClassSize(cl), 32u);
+  ASSERT_EQ(TransferCache::RefillObjects(cl), 128);
+  std::map<uintptr_t, int> owner;
+  std::vector<std::pair<void*, int>> live;
+  int shared = 0;
+  auto alloc = [&](int cpu) {
+    f.env.cpu = cpu;
+    void* p = f.Alloc(cl);
+    ASSERT_NE(p, nullptr);
+    live.emplace_back(p, cpu);
+    auto [it, fresh] = owner.emplace(reinterpret_cast<uintptr_t>(p) >> 12, cpu);
+    if (!fresh && it->second != cpu) ++shared;
+  };
+  // Each CPU on its own first: a batch per refill until the streak.
+  for (int cpu = 0; cpu < 2; ++cpu) {
+    for (int k = 0; k < Cache::kRefillStreak; ++k) {
+      alloc(cpu);
+      EXPECT_EQ(f.slab.Length(cpu, cl), batch - 1) << "refill " << k << " takes a batch";
+      for (int i = 1; i < batch; ++i) alloc(cpu);
+    }
+    alloc(cpu);
+    EXPECT_EQ(f.slab.Length(cpu, cl), 127) << "then a page's worth";
+  }
+  // Then both at once.
+  for (int i = 0; i < 4096; ++i) {
+    alloc(0);
+    alloc(1);
+  }
+  EXPECT_EQ(shared, 0) << "pages holding both CPUs' objects";
+  // An overflow ends the streak.
+  f.env.cpu = 0;
+  while (f.slab.Length(0, cl) < f.slab.Capacity(0, cl)) {
+    f.Free(live.back().first, cl);
+    live.pop_back();
+  }
+  f.Free(live.back().first, cl);  // overflows
+  live.pop_back();
+  while (f.slab.Length(0, cl) > 0) live.emplace_back(f.Alloc(cl), 0);
+  live.emplace_back(f.Alloc(cl), 0);
+  EXPECT_EQ(f.slab.Length(0, cl), batch - 1);
+  // Larger objects keep one batch per refill.
+  EXPECT_EQ(TransferCache::RefillObjects(SizeMap::ClassFor(1024)), SizeMap::BatchSize(SizeMap::ClassFor(1024)));
+  for (auto [p, cpu] : live) {
+    f.env.cpu = cpu;
+    f.Free(p, cl);
+  }
 }
 
 TEST(CpuCacheTest, BudgetIsRespectedByStealingFromOtherClasses) {

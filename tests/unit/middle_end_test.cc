@@ -677,6 +677,37 @@ TEST_F(MiddleEndTest, TransferCacheHoldsUpToCapacityThenOverflowsToCentral) {
   EXPECT_EQ(central_[cl].Stats().live_objects, 0u);
 }
 
+// A remove with a minimum takes what the cache holds when that is at least
+// the minimum (a per-CPU refill of several batches), and goes to the central
+// list only below it.
+TEST_F(MiddleEndTest, TransferCacheRemoveWithAMinimumTakesWhatItHolds) {
+  const int cl = 3;
+  TransferCache& t = transfer_[cl];
+  const int batch = SizeMap::BatchSize(cl);
+  std::vector<void*> objs(static_cast<size_t>(3 * batch));
+  for (size_t got = 0; got < objs.size();) got += static_cast<size_t>(central_[cl].RemoveRange(&objs[got], batch));
+  t.InsertRange(&objs[0], batch);
+  t.InsertRange(&objs[static_cast<size_t>(batch)], batch);
+  std::vector<void*> out(static_cast<size_t>(4 * batch));
+  // 2 batches held, 4 wanted, at least 1 batch: both batches, from here.
+  EXPECT_EQ(t.RemoveRange(out.data(), 4 * batch, batch), 2 * batch);
+  EXPECT_EQ(t.objects(), 0u);
+  EXPECT_EQ(t.Stats().remove_hits, 1u);
+  std::set<void*> seen(out.begin(), out.begin() + 2 * batch);
+  for (int i = 0; i < 2 * batch; ++i) EXPECT_TRUE(seen.count(objs[static_cast<size_t>(i)])) << i;
+  // Fewer than the minimum held: the whole request from the central list.
+  t.InsertRange(&objs[static_cast<size_t>(2 * batch)], batch / 2);
+  std::vector<void*> more(static_cast<size_t>(4 * batch));
+  EXPECT_EQ(t.RemoveRange(more.data(), 4 * batch, batch), 4 * batch);
+  EXPECT_EQ(t.objects(), static_cast<size_t>(batch / 2)) << "what it held stays";
+  EXPECT_EQ(t.Stats().remove_misses, 1u);
+  t.InsertRange(out.data(), 2 * batch);
+  for (int i = 0; i < 4 * batch; i += batch) t.InsertRange(&more[static_cast<size_t>(i)], batch);
+  t.InsertRange(&objs[static_cast<size_t>(2 * batch + batch / 2)], batch - batch / 2);
+  t.Drain();
+  EXPECT_EQ(central_[cl].Stats().live_objects, 0u);
+}
+
 // The background thread's Plunder moves back only what sat in the transfer
 // cache untouched for a whole interval: an idle class empties in two calls, a
 // class in use keeps what it cycles through.
