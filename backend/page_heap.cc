@@ -116,14 +116,14 @@ Span* PageHeap::NewLocked(Length n) {
 }
 
 Span* PageHeap::New(Length n) {
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   FlushReleasesOnExit flush(source_);
   return NewLocked(n);
 }
 
 Span* PageHeap::NewAligned(Length n, Length align_pages) {
   if (align_pages <= 1) return New(n);
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   FlushReleasesOnExit flush(source_);
   Length total = n + align_pages - 1;
   if (total < n) return nullptr;
@@ -192,7 +192,7 @@ void PageHeap::MergeIntoFreeLists(Span* span) {
 }
 
 void PageHeap::Delete(Span* span) {
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   FlushReleasesOnExit flush(source_);
   if (span->location != Span::kInUse) {
     os::FatalError("double free of pages at", span->start());
@@ -283,19 +283,19 @@ size_t PageHeap::ReleaseAtLeastLocked(size_t bytes) {
 size_t PageHeap::ReleaseAtLeast(size_t bytes) {
   size_t released = 0;
   ProbeReleaseScope probe(kProbeReleaseForced, bytes, &released);  // fires after the unlock
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   FlushReleasesOnExit flush(source_);
   released = ReleaseAtLeastLocked(bytes);
   return released;
 }
 
 size_t PageHeap::BackedBytes() {
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   return stats_.system_bytes - stats_.unmapped_bytes;
 }
 
 BackendStats PageHeap::Stats() {
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   return stats_;
 }
 
@@ -304,7 +304,7 @@ void PageHeap::Print(Printer* out) {
   size_t normal_counts[kMaxListPages + 1], returned_counts[kMaxListPages + 1];
   size_t large_normal_runs, large_returned_runs, large_normal_pages = 0, large_returned_pages = 0;
   {
-    SpinLockHolder h(&lock_);
+    SpinLockHolder h(lock_);
     s = stats_;
     for (Length i = 1; i <= kMaxListPages; ++i) {
       normal_counts[i] = normal_[i].Count();
@@ -333,7 +333,7 @@ void PageHeap::Print(Printer* out) {
 }
 
 bool PageHeap::CheckInvariants() {
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   size_t free_bytes = 0, unmapped = 0, runs = 0;
   auto check = [&](Span* s, Span::Location loc) {
     if (s->location != loc) return false;

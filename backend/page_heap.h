@@ -38,17 +38,19 @@ class PageHeap final : public PageAllocator {
   BackendStats Stats() override;
   // Lowest and highest address the heap ever mapped (for coverage estimates).
   void AddressRange(uintptr_t* lo, uintptr_t* hi) {
-    SpinLockHolder h(&lock_);
+    SpinLockHolder h(lock_);
     *lo = lo_;
     *hi = hi_;
   }
   size_t BackedBytes() override;
   void Print(Printer* out) override;
   const char* Name() const override { return "legacy page heap"; }
-  void LockForFork() override { lock_.Lock(); }
+  // Guarded by `lock` from now on; only before first use.
+  void UseLock(SpinLock* lock) { lock_ = lock; }
+  void LockForFork() override { lock_->Lock(); }
   void UnlockAfterFork(bool child) override {
-    if (child) lock_.ResetAfterFork();
-    else lock_.Unlock();
+    if (child) lock_->ResetAfterFork();
+    else lock_->Unlock();
   }
 
   // Consistency check for tests: every free run is in the right list, the
@@ -84,7 +86,10 @@ class PageHeap final : public PageAllocator {
     return loc == Span::kOnNormalFreelist ? &large_normal_ : &large_returned_;
   }
 
-  SpinLock lock_;
+  // Its own lock until UseLock (Static puts it in the LockTable,
+  // base/lock_table.h, so that fork does not copy the page it is on).
+  SpinLock own_lock_;
+  SpinLock* lock_ = &own_lock_;
   PageMap* const pagemap_;
   PageSource* const source_;
   PageHeapOptions options_;

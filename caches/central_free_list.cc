@@ -55,7 +55,7 @@ Span* CentralFreeList::Populate() {
 
 int CentralFreeList::RemoveRange(void** batch, int n) {
   int got = 0;
-  lock_.Lock();
+  lock_->Lock();
   ++removes_;
   while (got < n) {
     while (highest_nonempty_ >= 0 && buckets_[highest_nonempty_].empty()) --highest_nonempty_;
@@ -64,9 +64,9 @@ int CentralFreeList::RemoveRange(void** batch, int n) {
       // Grow without holding our lock: the back-end may take a while (mmap).
       // Take from the fresh span ourselves: if another thread populated too,
       // a span filed untouched could sit empty and never be returned.
-      lock_.Unlock();
+      lock_->Unlock();
       span = Populate();
-      lock_.Lock();
+      lock_->Lock();
       if (span == nullptr) break;
       ++num_spans_;
       ++spans_created_;
@@ -102,7 +102,7 @@ int CentralFreeList::RemoveRange(void** batch, int n) {
         // allocated < objects_per_span_, so some are on released pages.
         RefillFromReleased(span);
         if (span->freelist == nullptr) {
-          lock_.Unlock();
+          lock_->Unlock();
           // A link overwritten with another list's end (a use after free
           // that copied a free object's first word) cut the list short.
           os::FatalError("corrupted free list (a write to freed memory?): free objects missing from the span at",
@@ -113,7 +113,7 @@ int CentralFreeList::RemoveRange(void** batch, int n) {
     if (span->allocated < objects_per_span_) FileSpan(span);
   }
   live_objects_ += static_cast<size_t>(got);
-  lock_.Unlock();
+  lock_->Unlock();
   JSMALLOC_PROBE(central_refill, sizeclass_, n, got);
   return got;
 }
@@ -126,7 +126,7 @@ void CentralFreeList::InsertRange(void* const* batch, int n, bool mark) {
   int spans_returned = 0;
   int i = 0;
   while (i < n) {
-    lock_.Lock();
+    lock_->Lock();
     // One span at a time: the objects of a batch that follow each other in
     // the same span (most do: they were allocated together) are checked
     // against it and linked in without another pagemap lookup, and the span
@@ -135,7 +135,7 @@ void CentralFreeList::InsertRange(void* const* batch, int n, bool mark) {
       void* obj = batch[i];
       Span* span = pagemap_->Get(PageIdOf(obj));
       if (span == nullptr || span->sizeclass != sizeclass_ || span->location != Span::kInUse) {
-        lock_.Unlock();
+        lock_->Unlock();
         os::FatalError("invalid free of pointer not allocated by jsmalloc:", obj);
       }
       if (JSMALLOC_UNLIKELY(span->partition != partition_) && home_ != nullptr) {
@@ -151,7 +151,7 @@ void CentralFreeList::InsertRange(void* const* batch, int n, bool mark) {
       do {
         // kNotAnObject is above any carved count.
         if (ObjectIndex(span, obj) >= span->carved) {
-          lock_.Unlock();
+          lock_->Unlock();
           os::FatalError("invalid free of pointer that is not the start of an object:", obj);
         }
         // The link is written before the mark is read (see
@@ -160,7 +160,7 @@ void CentralFreeList::InsertRange(void* const* batch, int n, bool mark) {
         // overwrote in a copy already on the list is never followed.
         StoreLink(obj, head);
         if (allocated == 0 || (mark && *MarkWord(obj) == FreeMark(obj))) {
-          lock_.Unlock();
+          lock_->Unlock();
           os::FatalError("double free of pointer", obj);
         }
         if (mark) *MarkWord(obj) = FreeMark(obj);
@@ -188,7 +188,7 @@ void CentralFreeList::InsertRange(void* const* batch, int n, bool mark) {
         FileSpan(span);
       }
     }
-    lock_.Unlock();
+    lock_->Unlock();
     // Empty spans go back to the back-end outside our lock.
     for (int k = 0; k < num_empty; ++k) {
       ClearMarks(empty[k]);
@@ -206,9 +206,9 @@ void CentralFreeList::InsertRange(void* const* batch, int n, bool mark) {
       home_(span->partition, sizeclass_)->InsertRange(&strays[k], 1, mark);
     }
     if (num_strays > 0) {
-      lock_.Lock();
+      lock_->Lock();
       objects_rehomed_ += static_cast<size_t>(num_strays);
-      lock_.Unlock();
+      lock_->Unlock();
     }
     num_strays = 0;
   }
@@ -234,7 +234,7 @@ void CentralFreeList::ClearMarks(Span* span) {
 }
 
 CentralStats CentralFreeList::Stats() {
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   CentralStats s;
   s.spans = num_spans_;
   s.live_objects = live_objects_;
@@ -260,7 +260,7 @@ size_t CentralFreeList::ReleaseFreePages() {
   if (!CanReleaseInSpans()) return 0;
   size_t spans;
   {
-    SpinLockHolder h(&lock_);
+    SpinLockHolder h(lock_);
     spans = num_spans_;
   }
   return ReleaseLap(spans, false, 0);
@@ -271,7 +271,7 @@ size_t CentralFreeList::ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_b
   if (idle_calls < 1) idle_calls = 1;
   size_t visits_left, removes, free_bytes;
   {
-    SpinLockHolder h(&lock_);
+    SpinLockHolder h(lock_);
     if (removes_ != removes_at_idle_check_) {
       removes_at_idle_check_ = removes_;
       idle_checks_ = 0;
@@ -291,7 +291,7 @@ size_t CentralFreeList::ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_b
   // The class is idle for allocation, not necessarily for frees: stop if
   // it allocates again.
   const size_t got = ReleaseLap(visits_left, true, removes);
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   futile_lap_free_bytes_ = got == 0 && removes_ == removes ? free_bytes : ~size_t{0};
   return got;
 }
@@ -307,7 +307,7 @@ size_t CentralFreeList::ReleaseLap(size_t visits_left, bool stop_if_allocating, 
   bool more = true;
   while (more && visits_left > 0) {
     more = false;
-    SpinLockHolder h(&lock_);
+    SpinLockHolder h(lock_);
     if (stop_if_allocating && removes_ != removes_at_start) break;
     int budget = kChunkSpans;
     for (int b = 0; b < kBuckets && budget > 0 && visits_left > 0; ++b) {

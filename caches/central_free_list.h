@@ -119,10 +119,12 @@ class CentralFreeList {
   size_t ReleaseFreePagesIfIdle(int idle_calls, size_t min_free_bytes);
   int sizeclass() const { return sizeclass_; }
   size_t object_size() const { return object_size_; }
-  void LockForFork() { lock_.Lock(); }
+  // Guards this list with `lock` from now on; only before first use.
+  void UseLock(SpinLock* lock) { lock_ = lock; }
+  void LockForFork() { lock_->Lock(); }
   void UnlockAfterFork(bool child) {
-    if (child) lock_.ResetAfterFork();
-    else lock_.Unlock();
+    if (child) lock_->ResetAfterFork();
+    else lock_->Unlock();
   }
 
  private:
@@ -153,7 +155,10 @@ class CentralFreeList {
   size_t ReleaseLap(size_t visits_left, bool stop_if_allocating, size_t removes_at_start);
   void RefillFromReleased(Span* span);
 
-  SpinLock lock_;
+  // Its own lock until UseLock (Static puts every list's in the LockTable,
+  // base/lock_table.h, so that fork does not copy the pages they are on).
+  SpinLock own_lock_;
+  SpinLock* lock_ = &own_lock_;
   int sizeclass_ = 0;
   size_t object_size_ = 0;
   bool has_mark_word_ = false;  // objects of 16 bytes and more: MarkWord exists

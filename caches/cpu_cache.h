@@ -28,6 +28,7 @@
 #include "os/os.h"
 #include "probes/jsmalloc_probes.h"
 #include "base/arena.h"
+#include "base/lock_table.h"
 #include "caches/per_cpu_slab.h"
 #include "base/size_map.h"
 #include "base/spinlock.h"
@@ -113,18 +114,18 @@ class CpuCacheT {
   // For fork (runtime/fork_locks.cc): the resize pass's lock comes before
   // the CPUs' locks (the pass takes them under it); a fork during a pass
   // left the child unable to resize or drain.
-  void LockResizeForFork() { resize_lock_.Lock(); }
+  void LockResizeForFork() { resize_lock_->Lock(); }
   void UnlockResizeAfterFork(bool child) {
-    if (child) resize_lock_.ResetAfterFork();
-    else resize_lock_.Unlock();
+    if (child) resize_lock_->ResetAfterFork();
+    else resize_lock_->Unlock();
   }
   void LockCpusForFork() {
-    for (int c = 0; c < slab_->num_cpus(); ++c) locks_[c].Lock();
+    for (int c = 0; c < slab_->num_cpus(); ++c) locks_[c].lock.Lock();
   }
   void UnlockCpusAfterFork(bool child) {
     for (int c = 0; c < slab_->num_cpus(); ++c) {
-      if (child) locks_[c].ResetAfterFork();
-      else locks_[c].Unlock();
+      if (child) locks_[c].lock.ResetAfterFork();
+      else locks_[c].lock.Unlock();
     }
   }
 
@@ -179,10 +180,13 @@ class CpuCacheT {
   TransferCache* partition_transfer_[kMaxCachePartitions] = {};
   const uint8_t* cpu_partition_ = nullptr;
   CpuState* cpus_ = nullptr;
-  SpinLock* locks_ = nullptr;  // one per CPU
+  // One per CPU, then the resize pass's: in the LockTable (fork releases
+  // them without a copy-on-write fault), else from the arena.
+  PaddedSpinLock* locks_ = nullptr;
   std::atomic<size_t> max_bytes_{0};
   std::atomic<uint64_t> last_resize_ns_{0};
-  SpinLock resize_lock_;
+  SpinLock own_resize_lock_;
+  SpinLock* resize_lock_ = &own_resize_lock_;
 };
 
 #if JSMALLOC_HAVE_RSEQ_SLAB

@@ -15,11 +15,16 @@ void CpuCacheT<Env>::Init(Env* env, PerCpuSlab* slab, TransferCache* transfer,
   max_bytes_.store(max_bytes_per_cpu, std::memory_order_relaxed);
   size_t n = static_cast<size_t>(slab->num_cpus());
   void* mem = arena->Alloc(sizeof(CpuState) * n, 64);
-  void* locks = arena->Alloc(sizeof(SpinLock) * n, 64);
-  if (mem == nullptr || locks == nullptr) ArenaExhausted();
+  if (mem == nullptr) ArenaExhausted();
   cpus_ = static_cast<CpuState*>(mem);  // zeroed by the arena, and left so
-  locks_ = static_cast<SpinLock*>(locks);
-  for (size_t i = 0; i < n; ++i) new (&locks_[i]) SpinLock();
+  locks_ = LockTable::Allocate(static_cast<int>(n) + 1);
+  if (locks_ == nullptr) {
+    void* locks = arena->Alloc(sizeof(PaddedSpinLock) * (n + 1), 64);
+    if (locks == nullptr) ArenaExhausted();
+    locks_ = static_cast<PaddedSpinLock*>(locks);
+    for (size_t i = 0; i <= n; ++i) new (&locks_[i]) PaddedSpinLock();
+  }
+  resize_lock_ = &locks_[n].lock;
 }
 
 template <typename Env>
@@ -113,7 +118,7 @@ void* CpuCacheT<Env>::Underflow(int cl) {
   int cpu = CurrentCpu();
   if (cpu >= 0) {
     CpuState& s = cpus_[cpu];
-    SpinLockHolder h(&locks_[cpu]);
+    SpinLockHolder h(&locks_[cpu].lock);
     ++s.misses[cl];
     ++s.total_misses;
     ++s.underflows;
@@ -168,7 +173,7 @@ void CpuCacheT<Env>::Overflow(void* p, int cl) {
   int batches_out = 1;
   {
     CpuState& s = cpus_[cpu];
-    SpinLockHolder h(&locks_[cpu]);
+    SpinLockHolder h(&locks_[cpu].lock);
     ++s.misses[cl];
     ++s.total_misses;
     ++s.overflows;
@@ -201,7 +206,7 @@ void CpuCacheT<Env>::Overflow(void* p, int cl) {
 template <typename Env>
 size_t CpuCacheT<Env>::DrainCpu(int cpu) {
   CpuState& s = cpus_[cpu];
-  SpinLockHolder h(&locks_[cpu]);
+  SpinLockHolder h(&locks_[cpu].lock);
   if (!s.populated) return 0;
   if (!env_->FenceAvailable()) return 0;
   slab_->StopCpu(cpu);
@@ -266,13 +271,13 @@ void CpuCacheT<Env>::MaybeResize() {
 
 template <typename Env>
 void CpuCacheT<Env>::ResizePass(uint64_t now) {
-  if (!resize_lock_.TryLock()) return;  // one pass at a time is plenty
+  if (!resize_lock_->TryLock()) return;  // one pass at a time is plenty
   last_resize_ns_.store(now, std::memory_order_relaxed);
   for (int cpu = 0; cpu < slab_->num_cpus(); ++cpu) {
     CpuState& s = cpus_[cpu];
     bool idle;
     {
-      SpinLockHolder h(&locks_[cpu]);
+      SpinLockHolder h(&locks_[cpu].lock);
       if (!s.populated) continue;
       idle = s.total_misses == s.total_misses_at_last_pass;
       s.total_misses_at_last_pass = s.total_misses;
@@ -296,14 +301,14 @@ void CpuCacheT<Env>::ResizePass(uint64_t now) {
     // A CPU nobody allocated on for a whole interval gives everything back.
     if (idle) DrainCpu(cpu);
   }
-  resize_lock_.Unlock();
+  resize_lock_->Unlock();
 }
 
 template <typename Env>
 CpuCacheCpuStats CpuCacheT<Env>::CpuStats(int cpu) {
   CpuCacheCpuStats out;
   CpuState& s = cpus_[cpu];
-  SpinLockHolder h(&locks_[cpu]);
+  SpinLockHolder h(&locks_[cpu].lock);
   out.populated = s.populated;
   out.capacity_bytes = s.capacity_bytes;
   out.misses = s.total_misses;
@@ -324,7 +329,7 @@ void CpuCacheT<Env>::ClassStats(CpuCacheClassStats* out) {
   for (int cl = 0; cl < kMaxClasses; ++cl) out[cl] = CpuCacheClassStats();
   for (int cpu = 0; cpu < slab_->num_cpus(); ++cpu) {
     CpuState& s = cpus_[cpu];
-    SpinLockHolder h(&locks_[cpu]);
+    SpinLockHolder h(&locks_[cpu].lock);
     if (!s.populated) continue;
     for (int cl = 1; cl < kNumClasses; ++cl) {
       out[cl].capacity += s.capacity[cl];

@@ -130,7 +130,7 @@ void ThreadCacheRegistry::Init(TransferCache* transfer, MetadataArena* arena,
 }
 
 ThreadCache* ThreadCacheRegistry::Create(TransferCache* transfer, int partition) {
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   ThreadCache* tc = pool_.New();
   if (tc == nullptr) return nullptr;
   // A new thread starts small and earns more room by missing.
@@ -148,7 +148,7 @@ ThreadCache* ThreadCacheRegistry::Create(TransferCache* transfer, int partition)
 
 void ThreadCacheRegistry::Destroy(ThreadCache* tc) {
   tc->Flush();
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   unclaimed_ += static_cast<int64_t>(tc->max_size());
   if (tc->prev_ != nullptr) tc->prev_->next_ = tc->next_;
   else head_ = tc->next_;
@@ -159,7 +159,7 @@ void ThreadCacheRegistry::Destroy(ThreadCache* tc) {
 }
 
 void ThreadCacheRegistry::IncreaseCacheLimit(ThreadCache* tc) {
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   if (unclaimed_ >= static_cast<int64_t>(kStealAmount)) {
     unclaimed_ -= static_cast<int64_t>(kStealAmount);
     tc->max_size_.store(tc->max_size() + kStealAmount, std::memory_order_relaxed);
@@ -180,13 +180,13 @@ void ThreadCacheRegistry::IncreaseCacheLimit(ThreadCache* tc) {
 }
 
 void ThreadCacheRegistry::SetBudget(size_t bytes) {
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   unclaimed_ += static_cast<int64_t>(bytes) - static_cast<int64_t>(budget_);
   budget_ = bytes;
 }
 
 ThreadCacheStats ThreadCacheRegistry::Stats() {
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   ThreadCacheStats s;
   s.caches = count_;
   s.budget = budget_;

@@ -178,14 +178,19 @@ class ThreadCacheRegistry {
   void SetBudget(size_t bytes);
 
   ThreadCacheStats Stats();
-  void LockForFork() { lock_.Lock(); }
+  // Guarded by `lock` from now on; only before first use.
+  void UseLock(SpinLock* lock) { lock_ = lock; }
+  void LockForFork() { lock_->Lock(); }
   void UnlockAfterFork(bool child) {
-    if (child) lock_.ResetAfterFork();
-    else lock_.Unlock();
+    if (child) lock_->ResetAfterFork();
+    else lock_->Unlock();
   }
 
  private:
-  SpinLock lock_;
+  // Its own lock until UseLock (Static puts it in the LockTable,
+  // base/lock_table.h, so that fork does not copy the page it is on).
+  SpinLock own_lock_;
+  SpinLock* lock_ = &own_lock_;
   TransferCache* transfer_ = nullptr;
   ObjectPool<ThreadCache> pool_;
   ThreadCache* head_ = nullptr;

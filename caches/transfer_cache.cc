@@ -42,10 +42,10 @@ void TransferCache::InsertRange(void* const* batch, int n) {
     // trees of 8K-512K nodes spent a quarter of their time here and in the
     // central list).
     if (used_.load(std::memory_order_relaxed) + n > capacity_) {
-      lock_.Lock();
+      lock_->Lock();
       ++insert_misses_;
       const int used = used_.load(std::memory_order_relaxed);
-      lock_.Unlock();
+      lock_->Unlock();
       JSMALLOC_PROBE(transfer_overflow, central_->sizeclass(), n, used, capacity_);
       central_->InsertRange(batch, n, /*mark=*/true);
       return;
@@ -68,23 +68,23 @@ void TransferCache::InsertRange(void* const* batch, int n) {
       *w = mark;
     }
   }
-  lock_.Lock();
+  lock_->Lock();
   int used = used_.load(std::memory_order_relaxed);
   if (used + n <= capacity_) {
     memcpy(slots_ + used, batch, sizeof(void*) * static_cast<size_t>(n));
     used_.store(used + n, std::memory_order_relaxed);
     ++insert_hits_;
-    lock_.Unlock();
+    lock_->Unlock();
     return;
   }
   ++insert_misses_;
-  lock_.Unlock();
+  lock_->Unlock();
   JSMALLOC_PROBE(transfer_overflow, central_->sizeclass(), n, used, capacity_);
   central_->InsertRange(batch, n);
 }
 
 int TransferCache::RemoveRange(void** batch, int n, int min_n) {
-  lock_.Lock();
+  lock_->Lock();
   int used = used_.load(std::memory_order_relaxed);
   if (used >= min_n && used > 0) {
     if (n > used) n = used;
@@ -93,14 +93,14 @@ int TransferCache::RemoveRange(void** batch, int n, int min_n) {
     used_.store(used, std::memory_order_relaxed);
     if (used < low_water_) low_water_ = used;
     ++remove_hits_;
-    lock_.Unlock();
+    lock_->Unlock();
     if (mark_objects_) {
       for (int i = 0; i < n; ++i) *MarkWord(batch[i]) = 0;
     }
     return n;
   }
   ++remove_misses_;
-  lock_.Unlock();
+  lock_->Unlock();
   // The central list clears the marks of what it takes off its spans' lists
   // and leaves the objects it carves fresh untouched: writing a mark word
   // there faulted in pages the program had not used yet (a small process
@@ -114,47 +114,47 @@ int TransferCache::Plunder() {
   // last call.
   void* buf[256];
   int moved = 0;
-  lock_.Lock();
+  lock_->Lock();
   int stale = low_water_;
-  lock_.Unlock();
+  lock_->Unlock();
   while (stale > 0) {
-    lock_.Lock();
+    lock_->Lock();
     int used = used_.load(std::memory_order_relaxed);
     int take = stale < 256 ? stale : 256;
     if (take > used) take = used;
     memcpy(buf, slots_, sizeof(void*) * static_cast<size_t>(take));
     memmove(slots_, slots_ + take, sizeof(void*) * static_cast<size_t>(used - take));
     used_.store(used - take, std::memory_order_relaxed);
-    lock_.Unlock();
+    lock_->Unlock();
     if (take == 0) break;
     // The central list takes a batch at a time.
     for (int i = 0; i < take; i += 64) central_->InsertRange(buf + i, take - i < 64 ? take - i : 64);
     stale -= take;
     moved += take;
   }
-  lock_.Lock();
+  lock_->Lock();
   low_water_ = used_.load(std::memory_order_relaxed);
-  lock_.Unlock();
+  lock_->Unlock();
   return moved;
 }
 
 void TransferCache::Drain() {
   void* buf[64];
   for (;;) {
-    lock_.Lock();
+    lock_->Lock();
     int used = used_.load(std::memory_order_relaxed);
     int take = used < 64 ? used : 64;
     used -= take;
     memcpy(buf, slots_ + used, sizeof(void*) * static_cast<size_t>(take));
     used_.store(used, std::memory_order_relaxed);
-    lock_.Unlock();
+    lock_->Unlock();
     if (take == 0) return;
     central_->InsertRange(buf, take);
   }
 }
 
 TransferStats TransferCache::Stats() {
-  SpinLockHolder h(&lock_);
+  SpinLockHolder h(lock_);
   TransferStats s;
   s.objects = static_cast<size_t>(used_.load(std::memory_order_relaxed));
   s.capacity = static_cast<size_t>(capacity_);

@@ -73,10 +73,12 @@ class TransferCache {
   TransferStats Stats();
   size_t objects() const { return static_cast<size_t>(used_.load(std::memory_order_relaxed)); }
   CentralFreeList* central() const { return central_; }
-  void LockForFork() { lock_.Lock(); }
+  // Guards this list with `lock` from now on; only before first use.
+  void UseLock(SpinLock* lock) { lock_ = lock; }
+  void LockForFork() { lock_->Lock(); }
   void UnlockAfterFork(bool child) {
-    if (child) lock_.ResetAfterFork();
-    else lock_.Unlock();
+    if (child) lock_->ResetAfterFork();
+    else lock_->Unlock();
   }
 
   // What a CPU's cache takes on a miss in an allocation burst: for small
@@ -103,7 +105,10 @@ class TransferCache {
   static int DefaultCapacity(size_t object_size, int batch);
 
  private:
-  SpinLock lock_;
+  // Its own lock until UseLock (Static puts every list's in the LockTable,
+  // base/lock_table.h, so that fork does not copy the pages they are on).
+  SpinLock own_lock_;
+  SpinLock* lock_ = &own_lock_;
   CentralFreeList* central_ = nullptr;
   void** slots_ = nullptr;
   int capacity_ = 0;

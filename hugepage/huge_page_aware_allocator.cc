@@ -260,14 +260,14 @@ Span* HugePageAwareAllocator::NewLocked(Length n) {
 }
 
 Span* HugePageAwareAllocator::New(Length n) {
-  SpinLockHolder hold(&lock_);
+  SpinLockHolder hold(lock_);
   FlushReleasesOnExit flush(source_);
   return MarkGrowing(NewLocked(n));
 }
 
 Span* HugePageAwareAllocator::NewAligned(Length n, Length align_pages) {
   if (align_pages <= 1) return New(n);
-  SpinLockHolder hold(&lock_);
+  SpinLockHolder hold(lock_);
   FlushReleasesOnExit flush(source_);
   return MarkGrowing(NewAlignedLocked(n, align_pages));
 }
@@ -393,7 +393,7 @@ Span* HugePageAwareAllocator::MarkGrowing(Span* s) {
 }
 
 void HugePageAwareAllocator::Delete(Span* span) {
-  SpinLockHolder hold(&lock_);
+  SpinLockHolder hold(lock_);
   FlushReleasesOnExit flush(source_);
   DeleteLocked(span);
   if (!background_release_.load(std::memory_order_relaxed)) ReleaseExcessLocked();
@@ -525,13 +525,13 @@ size_t HugePageAwareAllocator::PromoteDense(size_t max_hugepages) {
   static constexpr size_t kMaxSpans = 64;
   size_t checked = 0, collapsed = 0, failed = 0, spans = 0;
   {
-    SpinLockHolder hold(&lock_);
+    SpinLockHolder hold(lock_);
     ++promote_cycle_;
   }
   while (checked < max_hugepages && collapsed + failed < kMaxCollapses && spans++ < kMaxSpans) {
     Span* s = nullptr;
     {
-      SpinLockHolder hold(&lock_);
+      SpinLockHolder hold(lock_);
       s = large_spans_.Find([&](Span* c) {
         // Not dense already, being collapsed or backing off, and at least one
         // whole hugepage.
@@ -568,7 +568,7 @@ size_t HugePageAwareAllocator::PromoteDense(size_t max_hugepages) {
         break;
       }
     }
-    SpinLockHolder hold(&lock_);
+    SpinLockHolder hold(lock_);
     FlushReleasesOnExit flush(source_);
     const bool dense = !sparse && !out_of_budget;
     // The hugepages before h are collapsed: later calls go on from h, and a
@@ -596,7 +596,7 @@ size_t HugePageAwareAllocator::PromoteDense(size_t max_hugepages) {
   if (checked < max_hugepages && collapsed + failed < kMaxCollapses) {
     PromoteDenseFiller(max_hugepages, kMaxCollapses, &checked, &collapsed, &failed);
   }
-  SpinLockHolder hold(&lock_);
+  SpinLockHolder hold(lock_);
   promoted_hugepages_ += collapsed;
   promote_failures_ += failed;
   return collapsed;
@@ -613,7 +613,7 @@ void HugePageAwareAllocator::PromoteDenseFiller(size_t max_checks, size_t max_co
   PageTracker* batch[kBatch];
   int k = 0;
   {
-    SpinLockHolder hold(&lock_);
+    SpinLockHolder hold(lock_);
     const size_t room = max_checks - *checked;
     sparse_filler_.ForEachTracker([&](PageTracker* t) {
       if (k >= kBatch || static_cast<size_t>(k) >= room) return;
@@ -650,7 +650,7 @@ void HugePageAwareAllocator::PromoteDenseFiller(size_t max_checks, size_t max_co
     }
     outcome[i] = ok ? kDense : kRefused;
   }
-  SpinLockHolder hold(&lock_);
+  SpinLockHolder hold(lock_);
   FlushReleasesOnExit flush(source_);
   for (int i = 0; i < k; ++i) {
     PageTracker* t = batch[i];
@@ -732,7 +732,7 @@ size_t HugePageAwareAllocator::SubReleaseBeyondDemandLocked() {
 }
 
 size_t HugePageAwareAllocator::ReleaseExcess() {
-  SpinLockHolder hold(&lock_);
+  SpinLockHolder hold(lock_);
   FlushReleasesOnExit flush(source_);
   return ReleaseExcessLocked();
 }
@@ -740,7 +740,7 @@ size_t HugePageAwareAllocator::ReleaseExcess() {
 size_t HugePageAwareAllocator::SubRelease(size_t bytes) {
   size_t got = 0;
   ProbeReleaseScope probe(kProbeReleaseSubrelease, bytes, &got);  // fires after the unlock
-  SpinLockHolder hold(&lock_);
+  SpinLockHolder hold(lock_);
   FlushReleasesOnExit flush(source_);
   Length pages = (bytes >> kPageShift) + ((bytes & (kPageSize - 1)) != 0);
   got = SubReleaseBoth(pages) << kPageShift;
@@ -751,7 +751,7 @@ size_t HugePageAwareAllocator::SubRelease(size_t bytes) {
 size_t HugePageAwareAllocator::ReleaseAtLeast(size_t bytes) {
   size_t got = 0;
   ProbeReleaseScope probe(kProbeReleaseForced, bytes, &got);  // fires after the unlock
-  SpinLockHolder hold(&lock_);
+  SpinLockHolder hold(lock_);
   FlushReleasesOnExit flush(source_);
   // Whole free hugepages first (no hugepage in use is broken), then
   // subrelease inside partly used ones.
@@ -778,7 +778,7 @@ size_t HugePageAwareAllocator::ReleaseAtLeast(size_t bytes) {
 }
 
 size_t HugePageAwareAllocator::BackedBytes() {
-  SpinLockHolder hold(&lock_);
+  SpinLockHolder hold(lock_);
   HugeCacheStats c = CacheStatsLocked();
   size_t unbacked = c.unbacked_free * kHugePageSize +
                     ((filler_.released_pages() + sparse_filler_.released_pages() + large_slack_pages_) << kPageShift);
@@ -790,7 +790,7 @@ size_t HugePageAwareAllocator::BackedBytes() {
 }
 
 BackendStats HugePageAwareAllocator::Stats() {
-  SpinLockHolder hold(&lock_);
+  SpinLockHolder hold(lock_);
   BackendStats s = stats_;
   HugeCacheStats c = CacheStatsLocked();
   FillerStats f = FillerStatsLocked();
@@ -809,7 +809,7 @@ BackendStats HugePageAwareAllocator::Stats() {
 }
 
 HugePageStats HugePageAwareAllocator::HugeStats() {
-  SpinLockHolder hold(&lock_);
+  SpinLockHolder hold(lock_);
   HugePageStats s;
   s.small_filler = filler_.Stats();
   s.sparse_filler = sparse_filler_.Stats();
@@ -842,7 +842,7 @@ HugePageStats HugePageAwareAllocator::HugeStats() {
 }
 
 size_t HugePageAwareAllocator::UsedHugePages(UsedHugePage* out, size_t max) {
-  SpinLockHolder hold(&lock_);
+  SpinLockHolder hold(lock_);
   size_t n = 0;
   auto add = [&](HugePageId hp, size_t bytes) {
     if (bytes == 0) return;

@@ -132,10 +132,12 @@ class HugePageAwareAllocator final : public PageAllocator {
   size_t BackedBytes() override;
   void Print(Printer* out) override;
   const char* Name() const override { return "hugepage-aware"; }
-  void LockForFork() override { lock_.Lock(); }
+  // Guarded by `lock` from now on; only before first use.
+  void UseLock(SpinLock* lock) { lock_ = lock; }
+  void LockForFork() override { lock_->Lock(); }
   void UnlockAfterFork(bool child) override {
-    if (child) lock_.ResetAfterFork();
-    else lock_.Unlock();
+    if (child) lock_->ResetAfterFork();
+    else lock_->Unlock();
   }
 
   // Releases what the hugepage cache's demand policy no longer needs
@@ -199,7 +201,10 @@ class HugePageAwareAllocator final : public PageAllocator {
   void MaybeCollapse(PageTracker* t);
   size_t ReleaseExcessLocked();
 
-  SpinLock lock_;
+  // Its own lock until UseLock (Static puts it in the LockTable,
+  // base/lock_table.h, so that fork does not copy the page it is on).
+  SpinLock own_lock_;
+  SpinLock* lock_ = &own_lock_;
   std::atomic<bool> background_release_{false};
   std::atomic<bool> promote_in_flight_{false};  // PromoteDense holds a span outside the lock
   PageMap* pagemap_;

@@ -38,6 +38,13 @@ void* MapAligned(size_t bytes, size_t alignment, void* hint);
 // Unmaps a range obtained from MapAligned (or part of one).
 void Unmap(void* ptr, size_t bytes);
 
+// Maps `bytes` (a multiple of the system page) of zeroed anonymous memory
+// that a child made by fork() gets zeroed instead of shared copy-on-write
+// (MADV_WIPEONFORK, Linux 4.14): after fork, the parent's writes there take
+// no copy-on-write fault. *wiped says whether the kernel agreed (if not,
+// the memory is shared as usual). nullptr when the kernel refuses the map.
+void* MapWipeOnFork(size_t bytes, bool* wiped);
+
 // Tells the kernel the contents of [ptr, ptr+bytes) are no longer needed; the
 // range stays mapped. With MADV_DONTNEED (default) it reads back as zeros at
 // once; with MADV_FREE (madv_free) the kernel takes the pages only under

@@ -1,4 +1,5 @@
 #include "runtime/guarded_pool.h"
+#include "runtime/runtime_locks.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -39,7 +40,7 @@ struct Slot {
 };
 
 struct Pool {
-  SpinLock lock;  // guards everything below; the fault handler reads without it
+  SpinLock& lock = g_runtime_locks.guarded.lock;  // guards everything below; the fault handler reads without it
   bool tried;     // creation attempted (once)
   bool ok;        // the pool exists
   Slot* slots;

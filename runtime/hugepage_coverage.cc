@@ -1,4 +1,5 @@
 #include "runtime/hugepage_coverage.h"
+#include "runtime/runtime_locks.h"
 
 #include "hugepage/huge_page_aware_allocator.h"
 #include "os/os.h"
@@ -13,7 +14,7 @@ namespace {
 // computation at a time.
 }  // namespace
 
-constinit SpinLock coverage_lock;
+constinit SpinLock& coverage_lock = g_runtime_locks.coverage.lock;
 
 namespace {
 constinit HugePageAwareAllocator::UsedHugePage* snapshot = nullptr;

@@ -6,6 +6,7 @@
 
 #include <new>
 
+#include "base/lock_table.h"
 #include "base/freelist_link.h"
 #include "os/os.h"
 #include "runtime/allocator.h"
@@ -130,7 +131,9 @@ bool InitPartition(State* st, int p, MetadataArena* arena) {
     PageHeapOptions heap_options;
     heap_options.keep_free_min_bytes = st->options.page_heap_keep_free_bytes;
     heap_options.partition = static_cast<uint8_t>(p);
-    part->raw = new (part->backend_storage) PageHeap(&g_pagemap, &part->source, arena, heap_options);
+    PageHeap* heap = new (part->backend_storage) PageHeap(&g_pagemap, &part->source, arena, heap_options);
+    if (PaddedSpinLock* l = LockTable::Allocate(1)) heap->UseLock(&l->lock);
+    part->raw = heap;
   } else {
     HugePageAwareOptions hp;
     hp.clock = &Clock;
@@ -145,6 +148,7 @@ bool InitPartition(State* st, int p, MetadataArena* arena) {
     hp.partition = static_cast<uint8_t>(p);
     part->hpaa = new (part->backend_storage)
         HugePageAwareAllocator(&g_pagemap, &part->source, arena, hp);
+    if (PaddedSpinLock* l = LockTable::Allocate(1)) part->hpaa->UseLock(&l->lock);
     part->raw = part->hpaa;
   }
   return true;
@@ -157,8 +161,15 @@ void InitMiddleEnd(State* st, int p, MetadataArena* arena) {
     part->view.Init(st->limiter, part->raw, st->plan.partition_node[p]);
     pages = &part->view;
   }
+  // Their locks live in the LockTable (fork releases them without a
+  // copy-on-write fault); if it has no memory, each keeps its own.
+  PaddedSpinLock* locks = LockTable::Allocate(2 * kNumClasses);
   for (int cl = 1; cl < kNumClasses; ++cl) {
     size_t size = SizeMap::ClassSize(cl);
+    if (locks != nullptr) {
+      part->central[cl].UseLock(&locks[2 * cl].lock);
+      part->transfer[cl].UseLock(&locks[2 * cl + 1].lock);
+    }
     part->central[cl].Init(cl, size, SizeMap::ClassPages(cl), pages, &g_pagemap);
     if (st->num_parts > 1) part->central[cl].SetPartition(p, st->plan.partition_node[p], &HomeCentral);
     int cap = TransferCache::DefaultCapacity(size, SizeMap::BatchSize(cl));
@@ -212,7 +223,8 @@ void Static::Init() {
       st->limiter->SetLimit(st->options.memory_limit, st->options.memory_limit_hard);
     }
     for (int p = 0; p < st->num_parts; ++p) InitMiddleEnd(st, p, arena);
-    st->registry.Init(st->parts[0]->transfer, arena, st->options.max_total_thread_cache_bytes);
+    if (PaddedSpinLock* l = LockTable::Allocate(1)) st->registry.UseLock(&l->lock);
+  st->registry.Init(st->parts[0]->transfer, arena, st->options.max_total_thread_cache_bytes);
     if (st->num_parts > 1) {
       // The whole table: CPUs the topology did not list read partition 0,
       // as they do for the per-CPU cache.

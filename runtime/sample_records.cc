@@ -1,4 +1,5 @@
 #include "runtime/sample_records.h"
+#include "runtime/runtime_locks.h"
 
 #include <errno.h>
 #include <time.h>
@@ -40,7 +41,7 @@ struct RecordList {
 };
 
 struct SamplerState {
-  SpinLock lock;  // guards everything below
+  SpinLock& lock = g_runtime_locks.sampler.lock;  // guards everything below
   ObjectPool<SampledAllocation> pool;
   SampleSpanCache kept;  // Span::sample == &kept_marker
   uint64_t samples_total;

@@ -1,4 +1,5 @@
 #include "runtime/stack_trace.h"
+#include "runtime/runtime_locks.h"
 
 #include <link.h>
 #include <unwind.h>
@@ -758,7 +759,7 @@ struct CacheSlot {
 };
 constexpr size_t kCacheSlots = 8192;
 constinit CacheSlot rule_cache[kCacheSlots] = {};
-constinit SpinLock rule_cache_lock;
+constinit SpinLock& rule_cache_lock = g_runtime_locks.unwinder.lock;
 // The slots in use: the first 256 (one 4 KiB page), four times more each
 // time the fills reach half of them. Hashing PCs over all 128 KiB at once
 // faulted in most of its 32 pages for the few dozen PCs of a small

@@ -57,7 +57,7 @@ alignas(64) extern char g_state_storage[sizeof(State)];
 inline State& S() { return *reinterpret_cast<State*>(g_state_storage); }
 
 // Serialises Static::Init; taken first by the fork lock table.
-extern SpinLock g_init_lock;
+extern SpinLock& g_init_lock;
 
 }  // namespace jsmalloc
 

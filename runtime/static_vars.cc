@@ -1,6 +1,7 @@
 // The process-wide state's storage and its accessors (Static). It is built
 // by Static::Init (init.cc); threads attach to it in thread_lifecycle.cc.
 #include "runtime/static_vars.h"
+#include "runtime/runtime_locks.h"
 
 #include "runtime/static_state.h"
 
@@ -15,7 +16,8 @@ constinit std::atomic<bool> Static::inited_{false};
 constinit std::atomic<bool> Static::key_ready_{false};
 
 alignas(64) constinit char g_state_storage[sizeof(State)] = {};
-constinit SpinLock g_init_lock;
+constinit RuntimeLocks g_runtime_locks;
+constinit SpinLock& g_init_lock = g_runtime_locks.init.lock;
 
 PageAllocator* Static::backend() { return S().limiter; }
 HugePageAwareAllocator* Static::hugepage_allocator() { return S().parts[0]->hpaa; }

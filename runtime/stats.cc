@@ -1,5 +1,8 @@
 #include "runtime/stats.h"
 
+#include "base/lock_table.h"
+#include "runtime/runtime_locks.h"
+
 #include <cstring>
 #include <new>
 
@@ -22,7 +25,7 @@
 namespace jsmalloc {
 
 // One report at a time (the per-class scratch is static). Taken by fork().
-constinit SpinLock report_lock;
+constinit SpinLock& report_lock = g_runtime_locks.report.lock;
 
 Summary GetSummary() {
   Static::InitIfNeeded();
@@ -239,6 +242,12 @@ void PrintStatsReport(Printer* out) {
                         : "off (JSMALLOC_CHECK=1); bad frees caught when objects reach their span")
       .Str("\n  free-list links ").Str(g_link_validate ? "encoded and validated against the pagemap (hardened)"
                                                   : "encoded (JSMALLOC_HARDENED=1 also validates them)")
+      .Char('\n');
+  // fork(): where the locks its handlers hold live (base/lock_table.h).
+  const LockTableStats lt = LockTable::Stats();
+  out->Str("Fork: ").U(lt.locks).Str(" locks in ").U(lt.bytes >> 10).Str(" KiB ")
+      .Str(lt.wiped ? "that a forked child gets zeroed (MADV_WIPEONFORK): released after fork without copy-on-write"
+                    : "shared with a forked child as usual (the kernel refused MADV_WIPEONFORK)")
       .Char('\n');
   PrintSamplingSection(out);
 }

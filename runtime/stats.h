@@ -32,8 +32,8 @@ Summary GetSummary();
 // text report and the hugepage coverage scratch (malloc_info formats into
 // blocks of its own and holds none). fork() takes them first
 // (Static::PrepareFork).
-extern SpinLock report_lock;
-extern SpinLock coverage_lock;
+extern SpinLock& report_lock;
+extern SpinLock& coverage_lock;
 // Writes the full report; returns the length it needs.
 size_t WriteStatsReport(char* buf, size_t len);
 void PrintStatsReport(Printer* out);

@@ -78,6 +78,23 @@ void Unmap(void* ptr, size_t bytes) {
   errno = saved_errno;
 }
 
+void* MapWipeOnFork(size_t bytes, bool* wiped) {
+  int saved_errno = errno;
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    errno = saved_errno;
+    *wiped = false;
+    return nullptr;
+  }
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+  *wiped = madvise(p, bytes, MADV_WIPEONFORK) == 0;
+  NameMapping(p, bytes, "jsmalloc-locks");
+  errno = saved_errno;
+  return p;
+}
+
 bool ReleasePages(void* ptr, size_t bytes, bool madv_free) {
   int saved_errno = errno;
   int rc;
