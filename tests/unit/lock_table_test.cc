@@ -75,7 +75,13 @@ TEST(LockTableTest, AForkedChildFindsTheLocksFreeAndTheParentReleasesThemWithout
   close(pipefd[0]);
   close(pipefd[1]);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child saw held locks";
+#if defined(__SANITIZE_THREAD__)
+  // TSan writes its shadow of the locks on every release, and its shadow
+  // pages are shared with the child like any others: the count is TSan's.
+  (void)faults;
+#else
   EXPECT_EQ(faults, 0) << "the parent's release copied lock-table pages";
+#endif
   for (int i = 0; i < n; ++i) EXPECT_FALSE(locks[i].lock.IsHeld());
 }
 
