@@ -121,12 +121,15 @@ class PerCpuSlab {
   // True when p is the top object of (cpu, cl): freeing it again would hand
   // it out twice. Racy like the other readers: a false answer is possible
   // while the CPU's owner pushes or pops, a true one only if p is cached.
-  bool TopIs(int cpu, int cl, const void* p) const {
-    Header* h = HeaderOf(cpu, cl);
+  bool TopIs(int cpu, int cl, const void* p) const { return TopIsAt(reinterpret_cast<uintptr_t>(base_), cpu, cl, p); }
+  // The same from the slab's base address (realloc's check, inline).
+  static bool TopIsAt(uintptr_t base, int cpu, int cl, const void* p) {
+    void** region = reinterpret_cast<void**>(base + (static_cast<uintptr_t>(cpu) << kShift));
+    Header* h = reinterpret_cast<Header*>(region + cl);
     uint16_t cur = __atomic_load_n(&h->current, __ATOMIC_RELAXED);
     uint16_t beg = __atomic_load_n(&h->begin, __ATOMIC_RELAXED);
     if (beg == kStoppedBegin || cur <= beg) return false;
-    return __atomic_load_n(&Region(cpu)[cur - 1], __ATOMIC_RELAXED) == p;
+    return __atomic_load_n(&region[cur - 1], __ATOMIC_RELAXED) == p;
   }
 
   // Plain operations on a given CPU, without rseq: for a stopped CPU and for

@@ -9,6 +9,7 @@
 #include <cstddef>
 
 #include "caches/central_free_list.h"
+#include "base/freelist_link.h"
 #include "base/size_map.h"
 #include "base/spinlock.h"
 
@@ -60,6 +61,11 @@ class TransferCache {
   // True when p (an object of this class) carries the free mark: it is free
   // here or in the central list (realloc's check of its source block).
   bool HoldsAsFree(const void* p) const;
+  // The same without the cache: whether an object of `object_size` bytes
+  // carries the mark (not for check mode, whose mark is its own).
+  static bool CarriesFreeMark(const void* p, size_t object_size) {
+    return object_size >= 2 * sizeof(uintptr_t) && *MarkWord(const_cast<void*>(p)) == FreeMark(p);
+  }
 
   // Moves everything held here to the central free list (malloc_trim).
   void Drain();
