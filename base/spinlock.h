@@ -43,6 +43,12 @@ class SpinLock {
 
  private:
   static constexpr int32_t kFree = 0;
+
+ public:
+  // Zeroed memory holds a free lock (base/lock_table.cc relies on it).
+  static constexpr bool kZeroIsFree = kFree == 0;
+
+ private:
   static constexpr int32_t kHeld = 1;
   static constexpr int32_t kContended = 2;
   void SlowLock();
