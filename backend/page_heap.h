@@ -9,6 +9,7 @@
 #include "base/arena.h"
 #include "base/sorted_array.h"
 #include "base/pagemap.h"
+#include "base/lock_table.h"
 #include "base/spinlock.h"
 
 namespace jsmalloc {
@@ -46,7 +47,7 @@ class PageHeap final : public PageAllocator {
   void Print(Printer* out) override;
   const char* Name() const override { return "legacy page heap"; }
   // Guarded by `lock` from now on; only before first use.
-  void UseLock(SpinLock* lock) { lock_ = lock; }
+  void UseLock(SpinLock* lock) { lock_.MoveTo(lock); }
   void LockForFork() override { lock_->Lock(); }
   void UnlockAfterFork(bool child) override {
     if (child) lock_->ResetAfterFork();
@@ -86,10 +87,9 @@ class PageHeap final : public PageAllocator {
     return loc == Span::kOnNormalFreelist ? &large_normal_ : &large_returned_;
   }
 
-  // Its own lock until UseLock (Static puts it in the LockTable,
-  // base/lock_table.h, so that fork does not copy the page it is on).
-  SpinLock own_lock_;
-  SpinLock* lock_ = &own_lock_;
+  // In the LockTable once Static moves it there (base/lock_table.h: fork
+  // then copies no page to release it).
+  MovableLock lock_;
   PageMap* const pagemap_;
   PageSource* const source_;
   PageHeapOptions options_;

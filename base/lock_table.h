@@ -30,6 +30,23 @@ struct LockTableStats {
   bool wiped = true;  // every chunk is wiped in a forked child (false: shared as usual)
 };
 
+// A component's lock: its own until the process-wide set-up moves it into
+// the table with MoveTo (before the component's first use). Reads as the
+// SpinLock* in use.
+class MovableLock {
+ public:
+  MovableLock() = default;
+  MovableLock(const MovableLock&) = delete;
+  MovableLock& operator=(const MovableLock&) = delete;
+  void MoveTo(SpinLock* lock) { lock_ = lock; }
+  operator SpinLock*() const { return lock_; }
+  SpinLock* operator->() const { return lock_; }
+
+ private:
+  SpinLock own_;
+  SpinLock* lock_ = &own_;
+};
+
 class LockTable {
  public:
   // n free locks; nullptr when the kernel refuses the memory (the caller

@@ -8,6 +8,7 @@
 
 #include "backend/page_allocator.h"
 #include "base/pagemap.h"
+#include "base/lock_table.h"
 #include "base/spinlock.h"
 
 namespace jsmalloc {
@@ -120,7 +121,7 @@ class CentralFreeList {
   int sizeclass() const { return sizeclass_; }
   size_t object_size() const { return object_size_; }
   // Guards this list with `lock` from now on; only before first use.
-  void UseLock(SpinLock* lock) { lock_ = lock; }
+  void UseLock(SpinLock* lock) { lock_.MoveTo(lock); }
   void LockForFork() { lock_->Lock(); }
   void UnlockAfterFork(bool child) {
     if (child) lock_->ResetAfterFork();
@@ -155,10 +156,9 @@ class CentralFreeList {
   size_t ReleaseLap(size_t visits_left, bool stop_if_allocating, size_t removes_at_start);
   void RefillFromReleased(Span* span);
 
-  // Its own lock until UseLock (Static puts every list's in the LockTable,
-  // base/lock_table.h, so that fork does not copy the pages they are on).
-  SpinLock own_lock_;
-  SpinLock* lock_ = &own_lock_;
+  // In the LockTable once Static moves it there (base/lock_table.h: fork
+  // then copies no page to release it).
+  MovableLock lock_;
   int sizeclass_ = 0;
   size_t object_size_ = 0;
   bool has_mark_word_ = false;  // objects of 16 bytes and more: MarkWord exists

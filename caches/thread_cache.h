@@ -11,6 +11,7 @@
 #include "os/os.h"
 #include "base/arena.h"
 #include "base/size_map.h"
+#include "base/lock_table.h"
 #include "base/spinlock.h"
 #include "base/freelist_link.h"
 #include "caches/transfer_cache.h"
@@ -179,7 +180,7 @@ class ThreadCacheRegistry {
 
   ThreadCacheStats Stats();
   // Guarded by `lock` from now on; only before first use.
-  void UseLock(SpinLock* lock) { lock_ = lock; }
+  void UseLock(SpinLock* lock) { lock_.MoveTo(lock); }
   void LockForFork() { lock_->Lock(); }
   void UnlockAfterFork(bool child) {
     if (child) lock_->ResetAfterFork();
@@ -187,10 +188,9 @@ class ThreadCacheRegistry {
   }
 
  private:
-  // Its own lock until UseLock (Static puts it in the LockTable,
-  // base/lock_table.h, so that fork does not copy the page it is on).
-  SpinLock own_lock_;
-  SpinLock* lock_ = &own_lock_;
+  // In the LockTable once Static moves it there (base/lock_table.h: fork
+  // then copies no page to release it).
+  MovableLock lock_;
   TransferCache* transfer_ = nullptr;
   ObjectPool<ThreadCache> pool_;
   ThreadCache* head_ = nullptr;

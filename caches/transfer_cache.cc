@@ -31,7 +31,7 @@ void TransferCache::Init(CentralFreeList* central, void** slots, int capacity, b
 }
 
 bool TransferCache::HoldsAsFree(const void* p) const {
-  return mark_objects_ && *MarkWord(const_cast<void*>(p)) == FreeMark(p);
+  return mark_objects_ && CarriesFreeMark(p, central_->object_size());
 }
 
 void TransferCache::InsertRange(void* const* batch, int n) {

@@ -11,6 +11,7 @@
 #include "caches/central_free_list.h"
 #include "base/freelist_link.h"
 #include "base/size_map.h"
+#include "base/lock_table.h"
 #include "base/spinlock.h"
 
 namespace jsmalloc {
@@ -80,7 +81,7 @@ class TransferCache {
   size_t objects() const { return static_cast<size_t>(used_.load(std::memory_order_relaxed)); }
   CentralFreeList* central() const { return central_; }
   // Guards this list with `lock` from now on; only before first use.
-  void UseLock(SpinLock* lock) { lock_ = lock; }
+  void UseLock(SpinLock* lock) { lock_.MoveTo(lock); }
   void LockForFork() { lock_->Lock(); }
   void UnlockAfterFork(bool child) {
     if (child) lock_->ResetAfterFork();
@@ -111,10 +112,9 @@ class TransferCache {
   static int DefaultCapacity(size_t object_size, int batch);
 
  private:
-  // Its own lock until UseLock (Static puts every list's in the LockTable,
-  // base/lock_table.h, so that fork does not copy the pages they are on).
-  SpinLock own_lock_;
-  SpinLock* lock_ = &own_lock_;
+  // In the LockTable once Static moves it there (base/lock_table.h: fork
+  // then copies no page to release it).
+  MovableLock lock_;
   CentralFreeList* central_ = nullptr;
   void** slots_ = nullptr;
   int capacity_ = 0;

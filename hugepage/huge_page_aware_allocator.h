@@ -35,6 +35,7 @@
 #include "base/arena.h"
 #include "base/pagemap.h"
 #include "base/size_class_table.h"
+#include "base/lock_table.h"
 #include "base/spinlock.h"
 
 namespace jsmalloc {
@@ -133,7 +134,7 @@ class HugePageAwareAllocator final : public PageAllocator {
   void Print(Printer* out) override;
   const char* Name() const override { return "hugepage-aware"; }
   // Guarded by `lock` from now on; only before first use.
-  void UseLock(SpinLock* lock) { lock_ = lock; }
+  void UseLock(SpinLock* lock) { lock_.MoveTo(lock); }
   void LockForFork() override { lock_->Lock(); }
   void UnlockAfterFork(bool child) override {
     if (child) lock_->ResetAfterFork();
@@ -201,10 +202,9 @@ class HugePageAwareAllocator final : public PageAllocator {
   void MaybeCollapse(PageTracker* t);
   size_t ReleaseExcessLocked();
 
-  // Its own lock until UseLock (Static puts it in the LockTable,
-  // base/lock_table.h, so that fork does not copy the page it is on).
-  SpinLock own_lock_;
-  SpinLock* lock_ = &own_lock_;
+  // In the LockTable once Static moves it there (base/lock_table.h: fork
+  // then copies no page to release it).
+  MovableLock lock_;
   std::atomic<bool> background_release_{false};
   std::atomic<bool> promote_in_flight_{false};  // PromoteDense holds a span outside the lock
   PageMap* pagemap_;
